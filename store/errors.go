@@ -1,0 +1,73 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrVersionConflict matches every failed expected-version check,
+	// including two writers racing to create the same stream.
+	ErrVersionConflict = errors.New("version conflict")
+	// ErrStreamNotFound is returned where an operation needs an existing
+	// stream (ArchiveStream, AggregateStream with StreamExists).
+	ErrStreamNotFound = errors.New("stream not found")
+	// ErrInvalidArgument matches every rejected input (empty append, empty
+	// stream id, invalid partition, event without type or data). Nothing
+	// is written when it is returned.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrDuplicateMessageID is returned when an append reuses message ids
+	// already stored somewhere other than the positions of an identical
+	// earlier append, so it is neither new nor an idempotent retry.
+	ErrDuplicateMessageID = errors.New("duplicate message id")
+	// ErrUnknownEventType is returned by a codec asked to decode a type it
+	// has no registration for.
+	ErrUnknownEventType = errors.New("unknown event type")
+)
+
+// VersionConflictError is the detail of a failed expected-version check.
+// errors.Is(err, ErrVersionConflict) matches it.
+type VersionConflictError struct {
+	Stream    StreamID
+	Partition string
+	Expected  ExpectedVersion
+	// Actual is the stream's version when the check failed (0 for a
+	// missing stream). ActualExists says whether the stream existed.
+	Actual       Version
+	ActualExists bool
+}
+
+func (e *VersionConflictError) Error() string {
+	actual := fmt.Sprintf("%d", e.Actual)
+	if !e.ActualExists {
+		actual = "no stream"
+	}
+	return fmt.Sprintf("version conflict on stream %q in partition %q: expected %s, current %s",
+		e.Stream, e.Partition, e.Expected, actual)
+}
+
+// Is reports whether target is ErrVersionConflict.
+func (e *VersionConflictError) Is(target error) bool { return target == ErrVersionConflict }
+
+// InvalidArgument returns an error matching ErrInvalidArgument with a
+// message naming what was wrong.
+func InvalidArgument(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
+}
+
+// UnknownEventTypeError names an event that could not be decoded because
+// its type is not registered. errors.Is(err, ErrUnknownEventType) matches it.
+type UnknownEventTypeError struct {
+	Type      string
+	Stream    StreamID
+	Partition string
+	Position  Version
+}
+
+func (e *UnknownEventTypeError) Error() string {
+	return fmt.Sprintf("unknown event type %q at position %d of stream %q in partition %q",
+		e.Type, e.Position, e.Stream, e.Partition)
+}
+
+// Is reports whether target is ErrUnknownEventType.
+func (e *UnknownEventTypeError) Is(target error) bool { return target == ErrUnknownEventType }
