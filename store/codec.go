@@ -1,8 +1,8 @@
 package store
 
 import (
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -121,4 +121,3 @@ func Decode(codec Codec, e Event) (any, error) {
 	}
 	return v, nil
 }
-
