@@ -1,0 +1,305 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/troupehq/troupe/store"
+)
+
+// An append is one statement: a CTE that creates or advances the streams
+// row with the expected-version check in its WHERE/ON CONFLICT clause, a CTE
+// that inserts every message from parallel arrays at positions prev+1..,
+// and a final SELECT that returns the result and notifies NotifyChannel.
+// When the check fails the streams CTE returns no row, so nothing is
+// inserted and the statement returns no row either.
+//
+// The streams CTE also refuses to write when any of the append's message
+// ids is already stored in the partition (the NOT EXISTS guard), so the
+// common idempotent retry - a client re-sending an append whose reply it
+// lost - writes nothing and raises no error, which matters inside a
+// caller's transaction, where an error would abort the transaction. The
+// unique (partition, message_id) constraint still backs the guard up for
+// two identical appends racing each other.
+//
+// Parameters shared by every variant:
+//
+//	$1 stream id, $2 partition, $3 number of events,
+//	$4 message ids, $5 types, $6 data, $7 metadata, $8 schema versions (text[])
+//
+// and $9 is the stream type (insert variants) or the expected version
+// (the exact variant).
+const (
+	appendGuardSQL = `NOT EXISTS (SELECT FROM messages WHERE partition = $2::text AND message_id = ANY($4::text[]))`
+
+	appendTailSQL = `
+), m AS (
+    INSERT INTO messages (stream_id, stream_position, partition, message_data, message_metadata,
+                          message_schema_version, message_type, message_id)
+    SELECT $1::text, s.prev + e.ord, $2::text, e.data::jsonb, e.meta::jsonb, e.schema_version, e.type, e.id
+    FROM s, unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+            WITH ORDINALITY AS e(id, type, data, meta, schema_version, ord)
+    ORDER BY e.ord
+    RETURNING global_position
+), last AS (
+    SELECT max(global_position) AS global_position FROM m
+)
+SELECT s.prev + $3::bigint, last.global_position, pg_current_xact_id(),
+       pg_notify('` + NotifyChannel + `',
+                 json_build_object('partition', $2::text, 'globalPosition', last.global_position)::text)
+FROM s, last`
+
+	// appendAnySQL creates the stream or advances it, whatever its version.
+	// Two of these racing on one stream serialise on the streams row (the
+	// loser of an insert race takes the DO UPDATE branch), so both succeed
+	// at contiguous positions.
+	appendAnySQL = `WITH s AS (
+    INSERT INTO streams (stream_id, partition, stream_type, stream_position)
+    SELECT $1::text, $2::text, $9::text, $3::bigint
+    WHERE ` + appendGuardSQL + `
+    ON CONFLICT (stream_id, partition, is_archived)
+        DO UPDATE SET stream_position = streams.stream_position + EXCLUDED.stream_position
+    RETURNING stream_position - $3::bigint AS prev` + appendTailSQL
+
+	// appendNewSQL creates the stream and writes nothing when it exists
+	// (NoStream and Exact(0)). The loser of a creation race waits for the
+	// winner's commit and then finds the conflict: no row, no error.
+	appendNewSQL = `WITH s AS (
+    INSERT INTO streams (stream_id, partition, stream_type, stream_position)
+    SELECT $1::text, $2::text, $9::text, $3::bigint
+    WHERE ` + appendGuardSQL + `
+    ON CONFLICT DO NOTHING
+    RETURNING stream_position - $3::bigint AS prev` + appendTailSQL
+
+	// appendExactSQL advances an existing stream at version $9.
+	appendExactSQL = `WITH s AS (
+    UPDATE streams SET stream_position = stream_position + $3::bigint
+    WHERE stream_id = $1::text AND partition = $2::text AND NOT is_archived
+      AND stream_position = $9::bigint
+      AND ` + appendGuardSQL + `
+    RETURNING stream_position - $3::bigint AS prev` + appendTailSQL
+
+	// appendExistingSQL advances an existing stream at any version
+	// (StreamExists).
+	appendExistingSQL = `WITH s AS (
+    UPDATE streams SET stream_position = stream_position + $3::bigint
+    WHERE stream_id = $1::text AND partition = $2::text AND NOT is_archived
+      AND ` + appendGuardSQL + `
+    RETURNING stream_position - $3::bigint AS prev` + appendTailSQL
+
+	// appendLookupSQL runs only after an append wrote nothing: it returns
+	// the stream's current version (NULL when missing) and every stored
+	// message carrying one of the append's ids (none: one row of NULLs).
+	appendLookupSQL = `SELECT
+    (SELECT stream_position FROM streams WHERE stream_id = $1 AND partition = $2 AND NOT is_archived),
+    m.message_id, m.stream_id, m.stream_position, m.global_position, m.transaction_id, m.is_archived
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN messages m ON m.partition = $2 AND m.message_id = ANY($3::text[])`
+)
+
+// maxAppendAttempts bounds how often an append is re-run when it wrote
+// nothing although the state read afterwards would allow it (the stream
+// changed between the two statements, for example archived meanwhile).
+const maxAppendAttempts = 3
+
+// AppendToStream implements [store.EventStore]. On the success path it is
+// one statement (one round trip). See [NotifyChannel] for the notification
+// it sends.
+func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, events []store.EventData, opts store.AppendOptions) (store.AppendResult, error) {
+	events, opts, err := store.PrepareAppend(stream, events, opts)
+	if err != nil {
+		return store.AppendResult{}, err
+	}
+	n := len(events)
+	ids := make([]string, n)
+	types := make([]string, n)
+	data := make([]string, n)
+	metas := make([]string, n)
+	versions := make([]string, n)
+	for i, e := range events {
+		ids[i], types[i], data[i], versions[i] = e.MessageID, e.Type, string(e.Data), e.SchemaVersion
+		metas[i] = "{}"
+		if len(e.Metadata) > 0 {
+			b, err := json.Marshal(e.Metadata)
+			if err != nil {
+				return store.AppendResult{}, store.InvalidArgument("append to stream %q: event %d (%s) metadata: %v", stream, i, e.Type, err)
+			}
+			metas[i] = string(b)
+		}
+	}
+
+	sql, last := appendAnySQL, any(opts.StreamType)
+	switch exp := opts.ExpectedVersion; {
+	case exp == store.NoStream:
+		sql = appendNewSQL
+	case exp == store.StreamExists:
+		sql, last = appendExistingSQL, nil
+	default:
+		if v, exact := exp.Exact(); exact {
+			if v == 0 {
+				sql = appendNewSQL
+			} else {
+				sql, last = appendExactSQL, int64(v)
+			}
+		}
+	}
+	args := []any{string(stream), opts.Partition, int64(n), ids, types, data, metas, versions}
+	if last != nil {
+		args = append(args, last)
+	}
+
+	for attempt := 1; ; attempt++ {
+		var res store.AppendResult
+		var next, lastGlobal int64
+		err := s.db().QueryRow(ctx, sql, args...).Scan(&next, &lastGlobal, &res.TransactionID, nil)
+		if err == nil {
+			res.NextExpectedVersion = store.Version(next)
+			res.LastGlobalPosition = store.GlobalPosition(lastGlobal)
+			res.CreatedNewStream = next == int64(n)
+			return res, nil
+		}
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			// Nothing written: the version check failed or a message id
+			// is already stored. Find out which.
+		case isUniqueViolation(err) && !s.inTx():
+			// An identical append raced this one and committed first; the
+			// statement (its own transaction) rolled back. Look the ids up.
+		case isUniqueViolation(err):
+			return store.AppendResult{}, fmt.Errorf("append to stream %q in partition %q: %w: a concurrent append stored one of its message ids first, and the transaction is aborted: %w",
+				stream, opts.Partition, store.ErrDuplicateMessageID, err)
+		case isDataException(err):
+			return store.AppendResult{}, fmt.Errorf("append to stream %q in partition %q: %w: PostgreSQL rejected a value: %w",
+				stream, opts.Partition, store.ErrInvalidArgument, err)
+		default:
+			return store.AppendResult{}, fmt.Errorf("append to stream %q in partition %q: %w", stream, opts.Partition, err)
+		}
+		res, retry, err := s.explainEmptyAppend(ctx, stream, opts, ids)
+		if err != nil || !retry {
+			return res, err
+		}
+		if attempt == maxAppendAttempts {
+			return store.AppendResult{}, fmt.Errorf("append to stream %q in partition %q: wrote nothing %d times although the stream's state allowed it",
+				stream, opts.Partition, attempt)
+		}
+	}
+}
+
+func isUniqueViolation(err error) bool {
+	pgErr, ok := pgError(err)
+	return ok && pgErr.Code == codeUniqueViolation
+}
+
+// storedMessage is a stored message found by appendLookupSQL.
+type storedMessage struct {
+	stream   string
+	position int64
+	global   int64
+	tx       uint64
+	archived bool
+}
+
+// explainEmptyAppend runs after an append that wrote nothing and returns
+// what the caller gets: the original result of an idempotent retry, an
+// error matching ErrDuplicateMessageID, or a *store.VersionConflictError.
+// retry is true when none of those applies because the stream changed
+// since the append ran; the append should then run again.
+func (s *Store) explainEmptyAppend(ctx context.Context, stream store.StreamID, opts store.AppendOptions, ids []string) (res store.AppendResult, retry bool, err error) {
+	rows, err := s.db().Query(ctx, appendLookupSQL, string(stream), opts.Partition, ids)
+	if err != nil {
+		return res, false, fmt.Errorf("append to stream %q in partition %q: look up the stream after a refused append: %w", stream, opts.Partition, err)
+	}
+	var current *int64
+	found := make(map[string]storedMessage)
+	for rows.Next() {
+		var id, streamID *string
+		var pos, global *int64
+		var tx *uint64
+		var archived *bool
+		if err := rows.Scan(&current, &id, &streamID, &pos, &global, &tx, &archived); err != nil {
+			rows.Close()
+			return res, false, fmt.Errorf("append to stream %q in partition %q: look up the stream after a refused append: %w", stream, opts.Partition, err)
+		}
+		if id != nil {
+			found[*id] = storedMessage{stream: *streamID, position: *pos, global: *global, tx: *tx, archived: *archived}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return res, false, fmt.Errorf("append to stream %q in partition %q: look up the stream after a refused append: %w", stream, opts.Partition, err)
+	}
+
+	if len(found) > 0 {
+		res, err := s.idempotentResult(ctx, stream, opts, ids, found)
+		return res, false, err
+	}
+	exists := current != nil
+	var version store.Version
+	if exists {
+		version = store.Version(*current)
+	}
+	if opts.ExpectedVersion.Allows(exists, version) {
+		return res, true, nil
+	}
+	return res, false, &store.VersionConflictError{
+		Stream: stream, Partition: opts.Partition, Expected: opts.ExpectedVersion,
+		Actual: version, ActualExists: exists,
+	}
+}
+
+// idempotentResult decides whether an append whose message ids are (partly)
+// stored is a retry of an earlier append: every id stored in this live
+// stream at contiguous positions in the append's order (and right after
+// version n for Exact(n) or NoStream). A retry gets the earlier append's
+// result; anything else is a duplicate.
+func (s *Store) idempotentResult(ctx context.Context, stream store.StreamID, opts store.AppendOptions, ids []string, found map[string]storedMessage) (store.AppendResult, error) {
+	dup := func(format string, args ...any) error {
+		return fmt.Errorf("append to stream %q in partition %q: %w: %s",
+			stream, opts.Partition, store.ErrDuplicateMessageID, fmt.Sprintf(format, args...))
+	}
+	first, ok := found[ids[0]]
+	if !ok {
+		for i, id := range ids {
+			if m, ok := found[id]; ok {
+				return store.AppendResult{}, dup("message id %q of event %d is already stored at position %d of stream %q, but event 0 is new, so this is not a retry",
+					id, i, m.position, m.stream)
+			}
+		}
+	}
+	for i, id := range ids {
+		m, ok := found[id]
+		switch {
+		case !ok:
+			return store.AppendResult{}, dup("message id %q of event 0 is already stored but event %d (%q) is new, so this is not a retry", ids[0], i, id)
+		case m.stream != string(stream) || m.archived:
+			where := "stream " + fmt.Sprintf("%q", m.stream)
+			if m.archived {
+				where = "archived " + where
+			}
+			return store.AppendResult{}, dup("message id %q is already stored in %s", id, where)
+		case m.position != first.position+int64(i):
+			return store.AppendResult{}, dup("message id %q is already stored at position %d, not in the order of this append", id, m.position)
+		}
+	}
+	after, exact := opts.ExpectedVersion.Exact()
+	if opts.ExpectedVersion == store.NoStream {
+		after, exact = 0, true
+	}
+	if exact && first.position != int64(after)+1 {
+		return store.AppendResult{}, dup("message id %q is already stored at position %d, not after version %d", ids[0], first.position, after)
+	}
+	last := found[ids[len(ids)-1]]
+	s.logger.LogAttrs(ctx, slog.LevelDebug, "append_idempotent_retry",
+		slog.String("stream_id", string(stream)), slog.String("partition", opts.Partition),
+		slog.Int64("first_position", first.position), slog.Int("events", len(ids)))
+	return store.AppendResult{
+		NextExpectedVersion: store.Version(last.position),
+		LastGlobalPosition:  store.GlobalPosition(last.global),
+		TransactionID:       last.tx,
+		CreatedNewStream:    first.position == 1,
+	}, nil
+}

@@ -1,0 +1,64 @@
+// Package postgres is Troupe's PostgreSQL event store on pgx/v5: the
+// [store.EventStore] and [store.SnapshotStore] of a production deployment,
+// with its schema as embedded, numbered migrations.
+//
+// # Use
+//
+//	if err := postgres.Migrate(ctx, pool); err != nil { ... }
+//	es, err := postgres.New(pool, nil)
+//	res, err := es.AppendToStream(ctx, "cart-1", events,
+//		store.AppendOptions{Partition: "tenant-a", ExpectedVersion: store.Exact(3)})
+//
+// To join a transaction of your own, use [Store.WithTx]; to let the store
+// open one, use [Store.WithSession].
+//
+// # Guarantees
+//
+//   - An append is one SQL statement, so one round trip on the success path:
+//     it checks the expected version in SQL while creating or advancing the
+//     stream's row, inserts every event at contiguous positions and sends
+//     the notification. It commits all its events or none, also when its
+//     context is cancelled mid-way.
+//   - Every failed expected-version check is a *[store.VersionConflictError],
+//     including two writers racing to create the same stream (the loser
+//     waits for the winner and then finds the stream). Two unchecked ([store.Any])
+//     appends racing on one stream both succeed at contiguous positions.
+//   - Re-sending an append whose message ids are stored, in the same order
+//     at contiguous positions of the same stream (right after version n for
+//     Exact(n)), returns the original result and writes nothing. Reusing
+//     message ids any other way returns an error matching
+//     [store.ErrDuplicateMessageID] naming the id. Message ids are unique per
+//     partition, archived events included.
+//   - [Store.ReadAll] reads the global log in (transaction id, global
+//     position) order and returns only events of transactions older than
+//     every transaction still in flight (pg_snapshot_xmin), so a checkpoint
+//     never passes an event that commits later.
+//   - A stream's type is set by the append that creates it and never
+//     changes. Events carry the database clock in Created and their own
+//     schema version.
+//   - Every append notifies [NotifyChannel] when its transaction commits.
+//   - [Migrate] is idempotent and safe to run from several processes at
+//     once (a transaction-scoped advisory lock serialises them).
+//   - Identifiers are never built from input: partitions are bind
+//     parameters and every statement is a constant.
+//
+// # Failures
+//
+//   - Bad input (see [store.PrepareAppend]) returns an error matching
+//     [store.ErrInvalidArgument] before any SQL runs; a value PostgreSQL
+//     itself refuses (a JSON string holding \u0000, which jsonb cannot
+//     store) also matches it.
+//   - Inside a caller's transaction, an append that loses a race against an
+//     identical append (same message ids, committed first) fails with an
+//     error matching [store.ErrDuplicateMessageID], and PostgreSQL aborts
+//     the transaction. The common retry, after the first append committed,
+//     fails nothing.
+//   - Database errors are returned wrapped (errors.As finds the
+//     *pgconn.PgError) with what the store was doing. An error during
+//     commit is ambiguous: the events may or may not be stored; re-sending
+//     the same append (same message ids) is safe and tells which.
+//   - [Store.ArchiveStream] of a missing stream returns an error matching
+//     [store.ErrStreamNotFound]. A stream keeps at most one archived
+//     incarnation: archiving a stream that was archived, recreated and
+//     written again deletes the older archived events (logged at Info).
+package postgres

@@ -1,0 +1,212 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/troupehq/troupe/store"
+)
+
+const (
+	// readStreamSQL returns one row per event in the range, each carrying
+	// the stream's current version and type; a live stream with no event
+	// in the range gives one row with NULL message columns, a missing or
+	// archived stream gives no row. One statement, so version and events
+	// come from one snapshot.
+	readStreamSQL = `SELECT s.stream_position, s.stream_type,
+       m.message_id, m.message_type, m.message_data, m.message_metadata, m.message_schema_version,
+       m.stream_position, m.global_position, m.transaction_id, m.created
+FROM streams s
+LEFT JOIN LATERAL (
+    SELECT message_id, message_type, message_data, message_metadata, message_schema_version,
+           stream_position, global_position, transaction_id, created
+    FROM messages
+    WHERE stream_id = $1 AND partition = $2 AND NOT is_archived
+      AND stream_position >= $3 AND stream_position <= $4
+    ORDER BY stream_position
+    LIMIT $5
+) m ON true
+WHERE s.stream_id = $1 AND s.partition = $2 AND NOT s.is_archived
+ORDER BY m.stream_position`
+
+	// readAllColumnsSQL and readAllWhereSQL make up the global read. The
+	// row comparison and ORDER BY match messages_global_read_idx. The
+	// visibility guard returns only rows of transactions older than every
+	// transaction still in flight, so a transaction that took a global
+	// position earlier but commits later can't be skipped. $3 (types) is
+	// NULL for every type.
+	readAllColumnsSQL = `SELECT m.message_id, m.message_type, m.message_data, m.message_metadata, m.message_schema_version,
+       m.stream_id, m.partition, s.stream_type, m.stream_position, m.global_position, m.transaction_id, m.created
+FROM messages m
+JOIN streams s ON s.stream_id = m.stream_id AND s.partition = m.partition AND NOT s.is_archived
+WHERE (m.transaction_id, m.global_position) > ($1::xid8, $2::bigint)
+  AND m.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND NOT m.is_archived
+  AND ($3::text[] IS NULL OR m.message_type = ANY($3::text[]))`
+	readAllOrderSQL = `
+ORDER BY m.transaction_id, m.global_position
+LIMIT $4`
+
+	readAllSQL          = readAllColumnsSQL + readAllOrderSQL
+	readAllPartitionSQL = readAllColumnsSQL + `
+  AND m.partition = $5::text` + readAllOrderSQL
+)
+
+// ReadStream implements [store.EventStore].
+func (s *Store) ReadStream(ctx context.Context, stream store.StreamID, opts store.ReadOptions) (store.ReadResult, error) {
+	if err := store.ValidateStreamID(stream); err != nil {
+		return store.ReadResult{}, err
+	}
+	partition, err := store.ValidatePartition(opts.Partition)
+	if err != nil {
+		return store.ReadResult{}, err
+	}
+	if opts.From < 0 || opts.To < 0 || opts.MaxCount < 0 {
+		return store.ReadResult{}, store.InvalidArgument("read stream %q: negative From, To or MaxCount", stream)
+	}
+	to := int64(math.MaxInt64)
+	if opts.To > 0 {
+		to = int64(opts.To)
+	}
+	var limit *int64 // NULL: no limit
+	if opts.MaxCount > 0 {
+		l := int64(opts.MaxCount)
+		limit = &l
+	}
+	rows, err := s.db().Query(ctx, readStreamSQL, string(stream), partition, int64(opts.From), to, limit)
+	if err != nil {
+		return store.ReadResult{}, fmt.Errorf("read stream %q in partition %q: %w", stream, partition, err)
+	}
+	defer rows.Close()
+	var res store.ReadResult
+	for rows.Next() {
+		var (
+			version                int64
+			streamType             string
+			id, typ, schemaVersion *string
+			data, meta             []byte
+			position, global       *int64
+			tx                     *uint64
+			created                *time.Time
+		)
+		if err := rows.Scan(&version, &streamType, &id, &typ, &data, &meta, &schemaVersion,
+			&position, &global, &tx, &created); err != nil {
+			return store.ReadResult{}, fmt.Errorf("read stream %q in partition %q: %w", stream, partition, err)
+		}
+		res.StreamExists = true
+		res.CurrentVersion = store.Version(version)
+		if id == nil {
+			continue // the stream exists but has no event in the range
+		}
+		e, err := newEvent(*id, *typ, data, meta, *schemaVersion, string(stream), partition, streamType, *position, *global, *tx, *created)
+		if err != nil {
+			return store.ReadResult{}, err
+		}
+		res.Events = append(res.Events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return store.ReadResult{}, fmt.Errorf("read stream %q in partition %q: %w", stream, partition, err)
+	}
+	return res, nil
+}
+
+// ReadAll implements [store.EventStore]. Events of archived streams are
+// left out. A store bound to a transaction never sees that transaction's
+// own appends in the global log (they are not committed yet).
+func (s *Store) ReadAll(ctx context.Context, opts store.ReadAllOptions) (store.ReadAllResult, error) {
+	res := store.ReadAllResult{Next: opts.After}
+	if opts.Partition != "" {
+		if _, err := store.ValidatePartition(opts.Partition); err != nil {
+			return res, err
+		}
+	}
+	if opts.Limit < 0 {
+		return res, store.InvalidArgument("read all: negative Limit %d", opts.Limit)
+	}
+	if opts.After.GlobalPosition < 0 {
+		return res, store.InvalidArgument("read all: negative global position %d in After", opts.After.GlobalPosition)
+	}
+	limit := opts.Limit
+	if limit == 0 {
+		limit = store.DefaultReadAllLimit
+	}
+	var types []string // nil: every type
+	if len(opts.Types) > 0 {
+		types = opts.Types
+	}
+	sql := readAllSQL
+	args := []any{opts.After.TransactionID, int64(opts.After.GlobalPosition), types, int64(limit)}
+	if opts.Partition != "" {
+		sql = readAllPartitionSQL
+		args = append(args, opts.Partition)
+	}
+	rows, err := s.db().Query(ctx, sql, args...)
+	if err != nil {
+		return res, fmt.Errorf("read all after %+v: %w", opts.After, err)
+	}
+	defer rows.Close()
+	events := make([]store.Event, 0, min(limit, 64))
+	for rows.Next() {
+		var (
+			id, typ, schemaVersion, streamID, partition, streamType string
+			data, meta                                              []byte
+			position, global                                        int64
+			tx                                                      uint64
+			created                                                 time.Time
+		)
+		if err := rows.Scan(&id, &typ, &data, &meta, &schemaVersion, &streamID, &partition, &streamType,
+			&position, &global, &tx, &created); err != nil {
+			return res, fmt.Errorf("read all after %+v: %w", opts.After, err)
+		}
+		e, err := newEvent(id, typ, data, meta, schemaVersion, streamID, partition, streamType, position, global, tx, created)
+		if err != nil {
+			return res, err
+		}
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return res, fmt.Errorf("read all after %+v: %w", opts.After, err)
+	}
+	if len(events) > 0 {
+		res.Events = events
+		res.Next = events[len(events)-1].Position()
+	}
+	return res, nil
+}
+
+// newEvent assembles a read event. The stored metadata is decoded and the
+// system keys are set from the columns, over anything stored under them.
+func newEvent(id, typ string, data, meta []byte, schemaVersion, streamID, partition, streamType string,
+	position, global int64, tx uint64, created time.Time) (store.Event, error) {
+	md := store.Metadata{}
+	if len(meta) > 0 {
+		if err := json.Unmarshal(meta, &md); err != nil {
+			return store.Event{}, fmt.Errorf("decode metadata of event %d of stream %q in partition %q: %w", position, streamID, partition, err)
+		}
+		if md == nil { // stored JSON null
+			md = store.Metadata{}
+		}
+	}
+	md[store.MetaMessageID] = id
+	md[store.MetaStreamID] = streamID
+	md[store.MetaStreamPosition] = store.Version(position)
+	md[store.MetaGlobalPosition] = store.GlobalPosition(global)
+	md[store.MetaPartition] = partition
+	return store.Event{
+		Type:           typ,
+		Data:           json.RawMessage(data),
+		Metadata:       md,
+		MessageID:      id,
+		StreamID:       store.StreamID(streamID),
+		StreamType:     streamType,
+		Partition:      partition,
+		StreamPosition: store.Version(position),
+		GlobalPosition: store.GlobalPosition(global),
+		TransactionID:  tx,
+		Created:        created,
+		SchemaVersion:  schemaVersion,
+	}, nil
+}

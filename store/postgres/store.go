@@ -1,0 +1,179 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/troupehq/troupe/store"
+)
+
+// NotifyChannel is the PostgreSQL channel every append notifies. The payload
+// is a JSON object {"partition":"<partition>","globalPosition":<n>} naming the
+// partition written and the global position of the append's last event.
+// PostgreSQL delivers it when the appending transaction commits and never
+// when it rolls back, so a listener can wake up and read the global log
+// instead of polling. Notifications are a hint, not the log: a listener that
+// was disconnected misses them and must read from its checkpoint anyway.
+const NotifyChannel = "troupe_events"
+
+// Config configures a Store. The zero value (or nil) is ready to use.
+type Config struct {
+	// Logger receives the store's diagnostics (idempotent retries answered,
+	// older archives replaced, failed rollbacks). Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// validate reports the first unusable field of c, by name. Every field of
+// Config currently has a usable zero value; validate is the place new
+// fields get checked.
+func (c *Config) validate() error {
+	return nil
+}
+
+// withDefaults returns a copy of c (nil allowed) with every unset field
+// filled in.
+func (c *Config) withDefaults() Config {
+	var out Config
+	if c != nil {
+		out = *c
+	}
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	return out
+}
+
+// Store is the PostgreSQL event store. It implements [store.EventStore] and
+// [store.SnapshotStore] and is safe for concurrent use.
+//
+// A Store made by [New] runs every operation on the pool, each in a
+// transaction of its own (an append is one statement, so one implicit
+// transaction). A Store returned by [Store.WithTx] or handed to a
+// [Store.WithSession] callback runs every operation on one transaction.
+type Store struct {
+	pool   *pgxpool.Pool
+	tx     pgx.Tx // nil unless the store is bound to a transaction
+	logger *slog.Logger
+}
+
+var (
+	_ store.EventStore    = (*Store)(nil)
+	_ store.SnapshotStore = (*Store)(nil)
+)
+
+// New returns a Store on pool. The schema must have been migrated (see
+// [Migrate]). cfg may be nil.
+func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
+	if pool == nil {
+		return nil, errors.New("postgres.New: pool is nil")
+	}
+	if cfg != nil {
+		if err := cfg.validate(); err != nil {
+			return nil, fmt.Errorf("postgres.New: %w", err)
+		}
+	}
+	c := cfg.withDefaults()
+	return &Store{pool: pool, logger: c.Logger}, nil
+}
+
+// WithTx returns a store whose operations all run on tx, the caller's
+// transaction: they commit or roll back with it, and ArchiveStream does not
+// open a transaction of its own. WithSession on the returned store opens a
+// savepoint in tx. The returned value is a *Store, so it is also a
+// store.SnapshotStore. It must not be used after tx ends, and like tx itself
+// it must not be used by several goroutines at once.
+func (s *Store) WithTx(tx pgx.Tx) store.EventStore {
+	return &Store{pool: s.pool, tx: tx, logger: s.logger}
+}
+
+// querier is what the pool and a transaction have in common.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// db returns where the store's statements run.
+func (s *Store) db() querier {
+	if s.tx != nil {
+		return s.tx
+	}
+	return s.pool
+}
+
+// inTx reports whether the store is bound to a transaction.
+func (s *Store) inTx() bool { return s.tx != nil }
+
+// WithSession runs fn with a store whose operations all happen in one
+// transaction: a new one on the pool, or a savepoint when s is already bound
+// to a transaction. The transaction commits when fn returns nil. When fn
+// returns an error it is rolled back and fn's error is returned unchanged;
+// when fn panics it is rolled back and the panic continues.
+func (s *Store) WithSession(ctx context.Context, fn func(ctx context.Context, es store.EventStore) error) (err error) {
+	tx, err := s.db().Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin session: %w", err)
+	}
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		// fn panicked (or called runtime.Goexit): roll back; the panic
+		// goes on after this deferred call, with its original stack.
+		s.rollback(ctx, tx, "session panicked")
+	}()
+	fnErr := fn(ctx, &Store{pool: s.pool, tx: tx, logger: s.logger})
+	done = true
+	if fnErr != nil {
+		s.rollback(ctx, tx, "session returned an error")
+		return fnErr
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit session: %w", err)
+	}
+	return nil
+}
+
+// rollback rolls tx back even when ctx is already cancelled. A failure is
+// logged, not returned: the caller is already returning the error (or
+// panic) that made it roll back, and pgx closes the connection of a real
+// transaction whose rollback failed, which ends the transaction anyway.
+func (s *Store) rollback(ctx context.Context, tx pgx.Tx, why string) {
+	if err := tx.Rollback(context.WithoutCancel(ctx)); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "session_rollback_failed",
+			slog.String("reason", why), slog.String("error", err.Error()))
+	}
+}
+
+// pgError returns the PostgreSQL error inside err, if any.
+func pgError(err error) (*pgconn.PgError, bool) {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr, true
+	}
+	return nil, false
+}
+
+// PostgreSQL error codes the store maps to its own errors.
+const (
+	codeUniqueViolation = "23505"
+	// Class 22, data exception: a value PostgreSQL refused (for example a
+	// JSON document jsonb can't hold, such as one containing \u0000).
+	classDataException = "22"
+)
+
+// isDataException reports whether err is a PostgreSQL data exception,
+// which means the input, not the database, was at fault.
+func isDataException(err error) bool {
+	pgErr, ok := pgError(err)
+	return ok && len(pgErr.Code) == 5 && pgErr.Code[:2] == classDataException
+}
