@@ -1,0 +1,21 @@
+package memory_test
+
+import (
+	"os"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/memory"
+	"github.com/troupehq/troupe/store/storetest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+	os.Exit(0)
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.EventStore { return memory.New() })
+}

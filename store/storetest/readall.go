@@ -1,0 +1,162 @@
+package storetest
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/store"
+)
+
+var readAllTests = []test{
+	{"Order", testReadAllOrder},
+	{"Paging", testReadAllPaging},
+	{"Filters", testReadAllFilters},
+	{"Checkpoint", testReadAllCheckpoint},
+}
+
+// readAllFixture appends 24 events in 12 appends over three streams in two
+// partitions, with types A, B and C, and returns their message ids in
+// append order.
+func readAllFixture(t *testing.T, s store.EventStore) []string {
+	t.Helper()
+	var ids []string
+	for i := range 12 {
+		stream := store.StreamID(fmt.Sprintf("stream-%d", i%3))
+		partition := "tenant-1"
+		if i%3 == 2 {
+			partition = "tenant-2"
+		}
+		batch := []store.EventData{
+			ev([]string{"A", "B", "C"}[i%3], fmt.Sprintf(`{"i":%d}`, i)),
+			ev([]string{"B", "C", "A"}[i%3], fmt.Sprintf(`{"i":%d}`, i)),
+		}
+		batch = withIDs(fmt.Sprintf("append-%d", i), batch)
+		appendOK(t, s, stream, store.AppendOptions{Partition: partition}, batch...)
+		ids = append(ids, eventIDs(batch)...)
+	}
+	return ids
+}
+
+func testReadAllOrder(t *testing.T, s store.EventStore) {
+	ids := readAllFixture(t, s)
+	res, err := s.ReadAll(t.Context(), store.ReadAllOptions{})
+	require.NoError(t, err)
+	// Appends that committed one after another come back in that order.
+	require.Equal(t, ids, messageIDs(res.Events))
+	require.Equal(t, res.Events[len(res.Events)-1].Position(), res.Next)
+	prev := store.Position{}
+	last := map[string]store.Version{}
+	for _, e := range res.Events {
+		require.True(t, prev.Less(e.Position()), "%s not after the event before it", e)
+		prev = e.Position()
+		key := e.Partition + "/" + string(e.StreamID)
+		require.Equal(t, last[key]+1, e.StreamPosition, "%s", e)
+		last[key] = e.StreamPosition
+		require.NotZero(t, e.TransactionID)
+		require.Equal(t, store.DefaultStreamType, e.StreamType)
+		require.Equal(t, e.MessageID, fmt.Sprint(e.Metadata[store.MetaMessageID]))
+	}
+
+	// Nothing after the end.
+	res2, err := s.ReadAll(t.Context(), store.ReadAllOptions{After: res.Next})
+	require.NoError(t, err)
+	require.Empty(t, res2.Events)
+	require.Equal(t, res.Next, res2.Next)
+
+	// New events show up after the checkpoint.
+	appendOK(t, s, "late", store.AppendOptions{}, withIDs("late", evs("E", 1))...)
+	res3, err := s.ReadAll(t.Context(), store.ReadAllOptions{After: res.Next})
+	require.NoError(t, err)
+	require.Equal(t, []string{"late-1"}, messageIDs(res3.Events))
+}
+
+func testReadAllPaging(t *testing.T, s store.EventStore) {
+	ids := readAllFixture(t, s)
+	for _, limit := range []int{1, 4, 5, 23, 24, 25} {
+		got := readAll(t, s, store.ReadAllOptions{Limit: limit})
+		require.Equal(t, ids, messageIDs(got), "limit %d: no event skipped or repeated", limit)
+	}
+	res, err := s.ReadAll(t.Context(), store.ReadAllOptions{Limit: 5})
+	require.NoError(t, err)
+	require.Len(t, res.Events, 5, "a page is full when more events exist")
+}
+
+func testReadAllFilters(t *testing.T, s store.EventStore) {
+	ids := readAllFixture(t, s)
+	type filter struct {
+		partition string
+		types     []string
+	}
+	want := func(f filter) []string {
+		var out []string
+		for i, id := range ids {
+			append_ := i / 2
+			partition := "tenant-1"
+			if append_%3 == 2 {
+				partition = "tenant-2"
+			}
+			typ := []string{"A", "B", "C"}[append_%3]
+			if i%2 == 1 {
+				typ = []string{"B", "C", "A"}[append_%3]
+			}
+			if f.partition != "" && f.partition != partition {
+				continue
+			}
+			if len(f.types) > 0 && !contains(f.types, typ) {
+				continue
+			}
+			out = append(out, id)
+		}
+		return out
+	}
+	for _, f := range []filter{
+		{partition: "tenant-1"},
+		{partition: "tenant-2"},
+		{partition: "tenant-3"},
+		{types: []string{"A"}},
+		{types: []string{"B", "C"}},
+		{types: []string{"Z"}},
+		{partition: "tenant-2", types: []string{"C"}},
+		{partition: "tenant-1", types: []string{"A", "C"}},
+	} {
+		for _, limit := range []int{0, 3} {
+			got := readAll(t, s, store.ReadAllOptions{Partition: f.partition, Types: f.types, Limit: limit})
+			for _, e := range got {
+				if f.partition != "" {
+					require.Equal(t, f.partition, e.Partition)
+				}
+			}
+			require.Equal(t, want(f), messageIDs(got), "filter %+v, limit %d", f, limit)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// testReadAllCheckpoint resumes from every event's position.
+func testReadAllCheckpoint(t *testing.T, s store.EventStore) {
+	ids := readAllFixture(t, s)
+	all := readAll(t, s, store.ReadAllOptions{})
+	require.Equal(t, ids, messageIDs(all))
+	for i, e := range all {
+		res, err := s.ReadAll(t.Context(), store.ReadAllOptions{After: e.Position(), Limit: 2})
+		require.NoError(t, err)
+		want := ids[i+1:]
+		switch {
+		case len(want) > 2:
+			want = want[:2]
+		case len(want) == 0:
+			want = nil
+		}
+		require.Equal(t, want, messageIDs(res.Events), "after event %d", i)
+	}
+}
