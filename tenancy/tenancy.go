@@ -9,10 +9,13 @@ import (
 
 // TenantID names a tenant. A tenant is an event-store partition: every
 // stream, message, checkpoint and read-model row belongs to exactly one.
+// Tenant ids are case-sensitive: "Acme" and "acme" are two tenants.
 type TenantID string
 
 // DefaultPartition is the partition used when none is given, for
-// single-tenant applications.
+// single-tenant applications. It is a valid tenant id like any other: its
+// rows live in the DEFAULT partitions until it is given partitions of its
+// own with [Manager.Create].
 const DefaultPartition = "default_partition"
 
 // MaxLength is the longest tenant id accepted, in bytes.
@@ -23,24 +26,44 @@ var ErrInvalidTenantID = errors.New("invalid tenant id")
 
 // Validate reports whether id is an acceptable tenant (partition) id:
 // 1 to MaxLength bytes of ASCII letters, digits, '_' and '-'. Anything else
-// (quotes, semicolons, spaces, non-ASCII) is rejected, so an id can never
-// carry SQL or collide after case folding in a table name.
+// (quotes, semicolons, spaces, control characters, non-ASCII letters,
+// invalid UTF-8) is rejected, so an id can never carry SQL, and it maps to a
+// partition table name without ambiguity (see [PartitionName]).
+//
+// The error matches [ErrInvalidTenantID] and says what is wrong: empty, too
+// long (with the length), or which character at which byte offset.
 func Validate(id string) error {
 	if id == "" {
-		return fmt.Errorf("%w: empty", ErrInvalidTenantID)
+		return fmt.Errorf("%w: empty (want 1 to %d ASCII letters, digits, '_' or '-')", ErrInvalidTenantID, MaxLength)
 	}
 	if len(id) > MaxLength {
 		return fmt.Errorf("%w: %d bytes, at most %d allowed", ErrInvalidTenantID, len(id), MaxLength)
 	}
 	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
+		if validByte(id[i]) {
 			continue
 		}
-		r, _ := utf8.DecodeRuneInString(id[i:])
-		return fmt.Errorf("%w: %q contains %q at byte %d (allowed: letters, digits, '_' and '-')", ErrInvalidTenantID, id, r, i)
+		r, size := utf8.DecodeRuneInString(id[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return fmt.Errorf("%w: %q contains the invalid UTF-8 byte 0x%02x at byte %d (allowed: ASCII letters, digits, '_' and '-')",
+				ErrInvalidTenantID, id, id[i], i)
+		}
+		return fmt.Errorf("%w: %q contains %q at byte %d (allowed: ASCII letters, digits, '_' and '-')",
+			ErrInvalidTenantID, id, r, i)
 	}
 	return nil
+}
+
+func validByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+// Parse validates s and returns it as a TenantID.
+func Parse(s string) (TenantID, error) {
+	if err := Validate(s); err != nil {
+		return "", err
+	}
+	return TenantID(s), nil
 }
 
 // Validate reports whether t is an acceptable tenant id; see [Validate].
@@ -51,12 +74,14 @@ func (t TenantID) String() string { return string(t) }
 
 type ctxKey struct{}
 
-// WithTenant returns a copy of ctx that carries tenant t.
+// WithTenant returns a copy of ctx that carries tenant t. It does not
+// validate t; whatever consumes the tenant does.
 func WithTenant(ctx context.Context, t TenantID) context.Context {
 	return context.WithValue(ctx, ctxKey{}, t)
 }
 
-// FromContext returns the tenant carried by ctx, if any.
+// FromContext returns the tenant carried by ctx, if any. An empty tenant
+// counts as none.
 func FromContext(ctx context.Context) (TenantID, bool) {
 	t, ok := ctx.Value(ctxKey{}).(TenantID)
 	return t, ok && t != ""
