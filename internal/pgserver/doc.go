@@ -1,8 +1,9 @@
 // Package pgserver starts a throwaway PostgreSQL cluster from the binaries
 // installed on the machine, for tests, examples and local tooling.
 //
-// [Start] runs initdb into a fresh directory under the system temp directory,
-// starts postgres on 127.0.0.1 with a free port (and a unix socket in its own
+// [Start] runs initdb into a fresh directory (under /dev/shm when it is a
+// roomy tmpfs, where creating databases is much faster, else under the
+// system temp directory; see [Options].TempDir), starts postgres on 127.0.0.1 with a free port (and a unix socket in its own
 // directory), and returns once a connection succeeds. [Server.ConnString]
 // names the superuser role "postgres", which may create databases; loopback
 // connections use trust authentication. [Server.Stop] requests a fast
@@ -23,8 +24,7 @@
 //     deadline (or a one-minute default); there are no fixed sleeps.
 //   - On Linux the server gets SIGQUIT (immediate shutdown) if the process
 //     that started it dies, so a killed test binary does not leave a
-//     postgres running. Its directory is then left behind in the temp
-//     directory.
+//     postgres running. Its directory is then left behind.
 //
 // # Failures
 //

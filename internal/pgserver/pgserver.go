@@ -62,7 +62,9 @@ type Options struct {
 	// TempDir is the directory under which the server's own directory
 	// (data, socket, log) is created. When RunAs applies, that user must be
 	// able to traverse it.
-	// Defaults to os.TempDir().
+	// Defaults to /dev/shm when it is a tmpfs with at least 1 GiB free
+	// (CREATE DATABASE there takes milliseconds instead of a few hundred on
+	// a disk), else os.TempDir().
 	TempDir string
 
 	// LogPath is the file the server writes its log to; it is kept after
@@ -99,7 +101,11 @@ func (o Options) withDefaults(ctx context.Context) (Options, error) {
 		o.SharedBuffers = "64MB"
 	}
 	if o.TempDir == "" {
-		o.TempDir = os.TempDir()
+		if dir, ok := memoryTempDir(); ok {
+			o.TempDir = dir
+		} else {
+			o.TempDir = os.TempDir()
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -53,6 +53,7 @@ func TestStartConnectStop(t *testing.T) {
 	s := startServer(t, pgserver.Options{})
 	require.NotZero(t, s.Port())
 	require.DirExists(t, s.Dir())
+	require.Contains(t, []string{"/dev/shm", os.TempDir()}, filepath.Dir(s.Dir()))
 	require.FileExists(t, s.LogPath())
 
 	conn := connect(t, s.ConnString())

@@ -12,3 +12,6 @@ func sysProcAttr(cred *syscall.Credential) *syscall.SysProcAttr {
 		Credential: cred,
 	}
 }
+
+// memoryTempDir reports no memory-backed directory outside Linux.
+func memoryTempDir() (string, bool) { return "", false }

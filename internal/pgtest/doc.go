@@ -30,5 +30,5 @@
 // that the PostgreSQL binaries are missing and scripts/ensure-postgres.sh
 // installs them; tests never skip for lack of a database. Without Main, a
 // lazily started server is never stopped: it dies with the test binary and
-// leaves its directory behind in the temp directory.
+// leaves its directory behind.
 package pgtest

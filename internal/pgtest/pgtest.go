@@ -172,7 +172,7 @@ func AdminConnString(t testing.TB) string {
 //
 // Without a Main in the package's TestMain, the first call starts a
 // throwaway server that is never stopped: it shuts down when the test
-// binary exits, leaving its directory in the temp directory. Use Main.
+// binary exits, leaving its directory behind. Use Main.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
 	if err := setup(); err != nil {
@@ -249,7 +249,11 @@ func databaseName(testName string) (string, error) {
 	if _, err := rand.Read(suffix[:]); err != nil {
 		return "", fmt.Errorf("pgtest: naming a database: %w", err)
 	}
-	return "test_" + strings.TrimSuffix(slug.String(), "_") + "_" + hex.EncodeToString(suffix[:]), nil
+	name := "test_"
+	if s := strings.TrimSuffix(slug.String(), "_"); s != "" {
+		name += s + "_"
+	}
+	return name + hex.EncodeToString(suffix[:]), nil
 }
 
 // withDatabase returns connString with its database replaced by name. It
