@@ -32,18 +32,42 @@ LEFT JOIN LATERAL (
 WHERE s.stream_id = $1 AND s.partition = $2 AND NOT s.is_archived
 ORDER BY m.stream_position`
 
-	// readAllColumnsSQL and readAllWhereSQL make up the global read. The
-	// row comparison and ORDER BY match messages_global_read_idx. The
-	// visibility guard returns only rows of transactions older than every
-	// transaction still in flight, so a transaction that took a global
-	// position earlier but commits later can't be skipped. $3 (types) is
-	// NULL for every type.
-	readAllColumnsSQL = `SELECT m.message_id, m.message_type, m.message_data, m.message_metadata, m.message_schema_version,
+	// readAllColumnsSQL and readAllOrderSQL make up the global read. The
+	// row comparison and ORDER BY match messages_global_read_idx.
+	//
+	// The visibility guard returns only rows of transactions older than
+	// the horizon: the oldest transaction still in flight when the
+	// statement's snapshot was taken (pg_snapshot_xip), so a transaction
+	// that took a global position earlier but commits later can't be
+	// skipped. Two refinements over pg_snapshot_xmin:
+	//   - the reader's own transaction counts as in flight (a snapshot
+	//     leaves it out), so a session never reads its own uncommitted
+	//     events from the global log;
+	//   - a transaction that pg_stat_activity shows running in another
+	//     database of the cluster is ignored: it can't insert here, and
+	//     counting it would stall every reader of every database behind,
+	//     for example, a CREATE DATABASE. A transaction whose database
+	//     can't be told (finished since the snapshot, prepared, hidden)
+	//     counts. The xid-to-database mapping never changes, so a stale
+	//     view of pg_stat_activity only makes the guard more cautious.
+	//
+	// $3 (types) is NULL for every type.
+	readAllColumnsSQL = `WITH horizon AS (
+    SELECT least(
+        pg_current_xact_id_if_assigned(),
+        (SELECT min(x.xid) FROM pg_snapshot_xip(pg_current_snapshot()) AS x (xid)
+         WHERE NOT EXISTS (
+             SELECT FROM pg_stat_get_activity(NULL) AS a
+             WHERE a.backend_xid = x.xid::xid
+               AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))),
+        pg_snapshot_xmax(pg_current_snapshot())) AS xid
+)
+SELECT m.message_id, m.message_type, m.message_data, m.message_metadata, m.message_schema_version,
        m.stream_id, m.partition, s.stream_type, m.stream_position, m.global_position, m.transaction_id, m.created
 FROM messages m
 JOIN streams s ON s.stream_id = m.stream_id AND s.partition = m.partition AND NOT s.is_archived
 WHERE (m.transaction_id, m.global_position) > ($1::xid8, $2::bigint)
-  AND m.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND m.transaction_id < (SELECT xid FROM horizon)
   AND NOT m.is_archived
   AND ($3::text[] IS NULL OR m.message_type = ANY($3::text[]))`
 	readAllOrderSQL = `
