@@ -93,7 +93,9 @@ func ParseDecimal(s string) (Decimal, error) {
 	if len(s) > maxDecimalText {
 		return Decimal{}, fmt.Errorf("%w: %d characters, at most %d allowed", ErrInvalidDecimal, len(s), maxDecimalText)
 	}
-	bad := func() (Decimal, error) { return Decimal{}, fmt.Errorf("%w: %q is not a decimal number", ErrInvalidDecimal, s) }
+	bad := func() (Decimal, error) {
+		return Decimal{}, fmt.Errorf("%w: %q is not a decimal number", ErrInvalidDecimal, s)
+	}
 	i := 0
 	neg := false
 	if s[i] == '+' || s[i] == '-' {
