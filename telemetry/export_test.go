@@ -1,0 +1,4 @@
+package telemetry
+
+// StatementNameForTest exposes statementName to the external tests.
+var StatementNameForTest = statementName
