@@ -37,11 +37,11 @@ func TestExpectedVersionAllows(t *testing.T) {
 func TestExpectedVersionAccessors(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		e      ExpectedVersion
-		str    string
-		isAny  bool
-		n      Version
-		exact  bool
+		e     ExpectedVersion
+		str   string
+		isAny bool
+		n     Version
+		exact bool
 	}{
 		{Any, "any", true, 0, false},
 		{ExpectedVersion{}, "any", true, 0, false},
