@@ -10,7 +10,9 @@ var (
 	// including two writers racing to create the same stream.
 	ErrVersionConflict = errors.New("version conflict")
 	// ErrStreamNotFound is returned where an operation needs an existing
-	// stream (ArchiveStream, AggregateStream with StreamExists).
+	// stream (ArchiveStream). An expected-version check that needs one
+	// (StreamExists, in an append or in AggregateStream) fails with a
+	// *VersionConflictError whose ActualExists is false instead.
 	ErrStreamNotFound = errors.New("stream not found")
 	// ErrInvalidArgument matches every rejected input (empty append, empty
 	// stream id, invalid partition, event without type or data). Nothing
