@@ -214,3 +214,13 @@ func TestStartHonoursContext(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// BenchmarkStartStop measures a whole throwaway server's life: initdb,
+// start until a connection succeeds, fast shutdown and removal.
+func BenchmarkStartStop(b *testing.B) {
+	for b.Loop() {
+		s, err := pgserver.Start(context.Background(), pgserver.Options{})
+		require.NoError(b, err)
+		require.NoError(b, s.Stop())
+	}
+}

@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	pgrun [-log FILE] [-quiet] -- COMMAND [ARG...]
+//	pgrun [-log FILE] [-quiet] [-v] -- COMMAND [ARG...]
 //
 // SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the command; the
 // server is stopped once the command has exited. A command killed by a
@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -44,8 +45,9 @@ func run(args []string, stderr io.Writer) int {
 	flags.SetOutput(stderr)
 	logPath := flags.String("log", "", "keep the server log in `FILE` (default: removed with the server)")
 	quiet := flags.Bool("quiet", false, "print nothing but errors")
+	verbose := flags.Bool("v", false, "also print the server's start and stop steps with timings")
 	flags.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pgrun [-log FILE] [-quiet] -- COMMAND [ARG...]")
+		fmt.Fprintln(stderr, "usage: pgrun [-log FILE] [-quiet] [-v] -- COMMAND [ARG...]")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -63,6 +65,12 @@ func run(args []string, stderr io.Writer) int {
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(signals)
 
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	type started struct {
@@ -72,7 +80,7 @@ func run(args []string, stderr io.Writer) int {
 	startDone := make(chan started, 1)
 	began := time.Now()
 	go func() {
-		s, err := pgserver.Start(ctx, pgserver.Options{LogPath: *logPath})
+		s, err := pgserver.Start(ctx, pgserver.Options{LogPath: *logPath, Logger: logger})
 		startDone <- started{s, err}
 	}()
 	var server *pgserver.Server
