@@ -22,9 +22,9 @@ const PolicyName = "troupe_tenant_isolation"
 const SetTenantSQL = "SELECT set_config('" + SettingName + "', $1, true)"
 
 // policyUsing is the row filter: rows of the tenant the transaction is
-// scoped to. With no tenant set, current_setting(…, true) is NULL (or ''
-// after an earlier transaction set it), which matches no row: unscoped
-// access fails closed.
+// scoped to. With no tenant set, current_setting(…, true) is NULL (or the
+// empty string after an earlier transaction set it), which matches no row:
+// unscoped access fails closed.
 const policyUsing = "partition = current_setting('" + SettingName + "', true)"
 
 // EventTables returns the event-store tables that row-level security
