@@ -1,0 +1,431 @@
+package actor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	protoactor "github.com/asynkron/protoactor-go/actor"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/troupehq/troupe/store"
+)
+
+// Host runs the stream actors of the aggregate kinds registered on it. It
+// is safe for concurrent use. Create it with New, register kinds with
+// Register, then Start it; Stop drains it.
+type Host struct {
+	cfg        Config
+	log        *slog.Logger
+	tracer     trace.Tracer
+	meter      metric.Meter
+	system     *protoactor.ActorSystem
+	snapshots  store.SnapshotStore // nil when cfg.Store is not a SnapshotStore
+	baseCtx    context.Context     // cancelled when Stop gives up waiting
+	cancelBase context.CancelFunc
+
+	kindsMu sync.RWMutex
+	kinds   map[string]anyKind
+
+	mu          sync.Mutex
+	state       hostState
+	cache       *lru.Cache[key, *activation]
+	passivating map[key]*activation
+	live        int
+	peakLive    int
+	seq         uint64
+	slotFree    chan struct{} // closed and replaced whenever an actor stops
+	quit        chan struct{} // closed when Stop begins
+	stopDone    chan struct{} // closed when Stop has finished
+	stopErr     error
+	metricsReg  metric.Registration
+
+	jobs    sync.WaitGroup // store calls, backoffs and snapshot writes run off the actors' loops
+	scanner sync.WaitGroup
+
+	activations    atomic.Int64
+	passivations   atomic.Int64
+	eventsReplayed atomic.Int64
+	appends        atomic.Int64
+	conflicts      atomic.Int64
+}
+
+type hostState uint8
+
+const (
+	hostNew hostState = iota
+	hostRunning
+	hostStopping
+	hostStopped
+)
+
+// key names one stream actor.
+type key struct {
+	tenant string
+	kind   string
+	stream store.StreamID
+}
+
+// activation is one incarnation of a stream actor. Its fields are guarded
+// by Host.mu, except stopped which is closed once.
+type activation struct {
+	key      key
+	pid      *protoactor.PID
+	lastUsed time.Time
+	stopped  chan struct{}
+}
+
+// passivateMsg asks a stream actor to finish the commands it has and stop.
+// It is always the last message the host sends to an activation.
+type passivateMsg struct{}
+
+// New returns a Host for cfg. It starts no goroutines; call Start.
+func New(cfg Config) (*Host, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	h := &Host{
+		cfg:         cfg,
+		log:         cfg.Logger,
+		kinds:       map[string]anyKind{},
+		passivating: map[key]*activation{},
+		slotFree:    make(chan struct{}),
+		quit:        make(chan struct{}),
+		stopDone:    make(chan struct{}),
+	}
+	h.snapshots, _ = cfg.Store.(store.SnapshotStore)
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	h.tracer = tp.Tracer(instrumentationName)
+	mp := cfg.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	h.meter = mp.Meter(instrumentationName)
+	// The cache is bounded by MaxActors; Host.deliver keeps the total of
+	// cached and passivating actors under the same cap.
+	h.cache, err = lru.NewWithEvict(cfg.MaxActors, h.onEvict)
+	if err != nil {
+		return nil, fmt.Errorf("actor: create actor cache: %w", err)
+	}
+	h.baseCtx, h.cancelBase = context.WithCancel(context.Background())
+	sysCfg := protoactor.Configure(protoactor.WithDeadLetterThrottleInterval(100 * time.Millisecond))
+	logger := slog.New(minLevelHandler{inner: cfg.Logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
+	sysCfg.LoggerFactory = func(*protoactor.ActorSystem) *slog.Logger { return logger }
+	h.system = protoactor.NewActorSystemWithConfig(sysCfg)
+	return h, nil
+}
+
+// Start starts the host: from now on Send and State are served. It starts
+// the idle scanner (unless idle passivation is disabled) and registers the
+// host's metrics. Starting a running host does nothing; starting a stopped
+// one returns ErrStopped.
+func (h *Host) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("actor: start host: %w", err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch h.state {
+	case hostRunning:
+		return nil
+	case hostStopping, hostStopped:
+		return fmt.Errorf("actor: start host: %w", ErrStopped)
+	}
+	reg, err := h.registerMetrics()
+	if err != nil {
+		return fmt.Errorf("actor: start host: register metrics: %w", err)
+	}
+	h.metricsReg = reg
+	h.state = hostRunning
+	if h.cfg.IdleTimeout > 0 {
+		h.scanner.Add(1)
+		go h.scanIdle()
+	}
+	return nil
+}
+
+// Stop drains the host. New commands are refused with ErrStopped at once;
+// every command already accepted is answered (with its result or an error)
+// before Stop returns; in-flight appends and snapshot writes are waited
+// for; then the actor system and the idle scanner are stopped.
+//
+// If ctx expires first, Stop cancels the store calls still running (their
+// commands fail, commands not yet started fail with ErrStopped), still
+// waits for every actor to finish, and returns an error wrapping ctx.Err().
+// Calling Stop again waits for the first call and returns its result.
+func (h *Host) Stop(ctx context.Context) error {
+	h.mu.Lock()
+	switch h.state {
+	case hostStopping, hostStopped:
+		done := h.stopDone
+		h.mu.Unlock()
+		select {
+		case <-done:
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return h.stopErr
+		case <-ctx.Done():
+			return fmt.Errorf("actor: stop host: %w", ctx.Err())
+		}
+	}
+	h.state = hostStopping
+	close(h.quit)
+	// Passivate every cached actor: each gets a passivate message after
+	// the commands already in its mailbox, handles them and stops.
+	h.cache.Purge()
+	h.mu.Unlock()
+
+	h.scanner.Wait()
+
+	var stopErr error
+	if err := h.waitDrained(ctx.Done()); err != nil {
+		stopErr = fmt.Errorf("actor: stop host: %w", ctx.Err())
+		h.log.Warn("actor_host_stop_timeout", slog.Any("error", ctx.Err()))
+		h.cancelBase()
+		_ = h.waitDrained(nil)
+	}
+	h.jobs.Wait()
+	h.system.Shutdown()
+	h.cancelBase()
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.metricsReg != nil {
+		if err := h.metricsReg.Unregister(); err != nil {
+			h.log.Warn("actor_metrics_unregister_failed", slog.Any("error", err))
+		}
+		h.metricsReg = nil
+	}
+	h.state = hostStopped
+	h.stopErr = stopErr
+	close(h.stopDone)
+	return stopErr
+}
+
+var errGaveUp = errors.New("gave up")
+
+// waitDrained waits until no stream actor is alive, or until giveUp is
+// closed.
+func (h *Host) waitDrained(giveUp <-chan struct{}) error {
+	for {
+		h.mu.Lock()
+		live, ch := h.live, h.slotFree
+		h.mu.Unlock()
+		if live == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-giveUp:
+			return errGaveUp
+		}
+	}
+}
+
+// aborted reports whether Stop has given up waiting: store calls are being
+// cancelled and queued commands fail with ErrStopped.
+func (h *Host) aborted() bool { return h.baseCtx.Err() != nil }
+
+// deliver posts msg to the stream actor for k, activating it when needed.
+// It waits while the stream's previous activation is still stopping, and
+// while the host is at MaxActors live actors.
+func (h *Host) deliver(ctx context.Context, k key, rt anyKind, msg any) error {
+	h.mu.Lock()
+	for {
+		switch h.state {
+		case hostNew:
+			h.mu.Unlock()
+			return ErrNotStarted
+		case hostStopping, hostStopped:
+			h.mu.Unlock()
+			return ErrStopped
+		}
+		if act, ok := h.cache.Get(k); ok {
+			act.lastUsed = time.Now()
+			h.system.Root.Send(act.pid, msg)
+			h.mu.Unlock()
+			return nil
+		}
+		var wait <-chan struct{}
+		if old, ok := h.passivating[k]; ok {
+			// The previous activation must finish its commands before a
+			// new one loads the stream, or the new one would start stale.
+			wait = old.stopped
+		} else if h.live >= h.cfg.MaxActors {
+			// At the cap: passivate the least recently used actor and
+			// wait for a slot.
+			h.cache.RemoveOldest()
+			wait = h.slotFree
+		} else {
+			act, err := h.spawn(k, rt)
+			if err != nil {
+				h.mu.Unlock()
+				return err
+			}
+			h.cache.Add(k, act)
+			h.system.Root.Send(act.pid, msg)
+			h.mu.Unlock()
+			return nil
+		}
+		h.mu.Unlock()
+		select {
+		case <-wait:
+		case <-h.quit:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		h.mu.Lock()
+	}
+}
+
+// spawn starts a stream actor for k. Called with h.mu held.
+func (h *Host) spawn(k key, rt anyKind) (*activation, error) {
+	h.seq++
+	act := &activation{key: k, lastUsed: time.Now(), stopped: make(chan struct{})}
+	a := rt.newActor(h, act)
+	props := protoactor.PropsFromProducer(func() protoactor.Actor { return a })
+	pid, err := h.system.Root.SpawnNamed(props, "stream-"+strconv.FormatUint(h.seq, 10))
+	if err != nil {
+		return nil, fmt.Errorf("actor: spawn stream actor for %s/%s: %w", k.tenant, k.stream, err)
+	}
+	act.pid = pid
+	h.live++
+	h.peakLive = max(h.peakLive, h.live)
+	h.activations.Add(1)
+	return act, nil
+}
+
+// onEvict is the cache's eviction callback; it runs with h.mu held (every
+// cache call is made under h.mu). The evicted actor gets a passivate
+// message after every command already sent to it; no command is sent to it
+// afterwards.
+func (h *Host) onEvict(k key, act *activation) {
+	h.passivating[k] = act
+	h.passivations.Add(1)
+	h.system.Root.Send(act.pid, passivateMsg{})
+}
+
+// actorStopped is called by a stream actor when it has stopped.
+func (h *Host) actorStopped(act *activation) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.passivating[act.key] == act {
+		delete(h.passivating, act.key)
+	}
+	h.live--
+	close(act.stopped)
+	close(h.slotFree)
+	h.slotFree = make(chan struct{})
+}
+
+// scanIdle passivates idle actors until Stop begins.
+func (h *Host) scanIdle() {
+	defer h.scanner.Done()
+	t := time.NewTicker(h.cfg.IdleScanInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.quit:
+			return
+		case now := <-t.C:
+			h.passivateIdle(now)
+		}
+	}
+}
+
+func (h *Host) passivateIdle(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.state != hostRunning {
+		return
+	}
+	// The cache is in recency order and lastUsed is set on every use, so
+	// the idle actors are the oldest ones.
+	for {
+		k, act, ok := h.cache.GetOldest()
+		if !ok || now.Sub(act.lastUsed) < h.cfg.IdleTimeout {
+			return
+		}
+		h.cache.Remove(k)
+	}
+}
+
+// Stats is a snapshot of the host's counters.
+type Stats struct {
+	// LiveActors is the number of stream actors alive: cached ones plus
+	// ones being passivated. It never exceeds Config.MaxActors.
+	LiveActors int
+	// PeakLiveActors is the highest LiveActors seen since New.
+	PeakLiveActors int
+	// Passivating is the number of live actors being passivated.
+	Passivating int
+	// Activations counts stream actors started.
+	Activations int64
+	// Passivations counts stream actors asked to stop (idle, evicted by
+	// the cache or drained by Stop).
+	Passivations int64
+	// EventsReplayed counts events read and applied to rebuild state: on
+	// activation (after the snapshot, if any) and after conflicts or
+	// ambiguous failures.
+	EventsReplayed int64
+	// Appends counts successful appends (one per group commit batch).
+	Appends int64
+	// Conflicts counts appends that failed with a version conflict.
+	Conflicts int64
+}
+
+// Stats returns the host's counters.
+func (h *Host) Stats() Stats {
+	h.mu.Lock()
+	s := Stats{LiveActors: h.live, PeakLiveActors: h.peakLive, Passivating: len(h.passivating)}
+	h.mu.Unlock()
+	s.Activations = h.activations.Load()
+	s.Passivations = h.passivations.Load()
+	s.EventsReplayed = h.eventsReplayed.Load()
+	s.Appends = h.appends.Load()
+	s.Conflicts = h.conflicts.Load()
+	return s
+}
+
+// storeCtx returns the context for one store call made by an actor.
+func (h *Host) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(h.baseCtx, h.cfg.StoreTimeout)
+}
+
+// post sends msg to an actor from outside its receive loop.
+func (h *Host) post(pid *protoactor.PID, msg any) { h.system.Root.Send(pid, msg) }
+
+// minLevelHandler drops records below min; protoactor logs its life cycle
+// at info level, which is noise for a library's users.
+type minLevelHandler struct {
+	inner slog.Handler
+	min   slog.Level
+}
+
+func (m minLevelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.inner.Enabled(ctx, l)
+}
+
+func (m minLevelHandler) Handle(ctx context.Context, r slog.Record) error {
+	return m.inner.Handle(ctx, r)
+}
+
+func (m minLevelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return minLevelHandler{inner: m.inner.WithAttrs(attrs), min: m.min}
+}
+
+func (m minLevelHandler) WithGroup(name string) slog.Handler {
+	return minLevelHandler{inner: m.inner.WithGroup(name), min: m.min}
+}

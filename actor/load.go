@@ -1,0 +1,166 @@
+package actor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+
+	"github.com/troupehq/troupe/store"
+)
+
+// loadStart is where a load begins: a full load starts from the snapshot
+// (if any) or the initial state; a tail load from the actor's state.
+type loadStart[S any] struct {
+	full    bool
+	state   S
+	version store.Version
+	exists  bool
+}
+
+// loadResult is a rebuilt state.
+type loadResult[E, S any] struct {
+	state    S
+	version  store.Version
+	exists   bool
+	replayed int
+	// commands are the results of the most recent commands with an id
+	// found in the replayed events, oldest first.
+	commands []commandRecord[E, S]
+	err      error
+}
+
+type commandRecord[E, S any] struct {
+	id     string
+	result Result[E, S]
+}
+
+// load rebuilds a stream's state. It runs off the actor's loop; the state
+// it is given is not touched by the loop until the result is back.
+func (k *kindRuntime[C, E, S]) load(ctx context.Context, h *Host, key key, start loadStart[S]) (r loadResult[E, S]) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.err = newPanicError("replay", p)
+		}
+	}()
+	state, version, exists := start.state, start.version, start.exists
+	var snapVersion store.Version
+	if start.full {
+		state, version, exists = k.Decider.InitialState(), 0, false
+		if s, v, ok := k.loadSnapshot(ctx, h, key); ok {
+			state, version, exists, snapVersion = s, v, true, v
+		}
+	}
+	window := h.cfg.CommandIDWindow
+	var cur *commandRecord[E, S]
+	flush := func() {
+		if cur == nil || window <= 0 {
+			cur = nil
+			return
+		}
+		r.commands = append(r.commands, *cur)
+		if len(r.commands) >= 2*window {
+			r.commands = append(r.commands[:0:0], r.commands[len(r.commands)-window:]...)
+		}
+		cur = nil
+	}
+	page := h.cfg.ReplayPageSize
+	from := version + 1
+	for {
+		res, err := h.cfg.Store.ReadStream(ctx, key.stream, store.ReadOptions{Partition: key.tenant, From: from, MaxCount: page})
+		if err != nil {
+			r.err = fmt.Errorf("read stream from position %d: %w", from, err)
+			return r
+		}
+		if snapVersion > 0 && (!res.StreamExists || res.CurrentVersion < snapVersion) {
+			// The snapshot is ahead of the stream (archived and started
+			// again): ignore it and replay from the start.
+			h.log.Warn("actor_snapshot_ahead_of_stream", slog.String("kind", key.kind),
+				slog.String("tenant_id", key.tenant), slog.String("stream_id", string(key.stream)),
+				slog.Int64("snapshot_version", int64(snapVersion)), slog.Int64("stream_version", int64(res.CurrentVersion)))
+			state, version, exists, snapVersion = k.Decider.InitialState(), 0, false, 0
+			from = 1
+			continue
+		}
+		exists = exists || res.StreamExists
+		for _, ev := range res.Events {
+			if ev.StreamPosition != version+1 {
+				r.err = fmt.Errorf("read stream: expected position %d, got %d", version+1, ev.StreamPosition)
+				return r
+			}
+			v, err := store.Decode(k.codec, ev)
+			if err != nil {
+				r.err = err
+				return r
+			}
+			e, ok := v.(E)
+			if !ok {
+				r.err = fmt.Errorf("event %s decoded to %T, which is not the aggregate's event type", ev, v)
+				return r
+			}
+			state = k.Decider.Evolve(state, e)
+			version = ev.StreamPosition
+			r.replayed++
+			id, _ := ev.Metadata[MetaCommandID].(string)
+			if cur != nil && cur.id != id {
+				flush()
+			}
+			if id != "" {
+				if cur == nil {
+					cur = &commandRecord[E, S]{id: id}
+				}
+				cur.result.Events = append(cur.result.Events, e)
+				cur.result.Version = ev.StreamPosition
+				cur.result.GlobalPosition = ev.GlobalPosition
+				cur.result.Position = ev.Position()
+				cur.result.State = state
+			}
+		}
+		if len(res.Events) < page || len(res.Events) == 0 {
+			break
+		}
+		from = version + 1
+	}
+	flush()
+	if len(r.commands) > window {
+		r.commands = r.commands[len(r.commands)-window:]
+	}
+	r.state, r.version, r.exists = state, version, exists
+	return r
+}
+
+// loadSnapshot returns the stream's snapshot state when the kind takes
+// snapshots and a decodable one exists. A snapshot that cannot be read or
+// decoded is logged and ignored.
+func (k *kindRuntime[C, E, S]) loadSnapshot(ctx context.Context, h *Host, key key) (s S, v store.Version, ok bool) {
+	sc := k.Snapshot
+	if sc == nil {
+		return s, 0, false
+	}
+	snap, found, err := k.snapshots.LoadSnapshot(ctx, key.tenant, key.stream, sc.Name)
+	if err != nil {
+		h.log.Warn("actor_snapshot_load_failed", slog.String("kind", key.kind),
+			slog.String("tenant_id", key.tenant), slog.String("stream_id", string(key.stream)), slog.Any("error", err))
+		return s, 0, false
+	}
+	if !found || snap.Version <= 0 {
+		return s, 0, false
+	}
+	s, err = decodeSnapshot(sc, snap.State)
+	if err != nil {
+		h.log.Warn("actor_snapshot_undecodable", slog.String("kind", key.kind),
+			slog.String("tenant_id", key.tenant), slog.String("stream_id", string(key.stream)),
+			slog.Int64("snapshot_version", int64(snap.Version)), slog.Any("error", err))
+		return s, 0, false
+	}
+	return s, snap.Version, true
+}
+
+func decodeSnapshot[S any](sc *SnapshotConfig[S], data json.RawMessage) (s S, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = newPanicError("snapshot decode", r)
+		}
+	}()
+	return sc.Decode(data)
+}
