@@ -24,7 +24,10 @@
 //     deadline (or a one-minute default); there are no fixed sleeps.
 //   - On Linux the server gets SIGQUIT (immediate shutdown) if the process
 //     that started it dies, so a killed test binary does not leave a
-//     postgres running. Its directory is then left behind.
+//     postgres running (strictly: if the OS thread that started it exits,
+//     which Go does only for a goroutine that ends while locked to its
+//     thread). Its directory is then left behind until a later Start in the
+//     same temp directory removes it, an hour on.
 //
 // # Failures
 //

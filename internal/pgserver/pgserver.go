@@ -165,6 +165,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 
+	sweepStale(ctx, opts.TempDir, opts.Logger)
 	began := time.Now()
 	dir, err := makeDirs(opts.TempDir, cred)
 	if err != nil {
@@ -250,7 +251,7 @@ func credential(runAs string) (*syscall.Credential, error) {
 // makeDirs creates the server's private directory with its unix socket
 // directory, owned by cred's user when set.
 func makeDirs(tempDir string, cred *syscall.Credential) (string, error) {
-	dir, err := os.MkdirTemp(tempDir, "troupe-pg-")
+	dir, err := os.MkdirTemp(tempDir, dirPrefix)
 	if err != nil {
 		return "", fmt.Errorf("pgserver: creating the server directory under %s: %w", tempDir, err)
 	}
