@@ -1,0 +1,148 @@
+package projection
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/troupehq/troupe/store/postgres"
+)
+
+// healthTimeout bounds the liveness check of the lease connection.
+const healthTimeout = 10 * time.Second
+
+const tryLockSQL = `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`
+
+// lease owns the projection's dedicated connection: it holds the session
+// advisory lock that makes one runner active per projection, listens for
+// the store's notifications, and ticks the poll interval. PostgreSQL frees
+// the lock when the connection ends, so a runner whose process dies hands
+// the projection over to a standby.
+type lease struct {
+	p    *Projection
+	held atomic.Bool
+	// gen counts acquisitions, so the worker notices a lost-and-regained
+	// lease between two of its looks.
+	gen atomic.Uint64
+	// wake is signalled (without blocking) on a notification, a poll tick
+	// and every lease change.
+	wake chan struct{}
+}
+
+func newLease(p *Projection) *lease {
+	return &lease{p: p, wake: make(chan struct{}, 1)}
+}
+
+func (l *lease) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run connects, takes the lock and listens, again and again, until ctx is
+// done. The connection (and with it the lock) is closed before it returns.
+func (l *lease) run(ctx context.Context) {
+	p := l.p
+	for ctx.Err() == nil {
+		conn, err := pgx.ConnectConfig(ctx, p.cfg.Pool.Config().ConnConfig.Copy())
+		if err == nil {
+			err = l.session(ctx, conn)
+			if l.held.Swap(false) {
+				l.signal()
+			}
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthTimeout)
+			_ = conn.Close(cctx)
+			cancel()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_lease_connection_failed",
+			slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
+			slog.Duration("retry_in", p.cfg.LeaseRetryInterval), slog.String("error", errString(err)))
+		if sleep(ctx, nil, p.cfg.LeaseRetryInterval) != nil {
+			return
+		}
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// session tries the lock until it gets it, then listens until the
+// connection fails or ctx is done.
+func (l *lease) session(ctx context.Context, conn *pgx.Conn) error {
+	p := l.p
+	for {
+		var ok bool
+		if err := conn.QueryRow(ctx, tryLockSQL, p.lockKey).Scan(&ok); err != nil {
+			return err
+		}
+		if ok {
+			break
+		}
+		if err := sleep(ctx, nil, p.cfg.LeaseRetryInterval); err != nil {
+			return err
+		}
+	}
+	if !p.cfg.DisableNotify {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{postgres.NotifyChannel}.Sanitize()); err != nil {
+			return err
+		}
+	}
+	l.gen.Add(1)
+	l.held.Store(true)
+	l.signal()
+	for {
+		wctx, cancel := context.WithTimeout(ctx, p.cfg.PollInterval)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			if l.relevant(n) {
+				l.signal()
+			}
+			continue
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !pgconn.Timeout(err):
+			return err
+		}
+		// Poll tick: wake the worker and check the connection is alive
+		// (a silently dropped connection would otherwise keep a lock the
+		// server has already released).
+		l.signal()
+		hctx, hcancel := context.WithTimeout(ctx, healthTimeout)
+		_, err = conn.Exec(hctx, "SELECT 1")
+		hcancel()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// relevant reports whether a notification may concern the projection: any
+// for a projection of every partition, else those naming its partition (or
+// that can't be read).
+func (l *lease) relevant(n *pgconn.Notification) bool {
+	if l.p.scope == AllPartitions || n == nil {
+		return true
+	}
+	var payload struct {
+		Partition string `json:"partition"`
+	}
+	if err := json.Unmarshal([]byte(n.Payload), &payload); err != nil || payload.Partition == "" {
+		return true
+	}
+	return payload.Partition == l.p.scope
+}

@@ -1,0 +1,187 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/postgres"
+)
+
+// DefaultRunnerBatchSize is how many events ProjectEvents reads when
+// ProjectOptions.BatchSize is 0.
+const DefaultRunnerBatchSize = 500
+
+// RunnerConfig configures a Runner.
+type RunnerConfig struct {
+	// Pool is the database holding the checkpoints and the read models.
+	// Required.
+	Pool *pgxpool.Pool
+	// Store is read with ReadStream. Defaults to a store/postgres store on
+	// Pool, whose reads then join the batch's transaction.
+	Store store.EventStore
+	// Registry holds the handlers run for each event type.
+	Registry Registry
+}
+
+// Runner projects the events of one stream on demand, the seed's
+// projection runner: each call reads the next batch of a stream after the
+// subscription's checkpoint, runs the handlers registered for each event's
+// type and advances the checkpoint, all in one transaction.
+//
+// The checkpoint is kept per (subscription id, partition, stream id) in
+// projection_stream_checkpoints, as the stream position of the last event
+// projected: one subscription can project many streams, each from its own
+// position.
+type Runner struct {
+	pool     *pgxpool.Pool
+	store    store.EventStore
+	registry Registry
+}
+
+// NewRunner checks cfg and returns a Runner.
+func NewRunner(cfg RunnerConfig) (*Runner, error) {
+	if cfg.Pool == nil {
+		return nil, configError("RunnerConfig.Pool is nil")
+	}
+	r := &Runner{pool: cfg.Pool, store: cfg.Store, registry: MergeRegistries(cfg.Registry)}
+	if r.store == nil {
+		s, err := postgres.New(cfg.Pool, nil)
+		if err != nil {
+			return nil, fmt.Errorf("new runner: %w", err)
+		}
+		r.store = s
+	}
+	return r, nil
+}
+
+// ProjectOptions are the options of one ProjectEvents call.
+type ProjectOptions struct {
+	// Partition the stream lives in. Defaults to tenancy.DefaultPartition.
+	Partition string
+	// BatchSize is the most events projected by the call. Defaults to
+	// DefaultRunnerBatchSize.
+	BatchSize int
+}
+
+// Result is the outcome of ProjectEvents or Drain.
+type Result struct {
+	// Processed is how many events were read and checkpointed (those
+	// without a handler included).
+	Processed int
+	// CurrentStreamVersion is the stream's version when it was read.
+	CurrentStreamVersion store.Version
+	// Checkpoint is the subscription's checkpoint on the stream afterwards.
+	Checkpoint store.Version
+}
+
+const (
+	streamCheckpointEnsureSQL = `INSERT INTO projection_stream_checkpoints (subscription_id, partition, stream_id)
+VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
+	streamCheckpointLockSQL = `SELECT last_processed_position FROM projection_stream_checkpoints
+WHERE subscription_id = $1 AND partition = $2 AND stream_id = $3 FOR UPDATE`
+	streamCheckpointUpdateSQL = `UPDATE projection_stream_checkpoints SET last_processed_position = $4, updated = now()
+WHERE subscription_id = $1 AND partition = $2 AND stream_id = $3`
+)
+
+// ProjectEvents projects the next events of stream for subscriptionID:
+// those after the checkpoint, at most BatchSize of them. It creates the
+// checkpoint at 0 when missing (never resetting an existing one) and locks
+// it, so concurrent calls for the same subscription and stream run one
+// after the other. Handlers run in stream order within one transaction that
+// also advances the checkpoint past every event read, handled or not.
+//
+// A handler error rolls everything back and is returned as a
+// *HandlerError: the checkpoint stays before the batch.
+func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, stream store.StreamID, opts ProjectOptions) (Result, error) {
+	if subscriptionID == "" {
+		return Result{}, store.InvalidArgument("project events: subscription id is empty")
+	}
+	if err := store.ValidateStreamID(stream); err != nil {
+		return Result{}, err
+	}
+	partition, err := store.ValidatePartition(opts.Partition)
+	if err != nil {
+		return Result{}, err
+	}
+	batch := opts.BatchSize
+	if batch < 0 {
+		return Result{}, store.InvalidArgument("project events: negative batch size %d", batch)
+	}
+	if batch == 0 {
+		batch = DefaultRunnerBatchSize
+	}
+
+	var res Result
+	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, streamCheckpointEnsureSQL, subscriptionID, partition, string(stream)); err != nil {
+			return fmt.Errorf("create checkpoint: %w", err)
+		}
+		var last int64
+		if err := tx.QueryRow(ctx, streamCheckpointLockSQL, subscriptionID, partition, string(stream)).Scan(&last); err != nil {
+			return fmt.Errorf("lock checkpoint: %w", err)
+		}
+		res.Checkpoint = store.Version(last)
+		es := r.store
+		if pg, ok := es.(*postgres.Store); ok {
+			es = pg.WithTx(tx)
+		}
+		read, err := es.ReadStream(ctx, stream, store.ReadOptions{
+			Partition: partition,
+			From:      store.Version(last) + 1,
+			To:        store.Version(last) + store.Version(batch),
+		})
+		if err != nil {
+			return err
+		}
+		res.CurrentStreamVersion = read.CurrentVersion
+		for _, e := range read.Events {
+			for _, h := range r.registry.handlersFor(e.Type) {
+				if err := h(ctx, tx, e); err != nil {
+					return &HandlerError{Projection: subscriptionID, Event: e, Attempts: 1, Err: err}
+				}
+			}
+		}
+		if n := len(read.Events); n > 0 {
+			next := read.Events[n-1].StreamPosition
+			if _, err := tx.Exec(ctx, streamCheckpointUpdateSQL, subscriptionID, partition, string(stream), int64(next)); err != nil {
+				return fmt.Errorf("advance checkpoint: %w", err)
+			}
+			res.Checkpoint = next
+			res.Processed = n
+		}
+		return nil
+	})
+	if err != nil {
+		var he *HandlerError
+		if errors.As(err, &he) {
+			return Result{}, err
+		}
+		return Result{}, fmt.Errorf("project stream %q of partition %q for %q: %w", stream, partition, subscriptionID, err)
+	}
+	return res, nil
+}
+
+// Drain calls ProjectEvents until the subscription has caught up with the
+// stream. Processed is the total over all calls; the other fields are those
+// of the last call. On error, the batches committed before it stay
+// committed and the returned Result counts them.
+func (r *Runner) Drain(ctx context.Context, subscriptionID string, stream store.StreamID, opts ProjectOptions) (Result, error) {
+	var total Result
+	for {
+		res, err := r.ProjectEvents(ctx, subscriptionID, stream, opts)
+		if err != nil {
+			return total, err
+		}
+		total.Processed += res.Processed
+		total.CurrentStreamVersion = res.CurrentStreamVersion
+		total.Checkpoint = res.Checkpoint
+		if res.Processed == 0 || res.Checkpoint >= res.CurrentStreamVersion {
+			return total, nil
+		}
+	}
+}

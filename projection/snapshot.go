@@ -1,0 +1,862 @@
+package projection
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/troupehq/troupe/store"
+)
+
+// SnapshotStorage says where a snapshot projection keeps each row's state.
+type SnapshotStorage int
+
+const (
+	// SnapshotInRow keeps the state in the read-model row itself (the
+	// seed's original variant). The table has the key columns, snapshot
+	// (jsonb, or text), stream_id (text), last_stream_position (bigint),
+	// last_global_position (bigint) and the mapped columns, with a unique
+	// index on exactly the key columns.
+	SnapshotInRow SnapshotStorage = iota
+	// SnapshotInTable keeps the state in the shared snapshots table under
+	// (Table, SnapshotStreamID(keys)); the read-model row holds only the key
+	// columns and the mapped columns, with a unique index on exactly the
+	// key columns.
+	SnapshotInTable
+)
+
+func (s SnapshotStorage) String() string {
+	switch s {
+	case SnapshotInRow:
+		return "in-row"
+	case SnapshotInTable:
+		return "snapshots-table"
+	default:
+		return fmt.Sprintf("SnapshotStorage(%d)", int(s))
+	}
+}
+
+// SnapshotsTable is the table SnapshotInTable projections keep their state
+// in (created by schema v1).
+const SnapshotsTable = "snapshots"
+
+// Columns of a SnapshotInRow read-model table besides keys and mapped
+// columns.
+const (
+	ColumnSnapshot           = "snapshot"
+	ColumnStreamID           = "stream_id"
+	ColumnLastStreamPosition = "last_stream_position"
+	ColumnLastGlobalPosition = "last_global_position"
+)
+
+// DefaultSnapshotCacheSize is the default number of row states a snapshot
+// projection keeps in memory between batches.
+const DefaultSnapshotCacheSize = 10000
+
+// SnapshotConfig configures a snapshot projection: a read model whose rows
+// hold the state of folding Evolve over the events of one key, the same
+// fold an aggregate does.
+type SnapshotConfig[S any] struct {
+	// Table is the read-model table, one identifier (quoted, never split on
+	// dots). Required.
+	Table string
+	// Storage says where the state lives. Defaults to SnapshotInRow.
+	Storage SnapshotStorage
+	// EventTypes are the event types the projection applies. Registry maps
+	// them to Handler, and HandleBatch ignores every other type. Required.
+	EventTypes []string
+	// ExtractKeys returns the key columns of the row an event belongs to
+	// and their values; partition is the event's partition. The set of
+	// column names is inferred from the first event and must be the same
+	// for every event (a *KeySetError otherwise). Each key identifies one
+	// stream's fold: stream positions of the events of a key must be
+	// increasing. Required.
+	ExtractKeys func(e store.Event, partition string) (map[string]any, error)
+	// Evolve returns the state after one event. It may modify state in
+	// place. Required.
+	Evolve func(state S, e store.Event) (S, error)
+	// Initial returns the state of a row before its first event. Required.
+	Initial func() S
+	// MapToColumns returns extra columns derived from the state, written
+	// to the read-model row; nil writes none. It is called exactly once per
+	// applied event.
+	MapToColumns func(state S) map[string]any
+	// PartitionColumn is the key column holding the partition, used by a
+	// rebuild of a single-partition projection to delete only that
+	// partition's rows. Defaults to "partition".
+	PartitionColumn string
+	// CacheSize is how many row states HandleBatch keeps in memory between
+	// batches (an LRU), so a row touched again is not read and decoded
+	// again. Defaults to DefaultSnapshotCacheSize; negative disables the
+	// cache. The per-event Handler never uses the cache.
+	CacheSize int
+}
+
+func (c *SnapshotConfig[S]) validate() error {
+	switch {
+	case c.Table == "":
+		return configError("SnapshotConfig.Table is empty")
+	case c.Storage != SnapshotInRow && c.Storage != SnapshotInTable:
+		return configError("SnapshotConfig.Storage %d is not SnapshotInRow or SnapshotInTable", int(c.Storage))
+	case len(c.EventTypes) == 0:
+		return configError("SnapshotConfig.EventTypes is empty")
+	case c.ExtractKeys == nil:
+		return configError("SnapshotConfig.ExtractKeys is nil")
+	case c.Evolve == nil:
+		return configError("SnapshotConfig.Evolve is nil")
+	case c.Initial == nil:
+		return configError("SnapshotConfig.Initial is nil")
+	}
+	for i, t := range c.EventTypes {
+		if t == "" {
+			return configError("SnapshotConfig.EventTypes[%d] is empty", i)
+		}
+	}
+	return nil
+}
+
+// SnapshotProjection is a snapshot projection built from a SnapshotConfig.
+// Use Handler or Registry with a per-stream Runner or a Consumer, or pass
+// the projection itself as a BatchHandler of a continuous Projection,
+// which applies a whole batch with a few multi-row statements and keeps row
+// states in memory between batches. It is safe for concurrent use.
+//
+// Applying an event locks the row (SELECT … FOR UPDATE), skips the event
+// when its stream position is not after the stored last position, evolves
+// the stored state (or the initial state when there is none), calls
+// MapToColumns once and writes the row. A row is never moved to an older
+// position, and two transactions inserting the first row of a key at once
+// can't both win: the loser's insert affects nothing and its batch fails
+// and is retried, then finding the row.
+type SnapshotProjection[S any] struct {
+	cfg      SnapshotConfig[S]
+	types    map[string]struct{}
+	tableSQL string
+
+	mu      sync.Mutex
+	keyCols []string // inferred from the first event, sorted
+	sql     *snapshotSQL
+
+	cache   *lru.Cache[string, cachedState[S]] // nil when disabled
+	pendMu  sync.Mutex
+	pending map[pgx.Tx][]pendingState[S]
+}
+
+type cachedState[S any] struct {
+	state S
+	pos   store.Version
+}
+
+type pendingState[S any] struct {
+	id string
+	cachedState[S]
+}
+
+// snapshotSQL are the statements that depend on the inferred key set.
+type snapshotSQL struct {
+	names        []string // key columns, sorted
+	keyCols      []string // quoted
+	keyWhere     string   // "k1" = $1 AND "k2" = $2
+	lockRow      string   // in-row: position and snapshot
+	lockRowPos   string   // in-row: position only
+	conflictKeys string   // ("k1", "k2")
+}
+
+// NewSnapshotProjection checks cfg and returns the projection.
+func NewSnapshotProjection[S any](cfg SnapshotConfig[S]) (*SnapshotProjection[S], error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.PartitionColumn == "" {
+		cfg.PartitionColumn = "partition"
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = DefaultSnapshotCacheSize
+	}
+	cfg.EventTypes = slices.Clone(cfg.EventTypes)
+	p := &SnapshotProjection[S]{
+		cfg:      cfg,
+		types:    make(map[string]struct{}, len(cfg.EventTypes)),
+		tableSQL: pgx.Identifier{cfg.Table}.Sanitize(),
+		pending:  map[pgx.Tx][]pendingState[S]{},
+	}
+	for _, t := range cfg.EventTypes {
+		p.types[t] = struct{}{}
+	}
+	if cfg.CacheSize > 0 {
+		c, err := lru.New[string, cachedState[S]](cfg.CacheSize)
+		if err != nil {
+			return nil, configError("SnapshotConfig.CacheSize: %v", err)
+		}
+		p.cache = c
+	}
+	return p, nil
+}
+
+// Table returns the read-model table name.
+func (p *SnapshotProjection[S]) Table() string { return p.cfg.Table }
+
+// KeyColumns returns the key columns inferred from the first event, sorted;
+// nil before the first event.
+func (p *SnapshotProjection[S]) KeyColumns() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.keyCols)
+}
+
+// Handler returns a per-event handler applying events to the read model
+// (no cache). It applies every event it is given, whatever its type.
+func (p *SnapshotProjection[S]) Handler() Handler {
+	return func(ctx context.Context, tx pgx.Tx, e store.Event) error {
+		return p.apply(ctx, tx, []store.Event{e}, false)
+	}
+}
+
+// Registry returns a registry mapping each of the configured event types to
+// Handler.
+func (p *SnapshotProjection[S]) Registry() Registry {
+	h := p.Handler()
+	r := make(Registry, len(p.cfg.EventTypes))
+	for _, t := range p.cfg.EventTypes {
+		r[t] = []Handler{h}
+	}
+	return r
+}
+
+// HandleBatch implements BatchHandler: it applies the batch's events of the
+// configured types with one round trip to lock and read the rows and one to
+// write them, using the in-memory cache.
+func (p *SnapshotProjection[S]) HandleBatch(ctx context.Context, tx pgx.Tx, events []store.Event) error {
+	relevant := make([]store.Event, 0, len(events))
+	for _, e := range events {
+		if _, ok := p.types[e.Type]; ok {
+			relevant = append(relevant, e)
+		}
+	}
+	if len(relevant) == 0 {
+		return nil
+	}
+	return p.apply(ctx, tx, relevant, p.cache != nil)
+}
+
+// FinishBatch implements BatchFinisher: the row states of a committed batch
+// enter the cache; those of a rolled-back batch were already taken out of
+// it and stay out.
+func (p *SnapshotProjection[S]) FinishBatch(tx pgx.Tx, committed bool) {
+	p.pendMu.Lock()
+	states := p.pending[tx]
+	delete(p.pending, tx)
+	p.pendMu.Unlock()
+	if !committed || p.cache == nil {
+		return
+	}
+	for _, s := range states {
+		p.cache.Add(s.id, s.cachedState)
+	}
+}
+
+// ResetReadModel implements Resetter: it deletes the projection's rows (and
+// snapshots) of partition, or all of them for AllPartitions, and empties
+// the cache.
+func (p *SnapshotProjection[S]) ResetReadModel(ctx context.Context, tx pgx.Tx, partition string) error {
+	if p.cache != nil {
+		p.cache.Purge()
+	}
+	pcol := pgx.Identifier{p.cfg.PartitionColumn}.Sanitize()
+	if p.cfg.Storage == SnapshotInTable {
+		var err error
+		if partition == AllPartitions {
+			_, err = tx.Exec(ctx, `DELETE FROM snapshots WHERE readmodel_table_name = $1`, p.cfg.Table)
+		} else {
+			// Stream ids are "|"-joined "key:value" pairs with both sides
+			// encoded, so the pair is matched exactly within "|id|".
+			pattern := "%|" + likeEscape(EncodeURIComponent(p.cfg.PartitionColumn)+":"+EncodeURIComponent(partition)) + "|%"
+			_, err = tx.Exec(ctx, `DELETE FROM snapshots WHERE readmodel_table_name = $1 AND ('|' || stream_id || '|') LIKE $2`,
+				p.cfg.Table, pattern)
+		}
+		if err != nil {
+			return fmt.Errorf("snapshot projection %q: delete snapshots: %w", p.cfg.Table, err)
+		}
+	}
+	var err error
+	if partition == AllPartitions {
+		_, err = tx.Exec(ctx, `DELETE FROM `+p.tableSQL)
+	} else {
+		_, err = tx.Exec(ctx, `DELETE FROM `+p.tableSQL+` WHERE `+pcol+` = $1`, partition)
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot projection %q: delete rows: %w", p.cfg.Table, err)
+	}
+	return nil
+}
+
+// likeEscape escapes the LIKE wildcards of s with the default escape
+// character, backslash.
+func likeEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s)
+}
+
+// rowState is one key's row during a batch.
+type rowState[S any] struct {
+	id     string
+	keys   map[string]any
+	exists bool          // a row (in-row) or snapshot (in-table) is stored
+	pos    store.Version // stored last stream position; 0 when absent
+	state  S
+	snap   *string       // stored snapshot text, when read
+	cached bool          // state came from the cache (valid if pos == cpos)
+	cpos   store.Version // position of the cached state
+
+	applied bool
+	last    store.Event    // last applied event
+	cols    map[string]any // mapped columns, merged over the applied events
+}
+
+// apply applies events in order within tx.
+func (p *SnapshotProjection[S]) apply(ctx context.Context, tx pgx.Tx, events []store.Event, useCache bool) error {
+	rows := make([]*rowState[S], 0, len(events))
+	byID := make(map[string]*rowState[S], len(events))
+	eventRows := make([]*rowState[S], len(events))
+	var sqls *snapshotSQL
+	for i, e := range events {
+		keys, err := p.cfg.ExtractKeys(e, e.Partition)
+		if err != nil {
+			return fmt.Errorf("snapshot projection %q: extract keys of %s: %w", p.cfg.Table, e, err)
+		}
+		if sqls, err = p.checkKeys(keys); err != nil {
+			return err
+		}
+		id := SnapshotStreamID(keys)
+		r, ok := byID[id]
+		if !ok {
+			r = &rowState[S]{id: id, keys: keys}
+			if useCache {
+				// Take the state out of the cache: until the batch
+				// commits, it belongs to this batch only.
+				if c, ok := p.cache.Peek(id); ok {
+					p.cache.Remove(id)
+					r.state, r.cpos, r.cached = c.state, c.pos, true
+				}
+			}
+			byID[id] = r
+			rows = append(rows, r)
+		}
+		eventRows[i] = r
+	}
+
+	if err := p.load(ctx, tx, sqls, rows); err != nil {
+		return err
+	}
+
+	for i, e := range events {
+		r := eventRows[i]
+		if e.StreamPosition <= r.pos {
+			continue // already applied
+		}
+		next, err := p.cfg.Evolve(r.state, e)
+		if err != nil {
+			return fmt.Errorf("snapshot projection %q: evolve %s: %w", p.cfg.Table, e, err)
+		}
+		r.state, r.pos, r.last, r.applied = next, e.StreamPosition, e, true
+		if p.cfg.MapToColumns != nil {
+			cols := p.cfg.MapToColumns(next)
+			if r.cols == nil {
+				r.cols = make(map[string]any, len(cols))
+			}
+			for k, v := range cols {
+				r.cols[k] = v
+			}
+		}
+	}
+
+	if err := p.write(ctx, tx, sqls, rows); err != nil {
+		return err
+	}
+	if useCache {
+		states := make([]pendingState[S], 0, len(rows))
+		for _, r := range rows {
+			states = append(states, pendingState[S]{id: r.id, cachedState: cachedState[S]{state: r.state, pos: r.pos}})
+		}
+		p.pendMu.Lock()
+		p.pending[tx] = append(p.pending[tx], states...)
+		p.pendMu.Unlock()
+	}
+	return nil
+}
+
+// checkKeys infers the key set from the first call and checks every later
+// key set against it.
+func (p *SnapshotProjection[S]) checkKeys(keys map[string]any) (*snapshotSQL, error) {
+	names := make([]string, 0, len(keys))
+	for k := range keys {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.keyCols == nil {
+		if len(names) == 0 {
+			return nil, fmt.Errorf("snapshot projection %q: extract keys returned no key columns", p.cfg.Table)
+		}
+		for _, n := range names {
+			if n == "" {
+				return nil, fmt.Errorf("snapshot projection %q: extract keys returned an empty column name", p.cfg.Table)
+			}
+			if p.cfg.Storage == SnapshotInRow && isRowColumn(n) {
+				return nil, fmt.Errorf("snapshot projection %q: key column %q is one of the columns the projection writes itself", p.cfg.Table, n)
+			}
+		}
+		p.keyCols = names
+		p.sql = p.buildSQL(names)
+		return p.sql, nil
+	}
+	if !slices.Equal(p.keyCols, names) {
+		return nil, &KeySetError{Table: p.cfg.Table, Expected: slices.Clone(p.keyCols), Received: names}
+	}
+	return p.sql, nil
+}
+
+func isRowColumn(c string) bool {
+	switch c {
+	case ColumnSnapshot, ColumnStreamID, ColumnLastStreamPosition, ColumnLastGlobalPosition:
+		return true
+	}
+	return false
+}
+
+func (p *SnapshotProjection[S]) buildSQL(keyCols []string) *snapshotSQL {
+	s := &snapshotSQL{names: keyCols, keyCols: make([]string, len(keyCols))}
+	where := make([]string, len(keyCols))
+	for i, k := range keyCols {
+		s.keyCols[i] = pgx.Identifier{k}.Sanitize()
+		where[i] = fmt.Sprintf("%s = $%d", s.keyCols[i], i+1)
+	}
+	s.keyWhere = strings.Join(where, " AND ")
+	s.conflictKeys = "(" + strings.Join(s.keyCols, ", ") + ")"
+	s.lockRow = `SELECT last_stream_position, snapshot::text FROM ` + p.tableSQL + ` WHERE ` + s.keyWhere + ` FOR UPDATE`
+	s.lockRowPos = `SELECT last_stream_position, NULL::text FROM ` + p.tableSQL + ` WHERE ` + s.keyWhere + ` FOR UPDATE`
+	return s
+}
+
+// keyArgs returns the key values in key-column order.
+func keyArgs(keyCols []string, keys map[string]any) []any {
+	args := make([]any, len(keyCols))
+	for i, k := range keyCols {
+		args[i] = keys[k]
+	}
+	return args
+}
+
+// load locks every row of the batch and sets its stored position and
+// state: from the cache when the stored position matches the cached one,
+// else decoded from the stored snapshot, else the initial state. Rows are
+// locked in id order, so two batches locking the same rows can't deadlock
+// each other.
+func (p *SnapshotProjection[S]) load(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL, rows []*rowState[S]) error {
+	slices.SortFunc(rows, func(a, b *rowState[S]) int { return strings.Compare(a.id, b.id) })
+	if err := p.lock(ctx, tx, sqls, rows); err != nil {
+		return err
+	}
+	// Cached states whose row moved (or vanished) are stale: read those
+	// rows again, this time with their snapshot.
+	var stale []*rowState[S]
+	for _, r := range rows {
+		if r.cached && (!r.exists || r.pos != r.cpos) {
+			r.cached = false
+			if r.exists {
+				stale = append(stale, r)
+			}
+		}
+	}
+	if len(stale) > 0 {
+		if err := p.lock(ctx, tx, sqls, stale); err != nil {
+			return err
+		}
+	}
+	for _, r := range rows {
+		if r.cached {
+			continue
+		}
+		if !r.exists {
+			r.state = p.cfg.Initial()
+			continue
+		}
+		s, err := p.parse(r.snap)
+		if err != nil {
+			return err
+		}
+		r.state = s
+	}
+	return nil
+}
+
+// lock locks the stored rows (in-row) or snapshots (snapshots table) of
+// rows and sets exists, pos and, for rows not served from the cache, the
+// stored snapshot text.
+func (p *SnapshotProjection[S]) lock(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL, rows []*rowState[S]) error {
+	if p.cfg.Storage == SnapshotInRow {
+		return p.lockRows(ctx, tx, sqls, rows)
+	}
+	return p.lockSnapshots(ctx, tx, rows)
+}
+
+// lockRows locks the in-row read-model rows, one pipelined SELECT … FOR
+// UPDATE per row: a single round trip.
+func (p *SnapshotProjection[S]) lockRows(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL, rows []*rowState[S]) error {
+	b := &pgx.Batch{}
+	for _, r := range rows {
+		q := sqls.lockRow
+		if r.cached {
+			q = sqls.lockRowPos
+		}
+		b.Queue(q, keyArgs(sqls.names, r.keys)...)
+	}
+	br := tx.SendBatch(ctx, b)
+	for _, r := range rows {
+		var pos int64
+		var snap *string
+		err := br.QueryRow().Scan(&pos, &snap)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			r.exists, r.pos, r.snap = false, 0, nil
+		case err != nil:
+			_ = br.Close()
+			return fmt.Errorf("snapshot projection %q: lock row %s: %w", p.cfg.Table, r.id, err)
+		default:
+			r.exists, r.pos, r.snap = true, store.Version(pos), snap
+		}
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("snapshot projection %q: lock rows: %w", p.cfg.Table, err)
+	}
+	return nil
+}
+
+// lockSnapshots locks the snapshots rows with one statement.
+func (p *SnapshotProjection[S]) lockSnapshots(ctx context.Context, tx pgx.Tx, rows []*rowState[S]) error {
+	ids := make([]string, len(rows))
+	var cached []string
+	index := make(map[string]*rowState[S], len(rows))
+	for i, r := range rows {
+		ids[i] = r.id
+		index[r.id] = r
+		r.exists, r.pos, r.snap = false, 0, nil
+		if r.cached {
+			cached = append(cached, r.id)
+		}
+	}
+	res, err := tx.Query(ctx, `SELECT stream_id, last_stream_position,
+       CASE WHEN stream_id = ANY($3::text[]) THEN NULL ELSE snapshot::text END
+FROM snapshots WHERE readmodel_table_name = $1 AND stream_id = ANY($2::text[])
+ORDER BY stream_id
+FOR UPDATE`, p.cfg.Table, ids, cached)
+	if err != nil {
+		return fmt.Errorf("snapshot projection %q: lock snapshots: %w", p.cfg.Table, err)
+	}
+	defer res.Close()
+	for res.Next() {
+		var id string
+		var pos int64
+		var snap *string
+		if err := res.Scan(&id, &pos, &snap); err != nil {
+			return fmt.Errorf("snapshot projection %q: lock snapshots: %w", p.cfg.Table, err)
+		}
+		if r, ok := index[id]; ok {
+			r.exists, r.pos, r.snap = true, store.Version(pos), snap
+		}
+	}
+	if err := res.Err(); err != nil {
+		return fmt.Errorf("snapshot projection %q: lock snapshots: %w", p.cfg.Table, err)
+	}
+	return nil
+}
+
+// parse decodes a stored snapshot: SQL NULL, an empty value and JSON null
+// give the initial state.
+func (p *SnapshotProjection[S]) parse(raw *string) (S, error) {
+	if raw == nil {
+		return p.cfg.Initial(), nil
+	}
+	t := strings.TrimSpace(*raw)
+	if t == "" || t == "null" {
+		return p.cfg.Initial(), nil
+	}
+	var s S
+	if err := json.Unmarshal([]byte(t), &s); err != nil {
+		return s, newSnapshotParseError(p.cfg.Table, *raw, err)
+	}
+	return s, nil
+}
+
+// maxParams is the most bind parameters put in one statement (PostgreSQL
+// allows 65535).
+const maxParams = 60000
+
+// write stores the rows that had events applied: new rows are inserted
+// (and must not exist: a concurrent insert fails the batch), existing rows,
+// locked by load, are updated only forwards.
+func (p *SnapshotProjection[S]) write(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL, rows []*rowState[S]) error {
+	var fresh, existing []*rowState[S]
+	for _, r := range rows {
+		if !r.applied {
+			continue
+		}
+		if r.exists {
+			existing = append(existing, r)
+		} else {
+			fresh = append(fresh, r)
+		}
+	}
+	if len(fresh)+len(existing) == 0 {
+		return nil
+	}
+	snaps := make(map[*rowState[S]]string, len(fresh)+len(existing))
+	for _, set := range [][]*rowState[S]{fresh, existing} {
+		for _, r := range set {
+			b, err := json.Marshal(r.state)
+			if err != nil {
+				return fmt.Errorf("snapshot projection %q: encode state of %s: %w", p.cfg.Table, r.id, err)
+			}
+			snaps[r] = string(b)
+		}
+	}
+
+	b := &pgx.Batch{}
+	var checks []writeCheck
+	if p.cfg.Storage == SnapshotInRow {
+		if err := p.queueRowWrites(b, &checks, sqls, fresh, false, snaps); err != nil {
+			return err
+		}
+		if err := p.queueRowWrites(b, &checks, sqls, existing, true, snaps); err != nil {
+			return err
+		}
+	} else {
+		p.queueSnapshotWrites(b, &checks, fresh, false, snaps)
+		p.queueSnapshotWrites(b, &checks, existing, true, snaps)
+		applied := append(slices.Clip(fresh), existing...)
+		if err := p.queueReadModelWrites(b, &checks, sqls, applied); err != nil {
+			return err
+		}
+	}
+	br := tx.SendBatch(ctx, b)
+	for _, c := range checks {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return fmt.Errorf("snapshot projection %q: %s: %w", p.cfg.Table, c.what, err)
+		}
+		if c.want >= 0 && tag.RowsAffected() != int64(c.want) {
+			_ = br.Close()
+			return fmt.Errorf("snapshot projection %q: %s: %d of %d rows written: %w",
+				p.cfg.Table, c.what, tag.RowsAffected(), c.want, errConcurrentWrite)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("snapshot projection %q: write rows: %w", p.cfg.Table, err)
+	}
+	return nil
+}
+
+// writeCheck is what one queued write statement must affect; want < 0
+// means any number of rows.
+type writeCheck struct {
+	what string
+	want int
+}
+
+// columnGroup is rows sharing one set of mapped columns, written by one
+// statement (per chunk).
+type columnGroup[S any] struct {
+	cols []string
+	rows []*rowState[S]
+}
+
+// groupByColumns groups rows by the names of their mapped columns, in a
+// deterministic order. It rejects mapped columns that are key columns or
+// (in-row) columns the projection writes itself.
+func (p *SnapshotProjection[S]) groupByColumns(sqls *snapshotSQL, rows []*rowState[S]) ([]*columnGroup[S], error) {
+	keyCols := sqls.names
+	groups := map[string]*columnGroup[S]{}
+	var order []string
+	for _, r := range rows {
+		cols := make([]string, 0, len(r.cols))
+		for c := range r.cols {
+			if slices.Contains(keyCols, c) || (p.cfg.Storage == SnapshotInRow && isRowColumn(c)) || c == "" {
+				return nil, fmt.Errorf("snapshot projection %q: map to columns returned column %q, which is a key column or one the projection writes itself", p.cfg.Table, c)
+			}
+			cols = append(cols, c)
+		}
+		sort.Strings(cols)
+		sig := strings.Join(cols, "\x00")
+		g, ok := groups[sig]
+		if !ok {
+			g = &columnGroup[S]{cols: cols}
+			groups[sig] = g
+			order = append(order, sig)
+		}
+		g.rows = append(g.rows, r)
+	}
+	out := make([]*columnGroup[S], len(order))
+	for i, sig := range order {
+		out[i] = groups[sig]
+	}
+	return out, nil
+}
+
+// queueRowWrites queues the in-row writes: INSERT … ON CONFLICT DO NOTHING
+// for new rows (each must be inserted) and INSERT … ON CONFLICT (keys) DO
+// UPDATE … WHERE the stored position is older for existing ones.
+func (p *SnapshotProjection[S]) queueRowWrites(b *pgx.Batch, checks *[]writeCheck, sqls *snapshotSQL,
+	rows []*rowState[S], update bool, snaps map[*rowState[S]]string) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	groups, err := p.groupByColumns(sqls, rows)
+	if err != nil {
+		return err
+	}
+	keyCols := sqls.names
+	for _, g := range groups {
+		names := append(slices.Clone(keyCols), ColumnSnapshot, ColumnStreamID, ColumnLastStreamPosition, ColumnLastGlobalPosition)
+		names = append(names, g.cols...)
+		quoted := quoteAll(names)
+		suffix := ` ON CONFLICT DO NOTHING`
+		what := "insert new rows"
+		if update {
+			set := make([]string, 0, len(quoted)-len(keyCols))
+			for _, q := range quoted[len(keyCols):] {
+				set = append(set, q+" = EXCLUDED."+q)
+			}
+			suffix = ` ON CONFLICT ` + sqls.conflictKeys + ` DO UPDATE SET ` + strings.Join(set, ", ") +
+				` WHERE ` + p.tableSQL + `.last_stream_position < EXCLUDED.last_stream_position`
+			what = "update rows"
+		}
+		perStmt := max(1, maxParams/len(names))
+		for start := 0; start < len(g.rows); start += perStmt {
+			chunk := g.rows[start:min(len(g.rows), start+perStmt)]
+			args := make([]any, 0, len(chunk)*len(names))
+			for _, r := range chunk {
+				args = append(args, keyArgs(keyCols, r.keys)...)
+				args = append(args, snaps[r], string(r.last.StreamID), int64(r.last.StreamPosition), int64(r.last.GlobalPosition))
+				for _, c := range g.cols {
+					args = append(args, r.cols[c])
+				}
+			}
+			b.Queue(insertSQL(p.tableSQL, quoted, len(chunk))+suffix, args...)
+			*checks = append(*checks, writeCheck{what: what, want: len(chunk)})
+		}
+	}
+	return nil
+}
+
+// queueSnapshotWrites queues the snapshots-table writes: an insert of the
+// new snapshots (each must be inserted) or a forward-only update of the
+// existing ones.
+func (p *SnapshotProjection[S]) queueSnapshotWrites(b *pgx.Batch, checks *[]writeCheck, rows []*rowState[S],
+	update bool, snaps map[*rowState[S]]string) {
+	if len(rows) == 0 {
+		return
+	}
+	ids := make([]string, len(rows))
+	poss := make([]int64, len(rows))
+	globals := make([]int64, len(rows))
+	states := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i], poss[i], globals[i], states[i] = r.id, int64(r.last.StreamPosition), int64(r.last.GlobalPosition), snaps[r]
+	}
+	if update {
+		b.Queue(`UPDATE snapshots s
+SET snapshot = u.snapshot::jsonb, last_stream_position = u.pos, last_global_position = u.global
+FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[]) AS u(stream_id, pos, global, snapshot)
+WHERE s.readmodel_table_name = $1 AND s.stream_id = u.stream_id AND s.last_stream_position < u.pos`,
+			p.cfg.Table, ids, poss, globals, states)
+		*checks = append(*checks, writeCheck{what: "update snapshots", want: len(rows)})
+		return
+	}
+	b.Queue(`INSERT INTO snapshots (readmodel_table_name, stream_id, last_stream_position, last_global_position, snapshot)
+SELECT $1, u.stream_id, u.pos, u.global, u.snapshot::jsonb
+FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[]) AS u(stream_id, pos, global, snapshot)
+ON CONFLICT DO NOTHING`, p.cfg.Table, ids, poss, globals, states)
+	*checks = append(*checks, writeCheck{what: "insert snapshots", want: len(rows)})
+}
+
+// queueReadModelWrites queues the snapshots-table variant's read-model
+// rows: keys plus mapped columns, upserted when there are mapped columns,
+// inserted if missing otherwise. Its order is protected by the snapshots
+// rows locked in load.
+func (p *SnapshotProjection[S]) queueReadModelWrites(b *pgx.Batch, checks *[]writeCheck, sqls *snapshotSQL, rows []*rowState[S]) error {
+	groups, err := p.groupByColumns(sqls, rows)
+	if err != nil {
+		return err
+	}
+	keyCols := sqls.names
+	for _, g := range groups {
+		names := append(slices.Clone(keyCols), g.cols...)
+		quoted := quoteAll(names)
+		suffix := ` ON CONFLICT DO NOTHING`
+		if len(g.cols) > 0 {
+			set := make([]string, 0, len(g.cols))
+			for _, q := range quoted[len(keyCols):] {
+				set = append(set, q+" = EXCLUDED."+q)
+			}
+			suffix = ` ON CONFLICT ` + sqls.conflictKeys + ` DO UPDATE SET ` + strings.Join(set, ", ")
+		}
+		perStmt := max(1, maxParams/len(names))
+		for start := 0; start < len(g.rows); start += perStmt {
+			chunk := g.rows[start:min(len(g.rows), start+perStmt)]
+			args := make([]any, 0, len(chunk)*len(names))
+			for _, r := range chunk {
+				args = append(args, keyArgs(keyCols, r.keys)...)
+				for _, c := range g.cols {
+					args = append(args, r.cols[c])
+				}
+			}
+			b.Queue(insertSQL(p.tableSQL, quoted, len(chunk))+suffix, args...)
+			*checks = append(*checks, writeCheck{what: "write read-model rows", want: -1})
+		}
+	}
+	return nil
+}
+
+func quoteAll(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = pgx.Identifier{n}.Sanitize()
+	}
+	return out
+}
+
+// insertSQL returns INSERT INTO table (cols) VALUES (…), … for n rows.
+func insertSQL(table string, cols []string, n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO ")
+	b.WriteString(table)
+	b.WriteString(" (")
+	b.WriteString(strings.Join(cols, ", "))
+	b.WriteString(") VALUES ")
+	param := 1
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for j := range cols {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "$%d", param)
+			param++
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
+}
