@@ -143,7 +143,9 @@ func (c *Consumer) Status(ctx context.Context) (Status, error) { return c.p.Stat
 
 // WaitFor waits until the consumer has handled every event up to pos; see
 // Projection.WaitFor.
-func (c *Consumer) WaitFor(ctx context.Context, pos store.Position) error { return c.p.WaitFor(ctx, pos) }
+func (c *Consumer) WaitFor(ctx context.Context, pos store.Position) error {
+	return c.p.WaitFor(ctx, pos)
+}
 
 // Err returns the failure the consumer stopped at, or nil.
 func (c *Consumer) Err() error { return c.p.Err() }

@@ -120,11 +120,11 @@ type execer interface {
 // writeStatus records s (and the failure, if any) as this runner's report.
 func (p *Projection) writeStatus(ctx context.Context, q execer, s State, he *HandlerError) error {
 	var (
-		msg                        string
-		fPartition, fStream, fID   *string
-		fType                      *string
-		fTx                        *uint64
-		fGlobal, fStreamPos        *int64
+		msg                      string
+		fPartition, fStream, fID *string
+		fType                    *string
+		fTx                      *uint64
+		fGlobal, fStreamPos      *int64
 	)
 	if he != nil {
 		e := he.Event
@@ -166,12 +166,12 @@ func LoadStatus(ctx context.Context, pool *pgxpool.Pool, name, partition string)
 	}
 
 	var (
-		state, msg, owner         string
-		fPartition, fStream, fID  *string
-		fType                     *string
-		fTx                       *uint64
-		fGlobal, fStreamPos       *int64
-		updated                   time.Time
+		state, msg, owner        string
+		fPartition, fStream, fID *string
+		fType                    *string
+		fTx                      *uint64
+		fGlobal, fStreamPos      *int64
+		updated                  time.Time
 	)
 	err := pool.QueryRow(ctx, statusReadSQL, name, scope).Scan(&state, &msg, &fPartition, &fTx, &fGlobal,
 		&fStream, &fStreamPos, &fID, &fType, &owner, &updated)
