@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -32,14 +33,14 @@ type Batch struct {
 	Metadata func(i int) map[string]any
 }
 
-// BatchSpan is a batch in flight. End it exactly once. A nil *BatchSpan is a
-// no-op.
+// BatchSpan is a batch in flight. Its methods are safe for concurrent use;
+// only the first End counts. A nil *BatchSpan is a no-op.
 type BatchSpan struct {
 	t     *Telemetry
 	span  trace.Span
 	name  string
 	start time.Time
-	ended bool
+	ended atomic.Bool
 }
 
 // StartProjectionBatch starts the span "projection <name>" for a batch a
@@ -137,10 +138,9 @@ func commandSpans(b Batch) []trace.SpanContext {
 // applied) and err on the span; troupe.projection.batch.duration with the
 // outcome and troupe.projection.events += processed. Later calls do nothing.
 func (b *BatchSpan) End(ctx context.Context, processed int, err error) {
-	if b == nil || b.ended {
+	if b == nil || !b.ended.CompareAndSwap(false, true) {
 		return
 	}
-	b.ended = true
 	outcome := OutcomeOK
 	if err != nil {
 		outcome = OutcomeFor(err, nil, nil)

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -26,15 +27,16 @@ func (s Stream) spanAttrs(kv []attribute.KeyValue) []attribute.KeyValue {
 }
 
 // CommandSpan is a command in flight: its span and the start of its
-// duration measurement. End it exactly once. A nil *CommandSpan is a no-op.
+// duration measurement. Its methods are safe for concurrent use; only the
+// first End counts. A nil *CommandSpan is a no-op.
 type CommandSpan struct {
 	t       *Telemetry
 	span    trace.Span
 	kind    string
 	typ     string
 	start   time.Time
-	retries int
-	ended   bool
+	retries atomic.Int64
+	ended   atomic.Bool
 }
 
 // StartCommand starts the span of one command sent to stream s and returns
@@ -73,12 +75,12 @@ func (t *Telemetry) StartCommand(ctx context.Context, s Stream, commandType stri
 // (the conflict itself is recorded by the append's End). It adds a "retry"
 // event to the span and counts troupe.command.retries.
 func (c *CommandSpan) Retry(ctx context.Context) {
-	if c == nil || c.ended {
+	if c == nil || c.ended.Load() {
 		return
 	}
-	c.retries++
+	n := c.retries.Add(1)
 	if c.span.IsRecording() {
-		c.span.AddEvent("retry", trace.WithAttributes(AttrRetries.Int(c.retries)))
+		c.span.AddEvent("retry", trace.WithAttributes(AttrRetries.Int64(n)))
 	}
 	if c.t.commandRetries.Enabled(ctx) {
 		c.t.commandRetries.Add(ctx, 1, c.t.opt(attrKey{k: keyKind, a: c.kind}))
@@ -91,12 +93,11 @@ func (c *CommandSpan) Retry(ctx context.Context) {
 // troupe.command.rejection for OutcomeRejected), ends the span and records
 // troupe.command.duration. Later calls do nothing.
 func (c *CommandSpan) End(ctx context.Context, outcome Outcome, events int, err error) {
-	if c == nil || c.ended {
+	if c == nil || !c.ended.CompareAndSwap(false, true) {
 		return
 	}
-	c.ended = true
 	if c.span.IsRecording() {
-		c.span.SetAttributes(AttrOutcome.String(string(outcome)), AttrRetries.Int(c.retries), AttrEvents.Int(events))
+		c.span.SetAttributes(AttrOutcome.String(string(outcome)), AttrRetries.Int64(c.retries.Load()), AttrEvents.Int(events))
 		setStatus(c.span, outcome, err)
 	}
 	c.span.End()
@@ -135,14 +136,14 @@ type Append struct {
 	Links []trace.SpanContext
 }
 
-// AppendSpan is an append in flight. End it exactly once. A nil *AppendSpan
-// is a no-op.
+// AppendSpan is an append in flight. Its methods are safe for concurrent
+// use; only the first End counts. A nil *AppendSpan is a no-op.
 type AppendSpan struct {
 	t     *Telemetry
 	span  trace.Span
 	kind  string
 	start time.Time
-	ended bool
+	ended atomic.Bool
 }
 
 // StartAppend starts the span "append <kind>" (a child of the command span
@@ -179,10 +180,9 @@ func (t *Telemetry) StartAppend(ctx context.Context, a Append) (context.Context,
 // and troupe.command.conflicts when outcome is OutcomeConflict. Later calls
 // do nothing.
 func (a *AppendSpan) End(ctx context.Context, outcome Outcome, version int64, err error) {
-	if a == nil || a.ended {
+	if a == nil || !a.ended.CompareAndSwap(false, true) {
 		return
 	}
-	a.ended = true
 	if a.span.IsRecording() {
 		a.span.SetAttributes(AttrOutcome.String(string(outcome)))
 		if outcome == OutcomeOK {
@@ -212,13 +212,14 @@ type Activation struct {
 	Version int64
 }
 
-// ActivationSpan is an activation in flight. End it exactly once. A nil
-// *ActivationSpan is a no-op.
+// ActivationSpan is an activation in flight. Its methods are safe for
+// concurrent use; only the first End counts. A nil *ActivationSpan is a
+// no-op.
 type ActivationSpan struct {
 	t     *Telemetry
 	span  trace.Span
 	kind  string
-	ended bool
+	ended atomic.Bool
 }
 
 // StartActivation starts the span "activate <kind>" for a stream actor
@@ -241,10 +242,9 @@ func (t *Telemetry) StartActivation(ctx context.Context, s Stream) (context.Cont
 // troupe.actor.replayed_events and +1 on troupe.actor.live (undone by
 // Passivated). Later calls do nothing.
 func (a *ActivationSpan) End(ctx context.Context, r Activation, err error) {
-	if a == nil || a.ended {
+	if a == nil || !a.ended.CompareAndSwap(false, true) {
 		return
 	}
-	a.ended = true
 	outcome := OutcomeOK
 	if err != nil {
 		outcome = OutcomeFor(err, nil, nil)

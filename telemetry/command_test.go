@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -336,4 +337,21 @@ func TestOutcomeFor(t *testing.T) {
 		assert.Equal(t, tc.want, telemetry.OutcomeFor(tc.err, errConflict, errRejected), "%v", tc.err)
 	}
 	assert.Equal(t, telemetry.OutcomeError, telemetry.OutcomeFor(errConflict, nil, nil), "nil sentinels match nothing")
+}
+
+func TestCommandSpanIsSafeForConcurrentUse(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	ctx, cs := r.tel.StartCommand(context.Background(), cart42, "AddItem")
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(2)
+		go func() { defer wg.Done(); cs.Retry(ctx) }()
+		go func() { defer wg.Done(); cs.End(ctx, telemetry.OutcomeCanceled, 0, context.Canceled) }()
+	}
+	wg.Wait()
+	n, _ := histCount[float64](t, r.metric(t, telemetry.MetricCommandDuration),
+		setOf(telemetry.AttrKind.String("cart"), telemetry.AttrCommandType.String("AddItem"), telemetry.AttrOutcome.String("canceled")))
+	assert.Equal(t, uint64(1), n, "only the first End counts")
+	assert.Equal(t, codes.Error, r.span(t, "cart.AddItem").Status.Code)
 }
