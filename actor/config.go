@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // Config configures a Host. The zero value of every field but Store is
@@ -23,11 +24,14 @@ type Config struct {
 	// Logger receives the host's logs (and protoactor's warnings and
 	// errors). Defaults to slog.Default().
 	Logger *slog.Logger
-	// TracerProvider creates the command and append spans. Defaults to
+	// Telemetry records the command, activation and append spans and the
+	// host's metrics (see docs/telemetry.md). Defaults to one built by
+	// telemetry.New from TracerProvider and MeterProvider.
+	Telemetry *telemetry.Telemetry
+	// TracerProvider is used when Telemetry is nil. Defaults to
 	// otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
-	// MeterProvider creates the host's metrics (live actors, activations,
-	// passivations, events replayed, appends, conflicts). Defaults to
+	// MeterProvider is used when Telemetry is nil. Defaults to
 	// otel.GetMeterProvider().
 	MeterProvider metric.MeterProvider
 

@@ -12,11 +12,10 @@ import (
 
 	protoactor "github.com/asynkron/protoactor-go/actor"
 	lru "github.com/hashicorp/golang-lru/v2"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // Host runs the stream actors of the aggregate kinds registered on it. It
@@ -25,8 +24,7 @@ import (
 type Host struct {
 	cfg        Config
 	log        *slog.Logger
-	tracer     trace.Tracer
-	meter      metric.Meter
+	tel        *telemetry.Telemetry
 	system     *protoactor.ActorSystem
 	snapshots  store.SnapshotStore // nil when cfg.Store is not a SnapshotStore
 	baseCtx    context.Context     // cancelled when Stop gives up waiting
@@ -46,7 +44,7 @@ type Host struct {
 	quit        chan struct{} // closed when Stop begins
 	stopDone    chan struct{} // closed when Stop has finished
 	stopErr     error
-	metricsReg  metric.Registration
+	evictReason string // why the cache is evicting right now (a telemetry.Reason*)
 
 	jobs    sync.WaitGroup // store calls, backoffs and snapshot writes run off the actors' loops
 	scanner sync.WaitGroup
@@ -85,7 +83,9 @@ type activation struct {
 
 // passivateMsg asks a stream actor to finish the commands it has and stop.
 // It is always the last message the host sends to an activation.
-type passivateMsg struct{}
+type passivateMsg struct {
+	reason string // a telemetry.Reason*
+}
 
 // New returns a Host for cfg. It starts no goroutines; call Start.
 func New(cfg Config) (*Host, error) {
@@ -103,16 +103,13 @@ func New(cfg Config) (*Host, error) {
 		stopDone:    make(chan struct{}),
 	}
 	h.snapshots, _ = cfg.Store.(store.SnapshotStore)
-	tp := cfg.TracerProvider
-	if tp == nil {
-		tp = otel.GetTracerProvider()
+	h.tel = cfg.Telemetry
+	if h.tel == nil {
+		h.tel, err = telemetry.New(&telemetry.Config{TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider})
+		if err != nil {
+			return nil, fmt.Errorf("actor: create telemetry: %w", err)
+		}
 	}
-	h.tracer = tp.Tracer(instrumentationName)
-	mp := cfg.MeterProvider
-	if mp == nil {
-		mp = otel.GetMeterProvider()
-	}
-	h.meter = mp.Meter(instrumentationName)
 	// The cache is bounded by MaxActors; Host.deliver keeps the total of
 	// cached and passivating actors under the same cap.
 	h.cache, err = lru.NewWithEvict(cfg.MaxActors, h.onEvict)
@@ -128,8 +125,7 @@ func New(cfg Config) (*Host, error) {
 }
 
 // Start starts the host: from now on Send and State are served. It starts
-// the idle scanner (unless idle passivation is disabled) and registers the
-// host's metrics. Starting a running host does nothing; starting a stopped
+// the idle scanner (unless idle passivation is disabled). Starting a running host does nothing; starting a stopped
 // one returns ErrStopped.
 func (h *Host) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
@@ -143,11 +139,6 @@ func (h *Host) Start(ctx context.Context) error {
 	case hostStopping, hostStopped:
 		return fmt.Errorf("actor: start host: %w", ErrStopped)
 	}
-	reg, err := h.registerMetrics()
-	if err != nil {
-		return fmt.Errorf("actor: start host: register metrics: %w", err)
-	}
-	h.metricsReg = reg
 	h.state = hostRunning
 	if h.cfg.IdleTimeout > 0 {
 		h.scanner.Add(1)
@@ -184,7 +175,7 @@ func (h *Host) Stop(ctx context.Context) error {
 	close(h.quit)
 	// Passivate every cached actor: each gets a passivate message after
 	// the commands already in its mailbox, handles them and stops.
-	h.cache.Purge()
+	h.evict(telemetry.ReasonStopped, h.cache.Purge)
 	h.mu.Unlock()
 
 	h.scanner.Wait()
@@ -202,12 +193,6 @@ func (h *Host) Stop(ctx context.Context) error {
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.metricsReg != nil {
-		if err := h.metricsReg.Unregister(); err != nil {
-			h.log.Warn("actor_metrics_unregister_failed", slog.Any("error", err))
-		}
-		h.metricsReg = nil
-	}
 	h.state = hostStopped
 	h.stopErr = stopErr
 	close(h.stopDone)
@@ -266,10 +251,10 @@ func (h *Host) deliver(ctx context.Context, k key, rt anyKind, msg any) error {
 		} else if h.live >= h.cfg.MaxActors {
 			// At the cap: passivate the least recently used actor and
 			// wait for a slot.
-			h.cache.RemoveOldest()
+			h.evict(telemetry.ReasonEvicted, func() { h.cache.RemoveOldest() })
 			wait = h.slotFree
 		} else {
-			act, err := h.spawn(k, rt)
+			act, err := h.spawn(k, rt, msg)
 			if err != nil {
 				h.mu.Unlock()
 				return err
@@ -291,10 +276,16 @@ func (h *Host) deliver(ctx context.Context, k key, rt anyKind, msg any) error {
 }
 
 // spawn starts a stream actor for k. Called with h.mu held.
-func (h *Host) spawn(k key, rt anyKind) (*activation, error) {
+// The activation's span is a child of the span of first, the message that
+// caused it.
+func (h *Host) spawn(k key, rt anyKind, first any) (*activation, error) {
 	h.seq++
 	act := &activation{key: k, lastUsed: time.Now(), stopped: make(chan struct{})}
-	a := rt.newActor(h, act)
+	var parent trace.SpanContext
+	if t, ok := first.(traced); ok {
+		parent = t.spanContext()
+	}
+	a := rt.newActor(h, act, parent)
 	props := protoactor.PropsFromProducer(func() protoactor.Actor { return a })
 	pid, err := h.system.Root.SpawnNamed(props, "stream-"+strconv.FormatUint(h.seq, 10))
 	if err != nil {
@@ -307,6 +298,14 @@ func (h *Host) spawn(k key, rt anyKind) (*activation, error) {
 	return act, nil
 }
 
+// evict runs a cache operation that may evict actors, recording why.
+// Called with h.mu held.
+func (h *Host) evict(reason string, op func()) {
+	h.evictReason = reason
+	op()
+	h.evictReason = ""
+}
+
 // onEvict is the cache's eviction callback; it runs with h.mu held (every
 // cache call is made under h.mu). The evicted actor gets a passivate
 // message after every command already sent to it; no command is sent to it
@@ -314,7 +313,11 @@ func (h *Host) spawn(k key, rt anyKind) (*activation, error) {
 func (h *Host) onEvict(k key, act *activation) {
 	h.passivating[k] = act
 	h.passivations.Add(1)
-	h.system.Root.Send(act.pid, passivateMsg{})
+	reason := h.evictReason
+	if reason == "" {
+		reason = telemetry.ReasonEvicted
+	}
+	h.system.Root.Send(act.pid, passivateMsg{reason: reason})
 }
 
 // actorStopped is called by a stream actor when it has stopped.
@@ -358,7 +361,7 @@ func (h *Host) passivateIdle(now time.Time) {
 		if !ok || now.Sub(act.lastUsed) < h.cfg.IdleTimeout {
 			return
 		}
-		h.cache.Remove(k)
+		h.evict(telemetry.ReasonIdle, func() { h.cache.Remove(k) })
 	}
 }
 

@@ -5,14 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 
 	protoactor "github.com/asynkron/protoactor-go/actor"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/decider"
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // Kind describes an aggregate kind: its decider and how a command names
@@ -33,6 +33,10 @@ type Kind[C, E, S any] struct {
 	// Route returns the tenant (partition) and stream id a command is
 	// for. An empty tenant means tenancy.DefaultPartition. Required.
 	Route func(cmd C) (tenant string, stream store.StreamID)
+	// CommandName names a command in telemetry (the command span is
+	// "<kind>.<name>", and the name is a metric attribute, so keep the set
+	// small). Defaults to the Go type name of the command's dynamic type.
+	CommandName func(cmd C) string
 	// Codec encodes and decodes the kind's events; every event value the
 	// decider produces must be registered. Defaults to Config.Codec.
 	Codec store.Codec
@@ -127,13 +131,13 @@ type kindRuntime[C, E, S any] struct {
 // kindRuntime's non-generic face, used by the host.
 type anyKind interface {
 	name() string
-	newActor(h *Host, act *activation) protoactor.Actor
+	newActor(h *Host, act *activation, parent trace.SpanContext) protoactor.Actor
 }
 
 func (k *kindRuntime[C, E, S]) name() string { return k.Name }
 
-func (k *kindRuntime[C, E, S]) newActor(h *Host, act *activation) protoactor.Actor {
-	return newStreamActor(h, k, act)
+func (k *kindRuntime[C, E, S]) newActor(h *Host, act *activation, parent trace.SpanContext) protoactor.Actor {
+	return newStreamActor(h, k, act, parent)
 }
 
 // Register adds an aggregate kind to the host and returns its typed
@@ -156,6 +160,9 @@ func Register[C, E, S any](h *Host, k Kind[C, E, S]) (*Aggregate[C, E, S], error
 	}
 	if rt.StreamType == "" {
 		rt.StreamType = k.Name
+	}
+	if rt.CommandName == nil {
+		rt.CommandName = func(cmd C) string { return commandTypeName(cmd) }
 	}
 	if k.Snapshot != nil {
 		if k.Snapshot.Every <= 0 {
@@ -255,21 +262,22 @@ func (a *Aggregate[C, E, S]) Send(ctx context.Context, cmd C, opts ...SendOption
 	if err != nil {
 		return res, fmt.Errorf("actor: send %s command: %w", a.rt.Name, err)
 	}
-	ctx, span := a.h.tracer.Start(ctx, "troupe.command "+a.rt.Name, trace.WithAttributes(
-		attribute.String(attrKind, k.kind),
-		attribute.String(attrTenant, k.tenant),
-		attribute.String(attrStreamID, string(k.stream)),
-	))
-	defer span.End()
-	res, err = a.send(ctx, k, cmd, o)
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, "command failed")
-	}
+	ctx, span := a.h.tel.StartCommand(ctx, streamOf(k), a.commandName(cmd))
+	res, err = a.send(ctx, k, cmd, o, span)
+	span.End(ctx, outcomeOf(err), len(res.Events), err)
 	return res, err
 }
 
-func (a *Aggregate[C, E, S]) send(ctx context.Context, k key, cmd C, o SendOptions) (Result[E, S], error) {
+func (a *Aggregate[C, E, S]) commandName(cmd C) (name string) {
+	defer func() {
+		if recover() != nil {
+			name = ""
+		}
+	}()
+	return a.rt.CommandName(cmd)
+}
+
+func (a *Aggregate[C, E, S]) send(ctx context.Context, k key, cmd C, o SendOptions, span *telemetry.CommandSpan) (Result[E, S], error) {
 	var zero Result[E, S]
 	if err := ctx.Err(); err != nil {
 		return zero, fmt.Errorf("actor: send %s command to stream %q: %w", k.kind, k.stream, err)
@@ -279,7 +287,9 @@ func (a *Aggregate[C, E, S]) send(ctx context.Context, k key, cmd C, o SendOptio
 		opts:  o,
 		reply: make(chan outcome[E, S], 1),
 		done:  ctx.Done(),
-		trace: injectTrace(ctx),
+		meta:  commandMetadata(ctx, o),
+		span:  span,
+		sc:    trace.SpanContextFromContext(ctx),
 	}
 	if err := a.h.deliver(ctx, k, a.rt, m); err != nil {
 		return zero, fmt.Errorf("actor: send %s command to stream %q: %w", k.kind, k.stream, err)
@@ -290,6 +300,28 @@ func (a *Aggregate[C, E, S]) send(ctx context.Context, k key, cmd C, o SendOptio
 	case <-ctx.Done():
 		return zero, fmt.Errorf("actor: send %s command to stream %q: %w", k.kind, k.stream, ctx.Err())
 	}
+}
+
+// commandMetadata is the metadata every event of a command carries: the
+// caller's, then the correlation and causation ids, the command id and the
+// trace context of the command span.
+func commandMetadata(ctx context.Context, o SendOptions) store.Metadata {
+	md := make(store.Metadata, len(o.Metadata)+4)
+	maps.Copy(md, o.Metadata)
+	delete(md, store.MetaTraceParent)
+	delete(md, store.MetaTraceState)
+	if o.CorrelationID != "" {
+		md[store.MetaCorrelationID] = o.CorrelationID
+	}
+	if o.CausationID != "" {
+		md[store.MetaCausationID] = o.CausationID
+	}
+	if o.CommandID != "" {
+		md[MetaCommandID] = o.CommandID
+	} else {
+		delete(md, MetaCommandID)
+	}
+	return telemetry.InjectMetadata(ctx, md)
 }
 
 // State returns a stream's current state and version without a command.
@@ -319,14 +351,17 @@ func (a *Aggregate[C, E, S]) State(ctx context.Context, tenant string, stream st
 	}
 }
 
-// commandMsg carries one command to its stream actor. It holds the
-// caller's done channel and trace context, never the context itself.
+// commandMsg carries one command to its stream actor. It holds what the
+// actor needs of the caller's context (its done channel, the command span
+// and the metadata built from it), never the context itself.
 type commandMsg[C, E, S any] struct {
 	cmd   C
 	opts  SendOptions
 	reply chan outcome[E, S] // buffered 1; answered exactly once
 	done  <-chan struct{}    // the caller's ctx.Done()
-	trace traceCarrier
+	meta  store.Metadata     // copied into every event of the command
+	span  *telemetry.CommandSpan
+	sc    trace.SpanContext // the command span
 
 	attempts   int  // appends tried (conflicts so far)
 	dupRetried bool // reloaded once after a duplicate message id

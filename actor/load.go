@@ -24,6 +24,9 @@ type loadResult[E, S any] struct {
 	version  store.Version
 	exists   bool
 	replayed int
+	// snapshotVersion is the version of the snapshot the state started
+	// from (0: none).
+	snapshotVersion store.Version
 	// commands are the results of the most recent commands with an id
 	// found in the replayed events, oldest first.
 	commands []commandRecord[E, S]
@@ -125,7 +128,7 @@ func (k *kindRuntime[C, E, S]) load(ctx context.Context, h *Host, key key, start
 	if len(r.commands) > window {
 		r.commands = r.commands[len(r.commands)-window:]
 	}
-	r.state, r.version, r.exists = state, version, exists
+	r.state, r.version, r.exists, r.snapshotVersion = state, version, exists, snapVersion
 	return r
 }
 

@@ -10,12 +10,11 @@ import (
 	"time"
 
 	protoactor "github.com/asynkron/protoactor-go/actor"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/decider"
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // streamActor owns one stream's state. Everything but the store calls runs
@@ -47,7 +46,10 @@ type streamActor[C, E, S any] struct {
 	pending      []any // *commandMsg and *queryMsg, in arrival order
 	building     []*commandMsg[C, E, S]
 	passivating  bool
+	passivation  string // why (a telemetry.Reason*)
 	stopping     bool
+	activated    bool              // a full load succeeded: counted live in telemetry
+	parent       trace.SpanContext // the command that caused the activation
 	ids          *commandWindow[E, S]
 }
 
@@ -91,8 +93,8 @@ type loadDone[E, S any] struct {
 	r loadResult[E, S]
 }
 
-func newStreamActor[C, E, S any](h *Host, k *kindRuntime[C, E, S], act *activation) *streamActor[C, E, S] {
-	return &streamActor[C, E, S]{h: h, k: k, act: act, key: act.key, ids: newCommandWindow[E, S](h.cfg.CommandIDWindow)}
+func newStreamActor[C, E, S any](h *Host, k *kindRuntime[C, E, S], act *activation, parent trace.SpanContext) *streamActor[C, E, S] {
+	return &streamActor[C, E, S]{h: h, k: k, act: act, key: act.key, parent: parent, ids: newCommandWindow[E, S](h.cfg.CommandIDWindow)}
 }
 
 // Receive implements protoactor's Actor.
@@ -120,8 +122,12 @@ func (a *streamActor[C, E, S]) Receive(c protoactor.Context) {
 		a.onLoaded(m)
 	case passivateMsg:
 		a.passivating = true
+		a.passivation = m.reason
 	case *protoactor.Stopped:
 		a.failPending(fmt.Errorf("actor: %s stream %q: %w", a.key.kind, a.key.stream, ErrStopped))
+		if a.activated {
+			a.h.tel.Passivated(context.Background(), a.key.kind, a.passivation)
+		}
 		a.h.actorStopped(a.act)
 		return
 	default:
@@ -283,25 +289,13 @@ func (a *streamActor[C, E, S]) encode(m *commandMsg[C, E, S], evs []E) (out []st
 			out, err = nil, newPanicError("encode", r)
 		}
 	}()
-	md := store.Metadata{}
-	maps.Copy(md, m.opts.Metadata)
-	if m.opts.CorrelationID != "" {
-		md[store.MetaCorrelationID] = m.opts.CorrelationID
-	}
-	if m.opts.CausationID != "" {
-		md[store.MetaCausationID] = m.opts.CausationID
-	}
-	if m.opts.CommandID != "" {
-		md[MetaCommandID] = m.opts.CommandID
-	}
-	m.trace.addToMetadata(md)
 	out = make([]store.EventData, len(evs))
 	for i, e := range evs {
 		typ, data, err := a.k.codec.Encode(e)
 		if err != nil {
 			return nil, fmt.Errorf("actor: encode event %d of %s command for stream %q: %w", i, a.key.kind, a.key.stream, err)
 		}
-		out[i] = store.EventData{Type: typ, Data: data, Metadata: maps.Clone(md)}
+		out[i] = store.EventData{Type: typ, Data: data, Metadata: maps.Clone(m.meta)}
 		if m.opts.CommandID != "" {
 			out[i].MessageID = messageID(a.key, m.opts.CommandID, i)
 		}
@@ -320,26 +314,25 @@ func (a *streamActor[C, E, S]) startAppend(b *batch[C, E, S]) {
 		defer h.jobs.Done()
 		ctx, cancel := h.storeCtx()
 		defer cancel()
-		ctx, span := a.startAppendSpan(ctx, b)
+		ctx, span := h.tel.StartAppend(appendSpan(ctx, k, expected, b))
 		res, err := h.cfg.Store.AppendToStream(ctx, k.stream, b.data, store.AppendOptions{
 			Partition:       k.tenant,
 			StreamType:      streamType,
 			ExpectedVersion: expected,
 		})
-		if err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, "append failed")
-		}
-		span.End()
+		span.End(ctx, telemetry.OutcomeFor(err, store.ErrVersionConflict, nil), int64(res.NextExpectedVersion), err)
 		h.post(self, &appendDone[C, E, S]{batch: b, res: res, err: err})
 	}()
 }
 
-func (a *streamActor[C, E, S]) startAppendSpan(ctx context.Context, b *batch[C, E, S]) (context.Context, trace.Span) {
-	var links []trace.Link
+// appendSpan describes a batch's append for telemetry: a child of the
+// first command of the batch with a span, linked to the other commands'
+// spans.
+func appendSpan[C, E, S any](ctx context.Context, k key, expected store.ExpectedVersion, b *batch[C, E, S]) (context.Context, telemetry.Append) {
+	ap := telemetry.Append{Stream: streamOf(k), Events: len(b.data), ExpectedVersion: expected.String()}
 	parent := trace.SpanContext{}
 	for _, e := range b.entries {
-		sc := e.msg.trace.spanContext()
+		sc := e.msg.sc
 		if !sc.IsValid() {
 			continue
 		}
@@ -347,18 +340,12 @@ func (a *streamActor[C, E, S]) startAppendSpan(ctx context.Context, b *batch[C, 
 			parent = sc
 			continue
 		}
-		links = append(links, trace.Link{SpanContext: sc})
+		ap.Links = append(ap.Links, sc)
 	}
 	if parent.IsValid() {
-		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
+		ctx = trace.ContextWithSpanContext(ctx, parent)
 	}
-	return a.h.tracer.Start(ctx, "troupe.append "+a.key.kind, trace.WithLinks(links...), trace.WithAttributes(
-		attribute.String(attrKind, a.key.kind),
-		attribute.String(attrTenant, a.key.tenant),
-		attribute.String(attrStreamID, string(a.key.stream)),
-		attribute.Int(attrCommands, len(b.entries)),
-		attribute.Int(attrEvents, len(b.data)),
-	))
+	return ctx, ap
 }
 
 // onAppended settles a batch: on success the state advances and every
@@ -409,6 +396,7 @@ func (a *streamActor[C, E, S]) onAppended(d *appendDone[C, E, S]) {
 				continue
 			}
 			a.retryAttempt = max(a.retryAttempt, m.attempts)
+			m.span.Retry(context.Background())
 			retry = append(retry, m)
 			for _, f := range e.followers {
 				retry = append(retry, f)
@@ -521,7 +509,7 @@ func (a *streamActor[C, E, S]) startLoad(full bool) {
 		delay = a.h.backoff(a.retryAttempt)
 		a.retryAttempt = 0
 	}
-	h, k, self := a.h, a.key, a.self
+	h, k, self, parent := a.h, a.key, a.self, a.parent
 	start := loadStart[S]{full: full, state: a.state, version: a.version, exists: a.exists}
 	h.jobs.Add(1)
 	go func() {
@@ -536,7 +524,17 @@ func (a *streamActor[C, E, S]) startLoad(full bool) {
 		}
 		ctx, cancel := h.storeCtx()
 		defer cancel()
-		h.post(self, &loadDone[E, S]{r: a.k.load(ctx, h, k, start)})
+		var span *telemetry.ActivationSpan
+		if full {
+			if parent.IsValid() {
+				ctx = trace.ContextWithSpanContext(ctx, parent)
+			}
+			ctx, span = h.tel.StartActivation(ctx, streamOf(k))
+		}
+		r := a.k.load(ctx, h, k, start)
+		span.End(ctx, telemetry.Activation{Replayed: r.replayed, SnapshotUsed: r.snapshotVersion > 0,
+			SnapshotVersion: int64(r.snapshotVersion), Version: int64(r.version)}, r.err)
+		h.post(self, &loadDone[E, S]{r: r})
 	}()
 }
 
@@ -548,6 +546,9 @@ func (a *streamActor[C, E, S]) onLoaded(d *loadDone[E, S]) {
 	if r.err != nil {
 		a.failPending(fmt.Errorf("actor: load %s stream %q: %w", a.key.kind, a.key.stream, r.err))
 		return
+	}
+	if !a.loaded {
+		a.activated = true // counted live by the activation span's End
 	}
 	a.state, a.version, a.exists = r.state, r.version, r.exists
 	a.loaded, a.dirty = true, false
