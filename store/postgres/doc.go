@@ -31,8 +31,13 @@
 //     partition, archived events included.
 //   - [Store.ReadAll] reads the global log in (transaction id, global
 //     position) order and returns only events of transactions older than
-//     every transaction still in flight (pg_snapshot_xmin), so a checkpoint
-//     never passes an event that commits later.
+//     every transaction still in flight that could write to this database
+//     (the snapshot's in-flight list, the reader's own transaction
+//     included), so a checkpoint never passes an event that commits later.
+//     Transactions that pg_stat_activity shows in other databases of the
+//     cluster are left out of that horizon; any other long-running writing
+//     transaction (a prepared one, a bulk load) holds the global log back
+//     until it ends.
 //   - A stream's type is set by the append that creates it and never
 //     changes. Events carry the database clock in Created and their own
 //     schema version.
