@@ -300,6 +300,9 @@ func (t *txn) read(streamID store.StreamID, opts store.ReadOptions) (store.ReadR
 	if opts.MaxCount > 0 && from+store.Version(opts.MaxCount)-1 < to {
 		to = from + store.Version(opts.MaxCount) - 1
 	}
+	if to >= from {
+		res.Events = make([]store.Event, 0, to-from+1)
+	}
 	for p := from; p <= to; p++ {
 		e, err := str.records[p-1].event()
 		if err != nil {

@@ -35,7 +35,7 @@ func testArchive(t *testing.T, s store.EventStore) {
 
 	// Read all leaves archived events out.
 	var types []string
-	for _, e := range readAll(t, s, store.ReadAllOptions{}) {
+	for _, e := range logOf(t, s, 2) {
 		types = append(types, e.Type)
 	}
 	require.Equal(t, []string{"Kept", "New"}, types)
@@ -63,7 +63,7 @@ func testArchiveTwice(t *testing.T, s store.EventStore) {
 	}
 	appendOK(t, s, "phoenix", store.AppendOptions{ExpectedVersion: store.Exact(0)}, evs("Last", 1)...)
 	requireVersion(t, s, "phoenix", "", true, 1)
-	all := readAll(t, s, store.ReadAllOptions{})
+	all := logOf(t, s, 1)
 	require.Len(t, all, 1)
 	require.Equal(t, "Last", all[0].Type)
 }

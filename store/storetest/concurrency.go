@@ -254,13 +254,33 @@ func testReadAllWhileAppending(t *testing.T, s store.EventStore) {
 		}()
 	}
 	close(start)
+	writersDone := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(writersDone)
+	}()
 
 	seen := map[string]bool{}
 	next := store.Position{}
+	allVisible := false
 	for len(seen) < writers*each {
 		require.NoError(t, ctx.Err(), "reader saw %d of %d events", len(seen), writers*each)
+		if !allVisible {
+			select {
+			case <-writersDone:
+				// Once a read from the start sees every event, so must the
+				// follower: an empty page from then on means it skipped.
+				errs.check(t)
+				logOf(t, s, writers*each)
+				allVisible = true
+			default:
+			}
+		}
 		res, err := s.ReadAll(ctx, store.ReadAllOptions{After: next, Limit: 7})
 		require.NoError(t, err)
+		if allVisible && len(res.Events) == 0 {
+			require.Failf(t, "events skipped", "every event is visible and the reader has seen %d of %d", len(seen), writers*each)
+		}
 		for _, e := range res.Events {
 			require.True(t, next.Less(e.Position()), "%s is not after the checkpoint", e)
 			require.False(t, seen[e.MessageID], "%s delivered twice", e.MessageID)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -141,6 +142,35 @@ func readAll(t *testing.T, s store.EventStore, opts store.ReadAllOptions) []stor
 	}
 	t.Fatal("read all did not end")
 	return nil
+}
+
+// visibilityWait bounds how long a test waits for committed events to show
+// up in ReadAll. PostgreSQL's visibility guard holds back events while any
+// older transaction on the server is in flight (other tests' included), so
+// a read right after an append may briefly return less.
+var visibilityWait = 30 * time.Second
+
+// waitForLog reads the global log after opts.After until at least n events
+// are visible and returns all the events visible then.
+func waitForLog(t *testing.T, s store.EventStore, opts store.ReadAllOptions, n int) []store.Event {
+	t.Helper()
+	deadline := time.Now().Add(visibilityWait)
+	for {
+		got := readAll(t, s, opts)
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			require.Failf(t, "events missing from read all", "want at least %d events, see %d after %s", n, len(got), visibilityWait)
+		}
+	}
+}
+
+// logOf waits until at least n events are visible in the global log and
+// returns the whole log.
+func logOf(t *testing.T, s store.EventStore, n int) []store.Event {
+	t.Helper()
+	return waitForLog(t, s, store.ReadAllOptions{}, n)
 }
 
 // messageIDs returns the events' message ids (nil for no events).
