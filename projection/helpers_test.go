@@ -186,41 +186,32 @@ FROM `+name+` r JOIN snapshots s ON s.readmodel_table_name = $1
 }
 
 // foldLog folds the whole log from scratch: the expected read model.
-func foldLog(t testing.TB, es store.EventStore, partition string) map[string]cartState {
+func foldLog(t testing.TB, pool *pgxpool.Pool, es store.EventStore, partition string) map[string]cartState {
 	t.Helper()
-	ctx := testCtx(t)
 	out := map[string]cartState{}
-	after := store.Position{}
-	for {
-		res, err := es.ReadAll(ctx, store.ReadAllOptions{After: after, Partition: partition, Limit: 1000})
+	for _, e := range readAllEvents(t, pool, es, partition) {
+		if e.Type == typeNoted {
+			continue
+		}
+		var d cartData
+		require.NoError(t, json.Unmarshal(e.Data, &d))
+		key := e.Partition + "/" + d.Cart
+		s, ok := out[key]
+		if !ok {
+			s = newCart()
+		}
+		s, err := evolveCart(s, e)
 		require.NoError(t, err)
-		for _, e := range res.Events {
-			if e.Type == typeNoted {
-				continue
-			}
-			var d cartData
-			require.NoError(t, json.Unmarshal(e.Data, &d))
-			key := e.Partition + "/" + d.Cart
-			s, ok := out[key]
-			if !ok {
-				s = newCart()
-			}
-			s, err = evolveCart(s, e)
-			require.NoError(t, err)
-			out[key] = s
-		}
-		if len(res.Events) == 0 {
-			return out
-		}
-		after = res.Next
+		out[key] = s
 	}
+	return out
 }
 
 // requireReadModelMatchesLog checks a cart read model against a fold of the
 // log from scratch.
 func requireReadModelMatchesLog(t testing.TB, pool *pgxpool.Pool, es store.EventStore, table string, storage SnapshotStorage, partition string) {
 	t.Helper()
-	want := foldLog(t, es, partition)
+	want := foldLog(t, pool, es, partition)
 	got := readCarts(t, pool, table, storage)
 	require.Len(t, got, len(want))
 	for k, w := range want {
@@ -266,7 +257,7 @@ func (c countBatch) HandleBatch(ctx context.Context, tx pgx.Tx, events []store.E
 func requireAppliedOnce(t testing.TB, pool *pgxpool.Pool, es store.EventStore, partition string) {
 	t.Helper()
 	ctx := testCtx(t)
-	all := readAllEvents(t, es, partition)
+	all := readAllEvents(t, pool, es, partition)
 	counts := map[string]int{}
 	rows, err := pool.Query(ctx, `SELECT message_id, n FROM applied`)
 	require.NoError(t, err)
@@ -283,19 +274,34 @@ func requireAppliedOnce(t testing.TB, pool *pgxpool.Pool, es store.EventStore, p
 	}
 }
 
-func readAllEvents(t testing.TB, es store.EventStore, partition string) []store.Event {
+// readAllEvents reads the whole log (of partition) with ReadAll. ReadAll
+// holds events back while an older transaction may still commit (including,
+// briefly, transactions of other test databases), so it reads until it
+// gets every event stored.
+func readAllEvents(t testing.TB, pool *pgxpool.Pool, es store.EventStore, partition string) []store.Event {
 	t.Helper()
-	var out []store.Event
-	after := store.Position{}
-	for {
-		res, err := es.ReadAll(testCtx(t), store.ReadAllOptions{After: after, Partition: partition, Limit: 1000})
-		require.NoError(t, err)
-		if len(res.Events) == 0 {
-			return out
-		}
-		out = append(out, res.Events...)
-		after = res.Next
+	var want int
+	var part *string
+	if partition != "" {
+		part = &partition
 	}
+	require.NoError(t, pool.QueryRow(testCtx(t), `SELECT count(*) FROM messages
+WHERE NOT is_archived AND ($1::text IS NULL OR partition = $1::text)`, part).Scan(&want))
+	var out []store.Event
+	eventually(t, time.Minute, "the whole log to be readable", func() bool {
+		out = out[:0]
+		after := store.Position{}
+		for {
+			res, err := es.ReadAll(testCtx(t), store.ReadAllOptions{After: after, Partition: partition, Limit: 1000})
+			require.NoError(t, err)
+			if len(res.Events) == 0 {
+				return len(out) == want
+			}
+			out = append(out, res.Events...)
+			after = res.Next
+		}
+	})
+	return out
 }
 
 // appendCart appends events to the cart's stream and returns the result.

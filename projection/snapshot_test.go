@@ -1,0 +1,496 @@
+package projection
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/store"
+)
+
+var storages = []SnapshotStorage{SnapshotInRow, SnapshotInTable}
+
+// inTx runs fn in a transaction, committing when it returns nil.
+func inTx(t testing.TB, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
+	t.Helper()
+	return pgx.BeginFunc(testCtx(t), pool, fn)
+}
+
+// counted wraps a cart projection config with call counters.
+type counters struct{ evolve, mapped atomic.Int64 }
+
+func countedCartConfig(table string, storage SnapshotStorage, c *counters) SnapshotConfig[cartState] {
+	return SnapshotConfig[cartState]{
+		Table: table, Storage: storage, EventTypes: cartTypes, ExtractKeys: cartKeys, Initial: newCart,
+		Evolve: func(s cartState, e store.Event) (cartState, error) {
+			c.evolve.Add(1)
+			return evolveCart(s, e)
+		},
+		MapToColumns: func(s cartState) map[string]any {
+			c.mapped.Add(1)
+			return cartColumns(s)
+		},
+	}
+}
+
+func TestSnapshotProjectionWithRunner(t *testing.T) {
+	t.Parallel()
+	for _, storage := range storages {
+		t.Run(storage.String(), func(t *testing.T) {
+			t.Parallel()
+			pool, es := newDB(t)
+			ctx := testCtx(t)
+			createCartTable(t, pool, "carts", storage)
+			var c counters
+			sp, err := NewSnapshotProjection(countedCartConfig("carts", storage, &c))
+			require.NoError(t, err)
+			appendCart(t, es, "tenant-a", "c1", cartEvent(typeOpened, "c1", "", 0), cartEvent(typeAdded, "c1", "x", 2),
+				cartEvent(typeNoted, "c1", "", 0), cartEvent(typeAdded, "c1", "y", 1), cartEvent(typeRemoved, "c1", "x", 1))
+			appendCart(t, es, "tenant-b", "c1", cartEvent(typeOpened, "c1", "", 0))
+
+			r, err := NewRunner(RunnerConfig{Pool: pool, Registry: sp.Registry()})
+			require.NoError(t, err)
+			_, err = r.Drain(ctx, "carts", "c1", ProjectOptions{Partition: "tenant-a", BatchSize: 2})
+			require.NoError(t, err)
+			_, err = r.Drain(ctx, "carts", "c1", ProjectOptions{Partition: "tenant-b"})
+			require.NoError(t, err)
+
+			requireReadModelMatchesLog(t, pool, es, "carts", storage, "")
+			require.Equal(t, []string{"cart_id", "partition"}, sp.KeyColumns())
+			// Map-to-columns ran exactly once per applied event.
+			require.EqualValues(t, 5, c.evolve.Load())
+			require.EqualValues(t, 5, c.mapped.Load())
+			rows := readCarts(t, pool, "carts", storage)
+			require.EqualValues(t, 5, rows["tenant-a/c1"].Position)
+			require.Equal(t, 2, rows["tenant-a/c1"].ItemCount)
+
+			// Replaying events at or before the stored position changes
+			// nothing and calls neither Evolve nor MapToColumns.
+			events := readAllEvents(t, pool, es, "tenant-a")
+			h := sp.Handler()
+			require.NoError(t, inTx(t, pool, func(tx pgx.Tx) error {
+				for _, e := range events {
+					if e.Type == typeNoted {
+						continue
+					}
+					if err := h(ctx, tx, e); err != nil {
+						return err
+					}
+				}
+				return nil
+			}))
+			require.EqualValues(t, 5, c.evolve.Load())
+			require.EqualValues(t, 5, c.mapped.Load())
+			require.Equal(t, rows, readCarts(t, pool, "carts", storage))
+
+			if storage == SnapshotInRow {
+				var streamID string
+				var global int64
+				require.NoError(t, pool.QueryRow(ctx, `SELECT stream_id, last_global_position FROM carts WHERE cart_id = 'c1' AND partition = 'tenant-a'`).
+					Scan(&streamID, &global))
+				require.Equal(t, "c1", streamID)
+				require.EqualValues(t, events[len(events)-1].GlobalPosition, global)
+			} else {
+				var n int
+				require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM snapshots WHERE readmodel_table_name = 'carts'
+AND stream_id IN ('cart_id:c1|partition:tenant-a', 'cart_id:c1|partition:tenant-b')`).Scan(&n))
+				require.Equal(t, 2, n)
+			}
+		})
+	}
+}
+
+func TestSnapshotKeySetMustNotChange(t *testing.T) {
+	t.Parallel()
+	pool, es := newDB(t)
+	ctx := testCtx(t)
+	createCartTable(t, pool, "carts", SnapshotInRow)
+	cfg := countedCartConfig("carts", SnapshotInRow, &counters{})
+	cfg.ExtractKeys = func(e store.Event, partition string) (map[string]any, error) {
+		keys, err := cartKeys(e, partition)
+		if e.StreamPosition > 1 {
+			delete(keys, "partition")
+			keys["tenant"] = partition
+		}
+		return keys, err
+	}
+	sp, err := NewSnapshotProjection(cfg)
+	require.NoError(t, err)
+	appendCart(t, es, "", "c1", cartEvent(typeOpened, "c1", "", 0), cartEvent(typeAdded, "c1", "x", 1))
+	r, err := NewRunner(RunnerConfig{Pool: pool, Registry: sp.Registry()})
+	require.NoError(t, err)
+	_, err = r.ProjectEvents(ctx, "carts", "c1", ProjectOptions{BatchSize: 1})
+	require.NoError(t, err)
+	_, err = r.ProjectEvents(ctx, "carts", "c1", ProjectOptions{})
+	require.ErrorIs(t, err, ErrKeySetChanged)
+	var kerr *KeySetError
+	require.ErrorAs(t, err, &kerr)
+	require.Equal(t, "carts", kerr.Table)
+	require.Equal(t, []string{"cart_id", "partition"}, kerr.Expected)
+	require.Equal(t, []string{"cart_id", "tenant"}, kerr.Received)
+	require.ErrorContains(t, err, `"carts"`)
+	require.ErrorContains(t, err, "cart_id, partition")
+	require.ErrorContains(t, err, "cart_id, tenant")
+}
+
+func TestSnapshotParse(t *testing.T) {
+	t.Parallel()
+	sp, err := NewSnapshotProjection(countedCartConfig("carts", SnapshotInRow, &counters{}))
+	require.NoError(t, err)
+	str := func(s string) *string { return &s }
+	for _, raw := range []*string{nil, str(""), str("  \n"), str("null")} {
+		s, err := sp.parse(raw)
+		require.NoError(t, err)
+		require.Equal(t, newCart(), s)
+	}
+	s, err := sp.parse(str(`{"open":true,"items":{"x":2},"applied":3}`))
+	require.NoError(t, err)
+	require.Equal(t, cartState{Open: true, Items: map[string]int{"x": 2}, Applied: 3}, s)
+
+	long := "{" + strings.Repeat("é", 300) // invalid, and longer than 200 characters
+	_, err = sp.parse(&long)
+	require.ErrorIs(t, err, ErrInvalidSnapshot)
+	var perr *SnapshotParseError
+	require.ErrorAs(t, err, &perr)
+	require.Equal(t, "carts", perr.Table)
+	require.True(t, perr.Truncated)
+	require.Equal(t, 200, utf8.RuneCountInString(perr.Value))
+	require.True(t, strings.HasPrefix(long, perr.Value))
+	require.ErrorContains(t, err, `"carts"`)
+	require.NotContains(t, err.Error(), strings.Repeat("é", 200))
+
+	short := "not json"
+	_, err = sp.parse(&short)
+	require.ErrorAs(t, err, &perr)
+	require.Equal(t, "not json", perr.Value)
+	require.False(t, perr.Truncated)
+	require.ErrorContains(t, err, `"not json"`)
+}
+
+func TestSnapshotStoredValuesInRow(t *testing.T) {
+	t.Parallel()
+	pool, es := newDB(t)
+	ctx := testCtx(t)
+	// A legacy table whose snapshot column is text, so it can hold
+	// anything.
+	_, err := pool.Exec(ctx, `CREATE TABLE legacy (cart_id text, partition text, snapshot text, stream_id text,
+last_stream_position bigint, last_global_position bigint, item_count int, is_open boolean, PRIMARY KEY (cart_id, partition))`)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `INSERT INTO legacy (cart_id, partition, snapshot, last_stream_position) VALUES
+('empty', 'default_partition', '', 0), ('nullsnap', 'default_partition', NULL, 0), ('bad', 'default_partition', $1, 0)`,
+		"{oops "+strings.Repeat("x", 500))
+	require.NoError(t, err)
+	sp, err := NewSnapshotProjection(countedCartConfig("legacy", SnapshotInRow, &counters{}))
+	require.NoError(t, err)
+	for _, cart := range []string{"empty", "nullsnap", "bad"} {
+		appendCart(t, es, "", cart, cartEvent(typeAdded, cart, "x", 1))
+	}
+	events := readAllEvents(t, pool, es, "")
+	h := sp.Handler()
+	for _, e := range events[:2] {
+		require.NoError(t, inTx(t, pool, func(tx pgx.Tx) error { return h(ctx, tx, e) }))
+	}
+	for _, cart := range []string{"empty", "nullsnap"} {
+		var snap string
+		require.NoError(t, pool.QueryRow(ctx, `SELECT snapshot FROM legacy WHERE cart_id = $1`, cart).Scan(&snap))
+		var s cartState
+		require.NoError(t, json.Unmarshal([]byte(snap), &s))
+		require.Equal(t, cartState{Items: map[string]int{"x": 1}, Applied: 1}, s, cart) // from the initial state
+	}
+
+	err = inTx(t, pool, func(tx pgx.Tx) error { return h(ctx, tx, events[2]) })
+	require.ErrorIs(t, err, ErrInvalidSnapshot)
+	require.ErrorContains(t, err, `"legacy"`)
+	var perr *SnapshotParseError
+	require.ErrorAs(t, err, &perr)
+	require.Len(t, perr.Value, 200)
+}
+
+func TestSnapshotQuotedIdentifiers(t *testing.T) {
+	t.Parallel()
+	for _, storage := range storages {
+		t.Run(storage.String(), func(t *testing.T) {
+			t.Parallel()
+			pool, es := newDB(t)
+			ctx := testCtx(t)
+			table := `Cart "Model"; DROP TABLE messages; --`
+			extra := ""
+			if storage == SnapshotInRow {
+				extra = `snapshot jsonb, stream_id text, last_stream_position bigint, last_global_position bigint,`
+			}
+			_, err := pool.Exec(ctx, `CREATE TABLE `+pgx.Identifier{table}.Sanitize()+` ("Cart Id" text, "select" text, `+extra+
+				` "Item Count" int, PRIMARY KEY ("Cart Id", "select"))`)
+			require.NoError(t, err)
+			sp, err := NewSnapshotProjection(SnapshotConfig[cartState]{
+				Table: table, Storage: storage, EventTypes: cartTypes, Evolve: evolveCart, Initial: newCart,
+				ExtractKeys: func(e store.Event, partition string) (map[string]any, error) {
+					return map[string]any{"Cart Id": string(e.StreamID), "select": partition}, nil
+				},
+				MapToColumns: func(s cartState) map[string]any { return map[string]any{"Item Count": itemCount(s)} },
+			})
+			require.NoError(t, err)
+			appendCart(t, es, "", "c'1", cartEvent(typeAdded, "c'1", "x", 2), cartEvent(typeAdded, "c'1", "x", 3))
+			r, err := NewRunner(RunnerConfig{Pool: pool, Registry: sp.Registry()})
+			require.NoError(t, err)
+			_, err = r.Drain(ctx, "q", "c'1", ProjectOptions{})
+			require.NoError(t, err)
+			var n int
+			require.NoError(t, pool.QueryRow(ctx, `SELECT "Item Count" FROM `+pgx.Identifier{table}.Sanitize()+` WHERE "Cart Id" = $1`, "c'1").Scan(&n))
+			require.Equal(t, 5, n)
+			var exists bool
+			require.NoError(t, pool.QueryRow(ctx, `SELECT to_regclass('messages') IS NOT NULL`).Scan(&exists))
+			require.True(t, exists)
+		})
+	}
+}
+
+// waitForLockWait waits until some backend of the database waits for a
+// lock.
+func waitForLockWait(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	eventually(t, 30*time.Second, "a transaction waiting for a lock", func() bool {
+		var n int
+		require.NoError(t, pool.QueryRow(testCtx(t), `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n))
+		return n > 0
+	})
+}
+
+func TestSnapshotFirstEventIsSafeUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	for _, storage := range storages {
+		t.Run(storage.String(), func(t *testing.T) {
+			t.Parallel()
+			pool, es := newDB(t)
+			ctx := testCtx(t)
+			createCartTable(t, pool, "carts", storage)
+			sp := cartProjection(t, "carts", storage, nil)
+			appendCart(t, es, "", "c1", cartEvent(typeOpened, "c1", "", 0))
+			e := readAllEvents(t, pool, es, "")[0]
+			h := sp.Handler()
+
+			// Two runners apply the first event of a key at once: the
+			// second waits for the first, then must not write its own
+			// copy of the row.
+			tx1, err := pool.Begin(ctx)
+			require.NoError(t, err)
+			require.NoError(t, h(ctx, tx1, e))
+			second := make(chan error, 1)
+			go func() {
+				second <- pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return h(ctx, tx, e) })
+			}()
+			waitForLockWait(t, pool)
+			require.NoError(t, tx1.Commit(ctx))
+			err = <-second
+			require.ErrorIs(t, err, errConcurrentWrite)
+
+			// Retried, the second finds the row and skips the event.
+			require.NoError(t, inTx(t, pool, func(tx pgx.Tx) error { return h(ctx, tx, e) }))
+			rows := readCarts(t, pool, "carts", storage)
+			require.Equal(t, 1, rows["default_partition/c1"].State.Applied)
+		})
+	}
+}
+
+func TestSnapshotWriteNeverMovesBackwards(t *testing.T) {
+	t.Parallel()
+	for _, storage := range storages {
+		t.Run(storage.String(), func(t *testing.T) {
+			t.Parallel()
+			pool, es := newDB(t)
+			ctx := testCtx(t)
+			createCartTable(t, pool, "carts", storage)
+			sp := cartProjection(t, "carts", storage, nil)
+			appendCart(t, es, "", "c1", cartEvent(typeOpened, "c1", "", 0), cartEvent(typeAdded, "c1", "x", 1), cartEvent(typeAdded, "c1", "x", 1))
+			events := readAllEvents(t, pool, es, "")
+			h := sp.Handler()
+			for _, e := range events {
+				require.NoError(t, inTx(t, pool, func(tx pgx.Tx) error { return h(ctx, tx, e) }))
+			}
+			// A write of an older position (as if the row had been read
+			// before a newer event was applied) is refused by the upsert.
+			keys, err := cartKeys(events[0], "default_partition")
+			require.NoError(t, err)
+			stale := &rowState[cartState]{id: SnapshotStreamID(keys), keys: keys, exists: true, pos: 1,
+				state: newCart(), applied: true, last: events[1], cols: cartColumns(newCart())}
+			err = inTx(t, pool, func(tx pgx.Tx) error { return sp.write(ctx, tx, sp.sql, []*rowState[cartState]{stale}) })
+			require.ErrorIs(t, err, errConcurrentWrite)
+			rows := readCarts(t, pool, "carts", storage)
+			require.EqualValues(t, 3, rows["default_partition/c1"].Position)
+			require.Equal(t, 3, rows["default_partition/c1"].State.Applied)
+		})
+	}
+}
+
+func TestSnapshotHandleBatch(t *testing.T) {
+	t.Parallel()
+	for _, storage := range storages {
+		t.Run(storage.String(), func(t *testing.T) {
+			t.Parallel()
+			pool, es := newDB(t)
+			ctx := testCtx(t)
+			createCartTable(t, pool, "carts", storage)
+			var c counters
+			sp, err := NewSnapshotProjection(countedCartConfig("carts", storage, &c))
+			require.NoError(t, err)
+			seedCarts(t, es, "tenant-a", 30, 4)
+			appendCart(t, es, "tenant-a", "cart-3", cartEvent(typeNoted, "cart-3", "", 0), cartEvent(typeRemoved, "cart-3", "sku-0", 1))
+			events := readAllEvents(t, pool, es, "")
+
+			apply := func(evs []store.Event, commit bool) {
+				t.Helper()
+				tx, err := pool.Begin(ctx)
+				require.NoError(t, err)
+				require.NoError(t, sp.HandleBatch(ctx, tx, evs))
+				if commit {
+					require.NoError(t, tx.Commit(ctx))
+				} else {
+					require.NoError(t, tx.Rollback(ctx))
+				}
+				sp.FinishBatch(tx, commit)
+			}
+			// A rolled-back batch leaves no trace, in the table or in the
+			// cache (Evolve modifies the cached maps in place).
+			apply(events[:40], false)
+			require.Empty(t, readCarts(t, pool, "carts", storage))
+			apply(events[:40], true)
+			apply(events[:40], true) // replay: skipped
+			apply(events[40:100], false)
+			apply(events[40:], true)
+			requireReadModelMatchesLog(t, pool, es, "carts", storage, "")
+			require.EqualValues(t, 30*5+1+40+60, c.mapped.Load(), "map-to-columns once per applied event")
+
+			// The cache is checked against the stored position: a row
+			// changed behind the projection's back is read again.
+			if storage == SnapshotInRow {
+				_, err = pool.Exec(ctx, `UPDATE carts SET snapshot = '{"open":false,"items":{},"applied":100}', last_stream_position = 99 WHERE cart_id = 'cart-5'`)
+			} else {
+				_, err = pool.Exec(ctx, `UPDATE snapshots SET snapshot = '{"open":false,"items":{},"applied":100}', last_stream_position = 99 WHERE stream_id = 'cart_id:cart-5|partition:tenant-a'`)
+			}
+			require.NoError(t, err)
+			appendCart(t, es, "tenant-a", "cart-5", cartEvent(typeOpened, "cart-5", "", 0))
+			// Stream position 6 <= 99: skipped.
+			more := readAllEvents(t, pool, es, "")[len(events):]
+			apply(more, true)
+			require.Equal(t, 100, readCarts(t, pool, "carts", storage)["tenant-a/cart-5"].State.Applied)
+
+			// A deleted row starts again from the initial state.
+			if storage == SnapshotInRow {
+				_, err = pool.Exec(ctx, `DELETE FROM carts WHERE cart_id = 'cart-6'`)
+			} else {
+				_, err = pool.Exec(ctx, `DELETE FROM snapshots WHERE stream_id = 'cart_id:cart-6|partition:tenant-a'`)
+			}
+			require.NoError(t, err)
+			appendCart(t, es, "tenant-a", "cart-6", cartEvent(typeAdded, "cart-6", "z", 7))
+			more = readAllEvents(t, pool, es, "")[len(events)+1:]
+			apply(more, true)
+			got := readCarts(t, pool, "carts", storage)["tenant-a/cart-6"]
+			require.Equal(t, cartState{Items: map[string]int{"z": 7}, Applied: 1}, got.State)
+		})
+	}
+}
+
+func TestSnapshotResetReadModel(t *testing.T) {
+	t.Parallel()
+	for _, storage := range storages {
+		t.Run(storage.String(), func(t *testing.T) {
+			t.Parallel()
+			pool, es := newDB(t)
+			ctx := testCtx(t)
+			createCartTable(t, pool, "carts", storage)
+			createCartTable(t, pool, "other", storage)
+			sp := cartProjection(t, "carts", storage, nil)
+			other := cartProjection(t, "other", storage, nil)
+			seedCarts(t, es, "tenant_a", 3, 1) // '_' must not act as a LIKE wildcard
+			seedCarts(t, es, "tenantXa", 2, 1)
+			events := readAllEvents(t, pool, es, "")
+			require.NoError(t, inTx(t, pool, func(tx pgx.Tx) error {
+				if err := sp.HandleBatch(ctx, tx, events); err != nil {
+					return err
+				}
+				return other.HandleBatch(ctx, tx, events)
+			}))
+			require.Len(t, readCarts(t, pool, "carts", storage), 5)
+
+			require.NoError(t, inTx(t, pool, func(tx pgx.Tx) error { return sp.ResetReadModel(ctx, tx, "tenant_a") }))
+			got := readCarts(t, pool, "carts", storage)
+			require.Len(t, got, 2)
+			for k := range got {
+				require.True(t, strings.HasPrefix(k, "tenantXa/"), k)
+			}
+			if storage == SnapshotInTable {
+				var n int
+				require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM snapshots WHERE readmodel_table_name = 'carts'`).Scan(&n))
+				require.Equal(t, 2, n)
+			}
+			require.NoError(t, inTx(t, pool, func(tx pgx.Tx) error { return sp.ResetReadModel(ctx, tx, AllPartitions) }))
+			require.Empty(t, readCarts(t, pool, "carts", storage))
+			require.Len(t, readCarts(t, pool, "other", storage), 5)
+		})
+	}
+}
+
+func TestSnapshotErrorsNameTheEvent(t *testing.T) {
+	t.Parallel()
+	pool, es := newDB(t)
+	ctx := testCtx(t)
+	createCartTable(t, pool, "carts", SnapshotInRow)
+	cfg := countedCartConfig("carts", SnapshotInRow, &counters{})
+	boom := errors.New("boom")
+	cfg.Evolve = func(cartState, store.Event) (cartState, error) { return cartState{}, boom }
+	sp, err := NewSnapshotProjection(cfg)
+	require.NoError(t, err)
+	appendCart(t, es, "", "c1", cartEvent(typeOpened, "c1", "", 0))
+	e := readAllEvents(t, pool, es, "")[0]
+	err = inTx(t, pool, func(tx pgx.Tx) error { return sp.Handler()(ctx, tx, e) })
+	require.ErrorIs(t, err, boom)
+	require.ErrorContains(t, err, e.String())
+
+	cfg.Evolve = evolveCart
+	cfg.MapToColumns = func(cartState) map[string]any { return map[string]any{"snapshot": 1} }
+	sp, err = NewSnapshotProjection(cfg)
+	require.NoError(t, err)
+	err = inTx(t, pool, func(tx pgx.Tx) error { return sp.Handler()(ctx, tx, e) })
+	require.ErrorContains(t, err, `"snapshot"`)
+}
+
+func TestNewSnapshotProjectionValidates(t *testing.T) {
+	t.Parallel()
+	base := countedCartConfig("carts", SnapshotInRow, &counters{})
+	cases := map[string]func(*SnapshotConfig[cartState]){
+		"Table":         func(c *SnapshotConfig[cartState]) { c.Table = "" },
+		"Storage":       func(c *SnapshotConfig[cartState]) { c.Storage = 7 },
+		"EventTypes":    func(c *SnapshotConfig[cartState]) { c.EventTypes = nil },
+		"EventTypes[1]": func(c *SnapshotConfig[cartState]) { c.EventTypes = []string{"a", ""} },
+		"ExtractKeys":   func(c *SnapshotConfig[cartState]) { c.ExtractKeys = nil },
+		"Evolve":        func(c *SnapshotConfig[cartState]) { c.Evolve = nil },
+		"Initial":       func(c *SnapshotConfig[cartState]) { c.Initial = nil },
+	}
+	for field, mutate := range cases {
+		cfg := base
+		mutate(&cfg)
+		_, err := NewSnapshotProjection(cfg)
+		require.ErrorIs(t, err, ErrInvalidConfig, field)
+		require.ErrorContains(t, err, "SnapshotConfig."+field)
+	}
+	sp, err := NewSnapshotProjection(base)
+	require.NoError(t, err)
+	require.Equal(t, "carts", sp.Table())
+	require.Nil(t, sp.KeyColumns())
+	require.Len(t, sp.Registry(), 3)
+}
+
+func ExampleSnapshotStreamID() {
+	fmt.Println(SnapshotStreamID(map[string]any{"tenant_id": "t1", "cart_id": "a|b", "partition": "p"}))
+	// Output: cart_id:a%7Cb|partition:p|tenant_id:t1
+}
+
