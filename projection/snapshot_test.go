@@ -493,4 +493,3 @@ func ExampleSnapshotStreamID() {
 	fmt.Println(SnapshotStreamID(map[string]any{"tenant_id": "t1", "cart_id": "a|b", "partition": "p"}))
 	// Output: cart_id:a%7Cb|partition:p|tenant_id:t1
 }
-
