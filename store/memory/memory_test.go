@@ -1,7 +1,6 @@
 package memory_test
 
 import (
-	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -13,7 +12,6 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-	os.Exit(0)
 }
 
 func TestConformance(t *testing.T) {

@@ -370,7 +370,7 @@ func (t *txn) archive(streamID store.StreamID, opts store.ArchiveOptions) error 
 	key := streamKey{partition: partition, id: streamID}
 	str := t.st.streams[key]
 	if str == nil {
-		return fmt.Errorf("archive stream %q in partition %q: %w", streamID, partition, store.ErrStreamNotFound)
+		return fmt.Errorf("partition %q: %w", partition, store.ErrStreamNotFound)
 	}
 	str.archived = true
 	delete(t.st.streams, key)

@@ -171,7 +171,10 @@ func (s *Store) ReadAll(ctx context.Context, opts store.ReadAllOptions) (store.R
 
 // ArchiveStream implements [store.EventStore].
 func (s *Store) ArchiveStream(ctx context.Context, stream store.StreamID, opts store.ArchiveOptions) error {
-	return s.do(ctx, func(t *txn) error { return t.archive(stream, opts) })
+	if err := s.do(ctx, func(t *txn) error { return t.archive(stream, opts) }); err != nil {
+		return fmt.Errorf("archive stream %q: %w", stream, err)
+	}
+	return nil
 }
 
 // SaveSnapshot implements [store.SnapshotStore].
@@ -312,7 +315,10 @@ func (ses *session) ReadAll(ctx context.Context, opts store.ReadAllOptions) (sto
 }
 
 func (ses *session) ArchiveStream(ctx context.Context, stream store.StreamID, opts store.ArchiveOptions) error {
-	return ses.do(ctx, func(t *txn) error { return t.archive(stream, opts) })
+	if err := ses.do(ctx, func(t *txn) error { return t.archive(stream, opts) }); err != nil {
+		return fmt.Errorf("archive stream %q: %w", stream, err)
+	}
+	return nil
 }
 
 func (ses *session) SaveSnapshot(ctx context.Context, snap store.Snapshot) error {
