@@ -1,0 +1,114 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ErrInvalidConfig matches every Config New rejects; the message names the
+// field.
+var ErrInvalidConfig = errors.New("cart service: invalid config")
+
+// Defaults of Config.
+const (
+	DefaultMaxBodyBytes    = 64 << 10
+	DefaultWaitTimeout     = 5 * time.Second
+	DefaultMaxWaitTimeout  = 30 * time.Second
+	DefaultCommandTimeout  = 10 * time.Second
+	DefaultProjectionName  = "carts"
+	DefaultProjectionPoll  = time.Second
+	DefaultReadModelTable  = "carts"
+	defaultProjectionBatch = 500
+)
+
+// Config configures a Service. The zero value runs everything in memory.
+type Config struct {
+	// Pool is the PostgreSQL database holding the events, the tenants
+	// registry and the carts read model; it must have been migrated with
+	// postgres.Migrate (New creates the carts table itself). Set its
+	// ConnConfig.Tracer to a telemetry.PgxTracer to see the SQL in traces.
+	// Defaults to nil: the service then runs on store/memory with an
+	// in-process tenant registry and read model, and nothing survives the
+	// process.
+	Pool *pgxpool.Pool
+	// Logger receives the service's logs (and the host's and projection's).
+	// Defaults to slog.Default().
+	Logger *slog.Logger
+	// TracerProvider makes the HTTP, command, append and projection spans.
+	// Defaults to otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+	// MeterProvider records the host's and projection's metrics. Defaults
+	// to otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
+	// MaxBodyBytes caps a request body; a larger one is answered 413.
+	// Defaults to DefaultMaxBodyBytes (64 KiB).
+	MaxBodyBytes int64
+	// WaitTimeout is how long a read with ?waitFor waits for the read model
+	// when the request names no ?timeout. Defaults to DefaultWaitTimeout.
+	WaitTimeout time.Duration
+	// MaxWaitTimeout caps ?timeout. Defaults to DefaultMaxWaitTimeout.
+	MaxWaitTimeout time.Duration
+	// CommandTimeout bounds the handling of one command. Defaults to
+	// DefaultCommandTimeout.
+	CommandTimeout time.Duration
+	// ProjectionName names the carts projection's checkpoint and lease.
+	// Defaults to DefaultProjectionName ("carts").
+	ProjectionName string
+	// ProjectionPollInterval is how often the projection reads the log
+	// when no notification wakes it (PostgreSQL only). Defaults to
+	// DefaultProjectionPoll.
+	ProjectionPollInterval time.Duration
+}
+
+func (c *Config) withDefaults() Config {
+	out := *c
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	if out.MaxBodyBytes == 0 {
+		out.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if out.WaitTimeout == 0 {
+		out.WaitTimeout = DefaultWaitTimeout
+	}
+	if out.MaxWaitTimeout == 0 {
+		out.MaxWaitTimeout = DefaultMaxWaitTimeout
+	}
+	if out.CommandTimeout == 0 {
+		out.CommandTimeout = DefaultCommandTimeout
+	}
+	if out.ProjectionName == "" {
+		out.ProjectionName = DefaultProjectionName
+	}
+	if out.ProjectionPollInterval == 0 {
+		out.ProjectionPollInterval = DefaultProjectionPoll
+	}
+	return out
+}
+
+func (c *Config) validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case c.MaxBodyBytes < 0:
+		return bad("MaxBodyBytes", "is negative (%d)", c.MaxBodyBytes)
+	case c.WaitTimeout < 0:
+		return bad("WaitTimeout", "is negative (%s)", c.WaitTimeout)
+	case c.MaxWaitTimeout < 0:
+		return bad("MaxWaitTimeout", "is negative (%s)", c.MaxWaitTimeout)
+	case c.MaxWaitTimeout > 0 && c.WaitTimeout > c.MaxWaitTimeout:
+		return bad("WaitTimeout", "(%s) is longer than MaxWaitTimeout (%s)", c.WaitTimeout, c.MaxWaitTimeout)
+	case c.CommandTimeout < 0:
+		return bad("CommandTimeout", "is negative (%s)", c.CommandTimeout)
+	case c.ProjectionPollInterval < 0:
+		return bad("ProjectionPollInterval", "is negative (%s)", c.ProjectionPollInterval)
+	}
+	return nil
+}

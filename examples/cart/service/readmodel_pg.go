@@ -1,0 +1,195 @@
+package service
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/troupehq/troupe/examples/cart/cart"
+	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/telemetry"
+)
+
+//go:embed schema.sql
+var schemaSQL string
+
+// schemaLock is the advisory lock key serialising start-ups that create
+// the carts table at once.
+const schemaLock = 0x7472_6f75_7065_0007
+
+// ensureSchema creates the carts read-model table if it is missing.
+func ensureSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLock)); err != nil {
+			return fmt.Errorf("lock the carts schema: %w", err)
+		}
+		if _, err := tx.Exec(ctx, schemaSQL); err != nil {
+			return fmt.Errorf("create the carts table: %w", err)
+		}
+		return nil
+	})
+}
+
+// cartEventTypes are the events the read model applies.
+var cartEventTypes = []string{cart.TypeCartCreated, cart.TypeItemAddedToCart, cart.TypeItemRemovedFromCart,
+	cart.TypeCartEmptied, cart.TypeCartCheckedOut, cart.TypeCartCancelled}
+
+// evolveStored folds one stored cart event into s.
+func evolveStored(codec store.Codec, s cart.State, e store.Event) (cart.State, error) {
+	v, err := store.Decode(codec, e)
+	if err != nil {
+		return s, err
+	}
+	ce, ok := v.(cart.Event)
+	if !ok {
+		return s, fmt.Errorf("event %s decoded to %T, not a cart event", e, v)
+	}
+	return cart.Evolve(s, ce), nil
+}
+
+// cartColumns maps a cart's state to the carts row's columns.
+func cartColumns(s cart.State) map[string]any {
+	items := s.Items
+	if items == nil {
+		items = []cart.Item{}
+	}
+	itemsJSON, err := json.Marshal(items)
+	if err != nil {
+		// Items hold strings, ints and Decimals, which always encode.
+		itemsJSON = []byte("[]")
+	}
+	cols := map[string]any{
+		"currency":       s.Currency,
+		"items_json":     string(itemsJSON),
+		"is_checked_out": s.Status == cart.StatusCheckedOut,
+		"is_cancelled":   s.Status == cart.StatusCancelled,
+		"total":          nil,
+		"order_id":       nil,
+	}
+	if s.Status == cart.StatusCheckedOut {
+		cols["total"] = s.Total.String()
+		cols["order_id"] = s.OrderID
+	}
+	return cols
+}
+
+// pgReadModel is the carts table and the continuous projection keeping it.
+type pgReadModel struct {
+	pool *pgxpool.Pool
+	proj *projection.Projection
+}
+
+func newPGReadModel(pool *pgxpool.Pool, es store.EventStore, codec store.Codec, tel *telemetry.Telemetry,
+	cfg Config, logger *slog.Logger) (*pgReadModel, error) {
+	snap, err := projection.NewSnapshotProjection(projection.SnapshotConfig[cart.State]{
+		Table:      DefaultReadModelTable,
+		Storage:    projection.SnapshotInTable,
+		EventTypes: cartEventTypes,
+		// The stream and partition say which cart and tenant an event is
+		// for; the ids inside the event body are not trusted for that.
+		ExtractKeys: func(e store.Event, partition string) (map[string]any, error) {
+			return map[string]any{"tenant_id": partition, "cart_id": string(e.StreamID), "partition": partition}, nil
+		},
+		Evolve: func(s cart.State, e store.Event) (cart.State, error) {
+			return evolveStored(codec, s, e)
+		},
+		Initial:      cart.InitialState,
+		MapToColumns: cartColumns,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("carts snapshot projection: %w", err)
+	}
+	proj, err := projection.New(projection.Config{
+		Name:          cfg.ProjectionName,
+		Pool:          pool,
+		Store:         es,
+		BatchHandlers: []projection.BatchHandler{&tracedBatch{inner: snap, tel: tel, name: cfg.ProjectionName}},
+		BatchSize:     defaultProjectionBatch,
+		PollInterval:  cfg.ProjectionPollInterval,
+		Logger:        logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("carts projection: %w", err)
+	}
+	return &pgReadModel{pool: pool, proj: proj}, nil
+}
+
+func (m *pgReadModel) start(ctx context.Context) error { return m.proj.Start(ctx) }
+func (m *pgReadModel) stop(ctx context.Context) error  { return m.proj.Stop(ctx) }
+
+func (m *pgReadModel) waitFor(ctx context.Context, pos store.Position) error {
+	err := m.proj.WaitFor(ctx, pos)
+	if errors.Is(err, projection.ErrFailed) {
+		return fmt.Errorf("%w: %w", errReadModelFailed, err)
+	}
+	return err
+}
+
+const selectCarts = `SELECT tenant_id, cart_id, coalesce(currency, ''), total::text, coalesce(order_id, ''),
+       items_json::text, is_checked_out, is_cancelled
+FROM carts WHERE partition = $1 AND tenant_id = $1`
+
+func (m *pgReadModel) get(ctx context.Context, tenant, cartID string) (CartView, bool, error) {
+	rows, err := m.pool.Query(ctx, selectCarts+` AND cart_id = $2`, tenant, cartID)
+	if err != nil {
+		return CartView{}, false, fmt.Errorf("read cart %s of tenant %s: %w", cartID, tenant, err)
+	}
+	views, err := scanCarts(rows)
+	if err != nil {
+		return CartView{}, false, fmt.Errorf("read cart %s of tenant %s: %w", cartID, tenant, err)
+	}
+	if len(views) == 0 {
+		return CartView{}, false, nil
+	}
+	return views[0], true, nil
+}
+
+func (m *pgReadModel) list(ctx context.Context, tenant string) ([]CartView, error) {
+	rows, err := m.pool.Query(ctx, selectCarts+` ORDER BY cart_id`, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("list carts of tenant %s: %w", tenant, err)
+	}
+	views, err := scanCarts(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list carts of tenant %s: %w", tenant, err)
+	}
+	return views, nil
+}
+
+func scanCarts(rows pgx.Rows) ([]CartView, error) {
+	defer rows.Close()
+	views := []CartView{}
+	for rows.Next() {
+		var v CartView
+		var total *string
+		var items string
+		if err := rows.Scan(&v.TenantID, &v.CartID, &v.Currency, &total, &v.OrderID, &items,
+			&v.IsCheckedOut, &v.IsCancelled); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(items), &v.Items); err != nil {
+			return nil, fmt.Errorf("items_json of cart %s: %w", v.CartID, err)
+		}
+		if v.Items == nil {
+			v.Items = []cart.Item{}
+		}
+		if total != nil && v.IsCheckedOut {
+			d, err := cart.ParseDecimal(*total)
+			if err != nil {
+				return nil, fmt.Errorf("total of cart %s: %w", v.CartID, err)
+			}
+			v.Total = &d
+		} else {
+			v.OrderID = ""
+		}
+		views = append(views, v)
+	}
+	return views, rows.Err()
+}

@@ -1,0 +1,191 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/troupehq/troupe/actor"
+	"github.com/troupehq/troupe/examples/cart/cart"
+	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/memory"
+	"github.com/troupehq/troupe/store/postgres"
+	"github.com/troupehq/troupe/telemetry"
+	"github.com/troupehq/troupe/tenancy"
+)
+
+// KindName is the aggregate kind carts are registered under on the actor
+// host; command spans are named "cart.<Command>".
+const KindName = "cart"
+
+// ScopeName is the instrumentation scope of the service's HTTP spans.
+const ScopeName = "github.com/troupehq/troupe/examples/cart"
+
+// Service is the cart HTTP service. Create it with New, Start it, serve
+// Handler, and Stop it.
+type Service struct {
+	cfg       Config
+	log       *slog.Logger
+	tel       *telemetry.Telemetry
+	tracer    trace.Tracer
+	es        store.EventStore
+	host      *actor.Host
+	carts     *actor.Aggregate[cart.Command, cart.Event, cart.State]
+	tenants   tenantRegistry
+	tenantIdx tenantIndex
+	rm        readModel
+	handler   http.Handler
+
+	mu       sync.Mutex
+	started  bool
+	stopped  bool
+	stopErr  error
+	stopDone chan struct{}
+}
+
+// New builds the service for cfg: with Config.Pool it creates the carts
+// table if missing and wires the PostgreSQL event store, tenancy.Manager
+// and the carts projection; without, their in-memory counterparts. It
+// starts nothing; call Start.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	tel, err := telemetry.New(&telemetry.Config{TracerProvider: tp, MeterProvider: cfg.MeterProvider})
+	if err != nil {
+		return nil, fmt.Errorf("cart service telemetry: %w", err)
+	}
+	codec := store.NewJSONCodec()
+	if err := cart.RegisterEvents(codec); err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, tel: tel, tracer: tp.Tracer(ScopeName)}
+
+	if cfg.Pool != nil {
+		if err := ensureSchema(ctx, cfg.Pool); err != nil {
+			return nil, err
+		}
+		pg, err := postgres.New(cfg.Pool, &postgres.Config{Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("postgres event store: %w", err)
+		}
+		m, err := tenancy.NewManager(&tenancy.Config{DB: cfg.Pool, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("tenancy manager: %w", err)
+		}
+		rm, err := newPGReadModel(cfg.Pool, pg, codec, tel, cfg, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		s.es, s.tenants, s.rm = pg, pgTenants{m: m}, rm
+	} else {
+		mem := memory.New()
+		s.es, s.tenants = mem, newMemTenants()
+		s.rm = newMemReadModel(mem, codec, tel, cfg.ProjectionName, cfg.Logger)
+	}
+
+	host, err := actor.New(actor.Config{Store: s.es, Codec: codec, Logger: cfg.Logger, Telemetry: tel})
+	if err != nil {
+		return nil, fmt.Errorf("actor host: %w", err)
+	}
+	carts, err := actor.Register(host, actor.Kind[cart.Command, cart.Event, cart.State]{
+		Name:       KindName,
+		StreamType: cart.StreamType,
+		Decider:    cart.Decider(),
+		Route: func(c cart.Command) (string, store.StreamID) {
+			return c.Tenant(), store.StreamID(c.Cart())
+		},
+		CommandName: commandName,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("register the cart aggregate: %w", err)
+	}
+	s.host, s.carts = host, carts
+	s.handler = s.routes()
+	return s, nil
+}
+
+func commandName(c cart.Command) string {
+	switch c.(type) {
+	case cart.CreateCart:
+		return "CreateCart"
+	case cart.AddItem:
+		return "AddItem"
+	case cart.RemoveItem:
+		return "RemoveItem"
+	case cart.EmptyCart:
+		return "EmptyCart"
+	case cart.CheckoutCart:
+		return "CheckoutCart"
+	case cart.CancelCart:
+		return "CancelCart"
+	}
+	return "Unknown"
+}
+
+// Start starts the actor host and the read model's projection.
+func (s *Service) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return errors.New("cart service: start after stop")
+	}
+	if s.started {
+		return nil
+	}
+	if err := s.host.Start(ctx); err != nil {
+		return fmt.Errorf("start the actor host: %w", err)
+	}
+	if err := s.rm.start(ctx); err != nil {
+		_ = s.host.Stop(ctx)
+		return fmt.Errorf("start the carts read model: %w", err)
+	}
+	s.started = true
+	return nil
+}
+
+// Stop stops the actor host (answering every command it accepted) and
+// then the projection (after its batch in flight). Stop the HTTP server
+// first (http.Server.Shutdown), so no request arrives meanwhile. Calling
+// Stop again returns the first call's result.
+func (s *Service) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopDone != nil {
+		done := s.stopDone
+		s.mu.Unlock()
+		<-done
+		return s.stopErr
+	}
+	s.stopped = true
+	s.stopDone = make(chan struct{})
+	started := s.started
+	s.mu.Unlock()
+	var err error
+	if started {
+		err = errors.Join(s.host.Stop(ctx), s.rm.stop(ctx))
+	}
+	s.stopErr = err
+	close(s.stopDone)
+	return err
+}
+
+// Handler returns the HTTP API.
+func (s *Service) Handler() http.Handler { return s.handler }
+
+// Store returns the event store the service appends to.
+func (s *Service) Store() store.EventStore { return s.es }
+
+// Telemetry returns the instrumentation the service, its host and its
+// projection record with.
+func (s *Service) Telemetry() *telemetry.Telemetry { return s.tel }
