@@ -16,7 +16,10 @@ import (
 // healthTimeout bounds the liveness check of the lease connection.
 const healthTimeout = 10 * time.Second
 
-const tryLockSQL = `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`
+const (
+	tryLockSQL = `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`
+	unlockSQL  = `SELECT pg_advisory_unlock(hashtextextended($1, 0))`
+)
 
 // lease owns the projection's dedicated connection: it holds the session
 // advisory lock that makes one runner active per projection, listens for
@@ -32,6 +35,11 @@ type lease struct {
 	// wake is signalled (without blocking) on a notification, a poll tick
 	// and every lease change.
 	wake chan struct{}
+	// notified is the highest global position a relevant notification
+	// named: while the worker has not read it, an empty read means the
+	// event is held back by an older transaction still in flight, and the
+	// worker reads again soon instead of waiting for the next poll.
+	notified atomic.Int64
 }
 
 func newLease(p *Projection) *lease {
@@ -53,10 +61,16 @@ func (l *lease) run(ctx context.Context) {
 		conn, err := pgx.ConnectConfig(ctx, p.cfg.Pool.Config().ConnConfig.Copy())
 		if err == nil {
 			err = l.session(ctx, conn)
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthTimeout)
+			if l.held.Load() && ctx.Err() != nil {
+				// Stopping: release the lock before returning, so a
+				// standby (and the status) sees it free at once rather than
+				// when the server notices the connection closed.
+				_, _ = conn.Exec(cctx, unlockSQL, p.lockKey)
+			}
 			if l.held.Swap(false) {
 				l.signal()
 			}
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthTimeout)
 			_ = conn.Close(cctx)
 			cancel()
 		}
@@ -135,14 +149,23 @@ func (l *lease) session(ctx context.Context, conn *pgx.Conn) error {
 // for a projection of every partition, else those naming its partition (or
 // that can't be read).
 func (l *lease) relevant(n *pgconn.Notification) bool {
-	if l.p.scope == AllPartitions || n == nil {
+	if n == nil {
 		return true
 	}
 	var payload struct {
-		Partition string `json:"partition"`
+		Partition      string `json:"partition"`
+		GlobalPosition int64  `json:"globalPosition"`
 	}
-	if err := json.Unmarshal([]byte(n.Payload), &payload); err != nil || payload.Partition == "" {
+	if err := json.Unmarshal([]byte(n.Payload), &payload); err != nil {
 		return true
 	}
-	return payload.Partition == l.p.scope
+	if l.p.scope != AllPartitions && payload.Partition != "" && payload.Partition != l.p.scope {
+		return false
+	}
+	for {
+		cur := l.notified.Load()
+		if payload.GlobalPosition <= cur || l.notified.CompareAndSwap(cur, payload.GlobalPosition) {
+			return true
+		}
+	}
 }

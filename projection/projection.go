@@ -296,6 +296,7 @@ func (p *Projection) Start(ctx context.Context) error {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	p.running, p.stopCh, p.cancel, p.done = true, stop, cancel, done
+	p.starting()
 	go func() {
 		defer close(done)
 		defer cancel()
@@ -352,6 +353,7 @@ func (p *Projection) Run(ctx context.Context) error {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	p.running, p.stopCh, p.cancel, p.done = true, stop, cancel, done
+	p.starting()
 	p.runMu.Unlock()
 	defer func() {
 		cancel()
@@ -402,6 +404,13 @@ func (p *Projection) currentCheckpoint() store.Position {
 	return p.checkpoint
 }
 
+// starting publishes the state of a runner just started: standby, no
+// failure. Start, Run and Rebuild call it before they return or block, so
+// a WaitFor right after Start does not see the previous run's failure.
+func (p *Projection) starting() {
+	p.publish(func() { p.state, p.active, p.failure = StateStandby, false, nil })
+}
+
 // run is the worker: it starts the lease goroutine, then applies batches
 // while it holds the lease. It returns when ctx is done, stop is closed,
 // the projection fails under FailStop, or (once != nil) the rebuild once
@@ -416,9 +425,6 @@ func (p *Projection) run(ctx context.Context, stop <-chan struct{}, once *rebuil
 		l.run(lctx)
 	}()
 	w := &worker{p: p, l: l, stop: stop, pending: once, once: once != nil}
-	p.publish(func() {
-		p.state, p.active, p.failure = StateStandby, false, nil
-	})
 	defer func() {
 		final := StateStopped
 		var he *HandlerError
@@ -474,6 +480,10 @@ type worker struct {
 	rebuild *rebuildRun     // started
 	once    bool            // exit when the rebuild is done
 	backoff time.Duration
+	// seen is the highest global position read so far, and recheck the
+	// current delay before reading again a notified event not yet seen.
+	seen    int64
+	recheck time.Duration
 }
 
 func (w *worker) loop(ctx context.Context) error {
@@ -553,22 +563,46 @@ func (w *worker) loop(ctx context.Context) error {
 		if finished, err := w.rebuildProgress(ctx, n); finished && w.once {
 			return err
 		}
+		if n > 0 {
+			w.recheck = 0
+		}
 		if n < p.cfg.BatchSize {
-			if err := w.wait(ctx); err != nil {
+			var timeout time.Duration
+			if n == 0 && w.l.notified.Load() > w.seen {
+				// Notified of an event the read did not return yet: an
+				// older transaction still in flight holds it back. Read
+				// again soon, backing off up to the poll interval.
+				w.recheck = min(max(2*w.recheck, minRecheck), p.cfg.PollInterval)
+				timeout = w.recheck
+			}
+			if err := w.waitFor(ctx, timeout); err != nil {
 				return err
 			}
 		}
 	}
 }
 
+// minRecheck is the first delay before reading again a notified event
+// that was not readable yet.
+const minRecheck = 2 * time.Millisecond
+
 // wait blocks until something may have changed: a wake-up from the lease
 // (notification, poll tick, lease change), a rebuild request, Stop or ctx.
 // It returns errStopRequested-free results: nil to go on, or the reason to
 // exit (ctx's error; nil with stop closed is reported by the loop).
-func (w *worker) wait(ctx context.Context) error {
+func (w *worker) wait(ctx context.Context) error { return w.waitFor(ctx, 0) }
+
+// waitFor is wait with a timeout (none when 0).
+func (w *worker) waitFor(ctx context.Context, timeout time.Duration) error {
 	var rebuilds chan *rebuildRequest
 	if w.pending == nil && w.rebuild == nil {
 		rebuilds = w.p.rebuilds
+	}
+	var tick <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		tick = t.C
 	}
 	select {
 	case <-ctx.Done():
@@ -576,6 +610,7 @@ func (w *worker) wait(ctx context.Context) error {
 	case <-w.stop:
 		return nil
 	case <-w.l.wake:
+	case <-tick:
 	case r := <-rebuilds:
 		w.pending = r
 	}
@@ -635,6 +670,7 @@ func (w *worker) takeOver(ctx context.Context) error {
 		return err
 	}
 	w.active = true
+	w.seen = max(w.seen, int64(cp.GlobalPosition))
 	p.publish(func() { p.checkpoint, p.active, p.state = cp, true, state })
 	p.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "projection_lease_acquired",
 		slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
@@ -657,6 +693,9 @@ func (w *worker) step(ctx context.Context) (int, error) {
 	events := res.Events
 	if len(events) == 0 {
 		return 0, nil
+	}
+	for _, e := range events {
+		w.seen = max(w.seen, int64(e.GlobalPosition))
 	}
 	err = p.commitBatch(ctx, cp, events)
 	switch {

@@ -103,6 +103,7 @@ func (p *Projection) Rebuild(ctx context.Context, opts RebuildOptions) error {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	p.running, p.stopCh, p.cancel, p.done = true, stop, cancel, done
+	p.starting()
 	p.runMu.Unlock()
 	defer func() {
 		cancel()
@@ -241,7 +242,6 @@ func (w *worker) rebuildProgress(ctx context.Context, n int) (finished bool, err
 		return false, nil
 	}
 	w.rebuild = nil
-	r.req.reply(err)
 	if !w.once {
 		if serr := p.writeStatus(ctx, p.cfg.Pool, StateRunning, nil); serr != nil {
 			p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_status_write_failed",
@@ -250,6 +250,7 @@ func (w *worker) rebuildProgress(ctx context.Context, n int) (finished bool, err
 		}
 		p.setState(StateRunning)
 	}
+	r.req.reply(err)
 	return true, err
 }
 

@@ -1,6 +1,7 @@
 package projection
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
@@ -216,7 +218,8 @@ func (p *SnapshotProjection[S]) KeyColumns() []string {
 // (no cache). It applies every event it is given, whatever its type.
 func (p *SnapshotProjection[S]) Handler() Handler {
 	return func(ctx context.Context, tx pgx.Tx, e store.Event) error {
-		return p.apply(ctx, tx, []store.Event{e}, false)
+		one := []store.Event{e}
+		return p.apply(ctx, tx, one, one, false)
 	}
 }
 
@@ -244,7 +247,7 @@ func (p *SnapshotProjection[S]) HandleBatch(ctx context.Context, tx pgx.Tx, even
 	if len(relevant) == 0 {
 		return nil
 	}
-	return p.apply(ctx, tx, relevant, p.cache != nil)
+	return p.apply(ctx, tx, relevant, events, p.cache != nil)
 }
 
 // FinishBatch implements BatchFinisher: the row states of a committed batch
@@ -316,18 +319,30 @@ type rowState[S any] struct {
 	cached bool          // state came from the cache (valid if pos == cpos)
 	cpos   store.Version // position of the cached state
 
+	events []store.Event // the events to apply, in stream order once sorted
+
 	applied bool
 	last    store.Event    // last applied event
 	cols    map[string]any // mapped columns, merged over the applied events
 }
 
-// apply applies events in order within tx.
-func (p *SnapshotProjection[S]) apply(ctx context.Context, tx pgx.Tx, events []store.Event, useCache bool) error {
+// apply applies events within tx. all is every event the caller has in
+// hand (the whole batch, events included), used to tell which stream
+// positions a row skips on purpose (events of other types).
+//
+// Each row's events are folded in stream order. The global log is in
+// commit order, which can put a stream's later event before an earlier one
+// (a transaction that took its id first but waited for the stream's lock
+// commits the later position); so when a row's next event is not the one
+// after its stored position and the batch does not hold the events in
+// between, those are read from the stream (they are committed: the later
+// position could only be taken after them) and applied first. The earlier
+// event, when it comes, is then skipped as already applied.
+func (p *SnapshotProjection[S]) apply(ctx context.Context, tx pgx.Tx, events, all []store.Event, useCache bool) error {
 	rows := make([]*rowState[S], 0, len(events))
 	byID := make(map[string]*rowState[S], len(events))
-	eventRows := make([]*rowState[S], len(events))
 	var sqls *snapshotSQL
-	for i, e := range events {
+	for _, e := range events {
 		keys, err := p.cfg.ExtractKeys(e, e.Partition)
 		if err != nil {
 			return fmt.Errorf("snapshot projection %q: extract keys of %s: %w", p.cfg.Table, e, err)
@@ -350,30 +365,34 @@ func (p *SnapshotProjection[S]) apply(ctx context.Context, tx pgx.Tx, events []s
 			byID[id] = r
 			rows = append(rows, r)
 		}
-		eventRows[i] = r
+		r.events = append(r.events, e)
 	}
 
 	if err := p.load(ctx, tx, sqls, rows); err != nil {
 		return err
 	}
+	if err := p.fillGaps(ctx, tx, rows, all); err != nil {
+		return err
+	}
 
-	for i, e := range events {
-		r := eventRows[i]
-		if e.StreamPosition <= r.pos {
-			continue // already applied
-		}
-		next, err := p.cfg.Evolve(r.state, e)
-		if err != nil {
-			return fmt.Errorf("snapshot projection %q: evolve %s: %w", p.cfg.Table, e, err)
-		}
-		r.state, r.pos, r.last, r.applied = next, e.StreamPosition, e, true
-		if p.cfg.MapToColumns != nil {
-			cols := p.cfg.MapToColumns(next)
-			if r.cols == nil {
-				r.cols = make(map[string]any, len(cols))
+	for _, r := range rows {
+		for _, e := range r.events {
+			if e.StreamPosition <= r.pos {
+				continue // already applied
 			}
-			for k, v := range cols {
-				r.cols[k] = v
+			next, err := p.cfg.Evolve(r.state, e)
+			if err != nil {
+				return fmt.Errorf("snapshot projection %q: evolve %s: %w", p.cfg.Table, e, err)
+			}
+			r.state, r.pos, r.last, r.applied = next, e.StreamPosition, e, true
+			if p.cfg.MapToColumns != nil {
+				cols := p.cfg.MapToColumns(next)
+				if r.cols == nil {
+					r.cols = make(map[string]any, len(cols))
+				}
+				for k, v := range cols {
+					r.cols[k] = v
+				}
 			}
 		}
 	}
@@ -391,6 +410,148 @@ func (p *SnapshotProjection[S]) apply(ctx context.Context, tx pgx.Tx, events []s
 		p.pendMu.Unlock()
 	}
 	return nil
+}
+
+type streamRef struct {
+	partition string
+	stream    store.StreamID
+}
+
+func refOf(e store.Event) streamRef { return streamRef{e.Partition, e.StreamID} }
+
+// gap is a range of stream positions a row has not seen, to be read
+// before the row's event number before.
+type gap struct {
+	row      int
+	before   int
+	stream   streamRef
+	from, to store.Version
+}
+
+// fillGaps sorts each row's events by stream position and inserts the
+// events of the configured types that the row misses: stream positions
+// after its stored one and before its next event that are not in all.
+func (p *SnapshotProjection[S]) fillGaps(ctx context.Context, tx pgx.Tx, rows []*rowState[S], all []store.Event) error {
+	present := map[streamRef]map[store.Version]struct{}{}
+	for _, e := range all {
+		ref := refOf(e)
+		if present[ref] == nil {
+			present[ref] = map[store.Version]struct{}{}
+		}
+		present[ref][e.StreamPosition] = struct{}{}
+	}
+	var gaps []gap
+	for ri, r := range rows {
+		slices.SortStableFunc(r.events, func(a, b store.Event) int { return cmp.Compare(a.StreamPosition, b.StreamPosition) })
+		last := r.pos
+		for i, e := range r.events {
+			if e.StreamPosition <= last {
+				continue
+			}
+			if from, to := last+1, e.StreamPosition-1; from <= to && !covered(present[refOf(e)], from, to) {
+				gaps = append(gaps, gap{row: ri, before: i, stream: refOf(e), from: from, to: to})
+			}
+			last = e.StreamPosition
+		}
+	}
+	if len(gaps) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, g := range gaps {
+		b.Queue(gapReadSQL, g.stream.partition, string(g.stream.stream), int64(g.from), int64(g.to))
+	}
+	br := tx.SendBatch(ctx, b)
+	found := make([][]store.Event, len(gaps))
+	for gi, g := range gaps {
+		evs, err := p.readGap(br, g)
+		if err != nil {
+			_ = br.Close()
+			return err
+		}
+		found[gi] = evs
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("snapshot projection %q: read missed events: %w", p.cfg.Table, err)
+	}
+	for gi := len(gaps) - 1; gi >= 0; gi-- { // from the back, so indexes stay valid
+		if len(found[gi]) == 0 {
+			continue
+		}
+		r := rows[gaps[gi].row]
+		r.events = slices.Insert(r.events, gaps[gi].before, found[gi]...)
+	}
+	return nil
+}
+
+// covered reports whether every position from..to is in set.
+func covered(set map[store.Version]struct{}, from, to store.Version) bool {
+	if int64(to-from+1) > int64(len(set)) {
+		return false
+	}
+	for q := from; q <= to; q++ {
+		if _, ok := set[q]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+const gapReadSQL = `SELECT m.message_id, m.message_type, m.message_data, m.message_metadata, m.message_schema_version,
+       s.stream_type, m.stream_position, m.global_position, m.transaction_id, m.created
+FROM messages m
+JOIN streams s ON s.stream_id = m.stream_id AND s.partition = m.partition AND NOT s.is_archived
+WHERE m.partition = $1 AND m.stream_id = $2 AND NOT m.is_archived
+  AND m.stream_position >= $3 AND m.stream_position <= $4
+ORDER BY m.stream_position`
+
+// readGap reads one gap's events of the configured types.
+func (p *SnapshotProjection[S]) readGap(br pgx.BatchResults, g gap) ([]store.Event, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot projection %q: read missed events of stream %q: %w", p.cfg.Table, g.stream.stream, err)
+	}
+	defer rows.Close()
+	var out []store.Event
+	for rows.Next() {
+		var (
+			id, typ, schemaVersion, streamType string
+			data, meta                         []byte
+			position, global                   int64
+			txid                               uint64
+			created                            time.Time
+		)
+		if err := rows.Scan(&id, &typ, &data, &meta, &schemaVersion, &streamType, &position, &global, &txid, &created); err != nil {
+			return nil, fmt.Errorf("snapshot projection %q: read missed events of stream %q: %w", p.cfg.Table, g.stream.stream, err)
+		}
+		if _, ok := p.types[typ]; !ok {
+			continue
+		}
+		md := store.Metadata{}
+		if len(meta) > 0 {
+			if err := json.Unmarshal(meta, &md); err != nil {
+				return nil, fmt.Errorf("snapshot projection %q: decode metadata of event %d of stream %q: %w", p.cfg.Table, position, g.stream.stream, err)
+			}
+			if md == nil {
+				md = store.Metadata{}
+			}
+		}
+		md[store.MetaMessageID] = id
+		md[store.MetaStreamID] = string(g.stream.stream)
+		md[store.MetaStreamPosition] = store.Version(position)
+		md[store.MetaGlobalPosition] = store.GlobalPosition(global)
+		md[store.MetaPartition] = g.stream.partition
+		out = append(out, store.Event{
+			Type: typ, Data: json.RawMessage(data), Metadata: md, MessageID: id,
+			StreamID: g.stream.stream, StreamType: streamType, Partition: g.stream.partition,
+			StreamPosition: store.Version(position), GlobalPosition: store.GlobalPosition(global),
+			TransactionID: txid, Created: created, SchemaVersion: schemaVersion,
+		})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("snapshot projection %q: read missed events of stream %q: %w", p.cfg.Table, g.stream.stream, err)
+	}
+	return out, nil
 }
 
 // checkKeys infers the key set from the first call and checks every later
