@@ -16,7 +16,6 @@ import (
 	"github.com/troupehq/troupe/internal/pgtest"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
-	"github.com/troupehq/troupe/tenancy"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -346,4 +345,3 @@ func loadCP(t testing.TB, pool *pgxpool.Pool, name, scope string) store.Position
 	return cp
 }
 
-var _ = tenancy.DefaultPartition
