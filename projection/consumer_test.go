@@ -243,4 +243,3 @@ func TestConsumerWakesOnNotify(t *testing.T) {
 	require.NoError(t, c.WaitFor(ctx, pos))
 	require.Len(t, s.list(), 1)
 }
-

@@ -344,4 +344,3 @@ func loadCP(t testing.TB, pool *pgxpool.Pool, name, scope string) store.Position
 	require.NoError(t, err)
 	return cp
 }
-
