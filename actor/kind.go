@@ -68,12 +68,17 @@ type SnapshotConfig[S any] struct {
 type SendOptions struct {
 	// CommandID makes the command idempotent per stream: re-sending a
 	// command id already applied to the stream returns the original result
-	// (with Result.Duplicate set) without appending again. The events get
-	// deterministic message ids derived from it, and it is stored in their
-	// metadata under MetaCommandID, so this holds across restarts and
-	// processes as far as the stream actor's recent-id window reaches
-	// (Config.CommandIDWindow command ids, counted from the tail replayed on
-	// activation).
+	// without appending again. The events get deterministic message ids
+	// derived from it, and it is stored in their metadata under
+	// MetaCommandID, so this holds across restarts and processes: the
+	// stream actor remembers the last Config.CommandIDWindow ids it applied
+	// or replayed, and the store recognises a re-sent append of the same
+	// message ids. Result.Duplicate is set when the actor recognised the id;
+	// when the store did (another process applied the command at the very
+	// position this one would), the result is the same but Duplicate is
+	// false. Re-sending an id older than the window appends nothing and
+	// fails with an error wrapping store.ErrDuplicateMessageID. Decide must
+	// be deterministic for all this to hold.
 	CommandID string
 	// ReturnState asks for the state after the command in Result.State.
 	ReturnState bool
@@ -110,7 +115,7 @@ type Result[E, S any] struct {
 	// was set.
 	State S
 	// Duplicate reports that the command id had already been applied and
-	// this is the original result.
+	// this is the original result (see SendOptions.CommandID).
 	Duplicate bool
 }
 

@@ -66,6 +66,30 @@ func TestIdempotentCommandID(t *testing.T) {
 	assert.Len(t, readAll(t, st, "acme", "i3"), 1)
 }
 
+// An id older than the window is not applied again either: the store
+// rejects its deterministic message ids.
+func TestCommandIDOutsideWindow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := newWrapStore()
+	_, agg := startHost(t, actor.Config{Store: st, CommandIDWindow: 2})
+	for _, id := range []string{"a", "b", "c"} {
+		_, err := agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "w"}, actor.SendOptions{CommandID: id})
+		require.NoError(t, err)
+	}
+	r, err := agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "w"}, actor.SendOptions{CommandID: "c"})
+	require.NoError(t, err)
+	assert.True(t, r.Duplicate)
+	_, err = agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "w"}, actor.SendOptions{CommandID: "a"})
+	assert.ErrorIs(t, err, store.ErrDuplicateMessageID)
+	assert.Len(t, readAll(t, st, "acme", "w"), 3)
+
+	// The stream is still usable.
+	r, err = agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "w"})
+	require.NoError(t, err)
+	assert.Equal(t, store.Version(4), r.Version)
+}
+
 // Command ids survive a restart: a new host finds them in the events it
 // replays, and a stale host finds them in the tail it reads after the
 // conflict their re-send causes.
