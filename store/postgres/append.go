@@ -35,7 +35,15 @@ import (
 // and $9 is the stream type (insert variants) or the expected version
 // (the exact variant).
 const (
-	appendGuardSQL = `NOT EXISTS (SELECT FROM messages WHERE partition = $2::text AND message_id = ANY($4::text[]))`
+	//
+	// The guard looks each id up on its own (LATERAL ... LIMIT 1 keeps the
+	// planner from turning it into a join or a scan of the partition), so
+	// even a generic plan made while the table was small probes the
+	// (partition, message_id) index once per event.
+	appendGuardSQL = `NOT EXISTS (
+        SELECT FROM unnest($4::text[]) AS g (id)
+        CROSS JOIN LATERAL (
+            SELECT FROM messages WHERE partition = $2::text AND message_id = g.id LIMIT 1) AS hit)`
 
 	appendTailSQL = `
 ), m AS (

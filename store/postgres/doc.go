@@ -59,9 +59,13 @@
 //     the transaction. The common retry, after the first append committed,
 //     fails nothing.
 //   - Database errors are returned wrapped (errors.As finds the
-//     *pgconn.PgError) with what the store was doing. An error during
-//     commit is ambiguous: the events may or may not be stored; re-sending
-//     the same append (same message ids) is safe and tells which.
+//     *pgconn.PgError) with what the store was doing. Some failures are
+//     ambiguous: a connection lost during commit, or a context cancelled
+//     while the append runs (pgx stops waiting, but unless the pool is
+//     configured to send cancel requests PostgreSQL finishes the statement
+//     and commits it). The append then either stored all its events or
+//     none; re-sending it with the same message ids is safe and tells
+//     which.
 //   - [Store.ArchiveStream] of a missing stream returns an error matching
 //     [store.ErrStreamNotFound]. A stream keeps at most one archived
 //     incarnation: archiving a stream that was archived, recreated and
