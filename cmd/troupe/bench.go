@@ -1,0 +1,117 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/troupehq/troupe/cmd/troupe/internal/bench"
+)
+
+type benchCmd struct {
+	Quick         bool   `help:"Quick preset: every measurement at small sizes, under a minute in total."`
+	JSON          bool   `name:"json" help:"Print the report as JSON instead of tables."`
+	Plot          string `placeholder:"FILE.svg" type:"path" help:"Also write SVG charts (throughput vs concurrency, latency vs stream length) to this file."`
+	StartPostgres bool   `name:"start-postgres" help:"Start a throwaway PostgreSQL for the run (the default when no database URL is set)."`
+
+	Tenants         int           `placeholder:"T" help:"Tenants (default 4, quick 2)."`
+	Carts           int           `placeholder:"N" help:"Carts each tenant keeps open (default 64, quick 32)."`
+	Items           int           `placeholder:"K" help:"Items added to each cart before checkout (default 5)."`
+	Concurrency     []int         `placeholder:"C,..." help:"Concurrent senders to measure, each in both modes (default 1,8,64)."`
+	Runs            int           `help:"Runs at the highest concurrency; the report gives medians (default 3, quick 1)."`
+	Duration        time.Duration `help:"Measured time of each throughput run (default 10s, quick 2s)."`
+	Warmup          time.Duration `help:"Unmeasured warm-up before each throughput run (default 1s, quick 500ms)."`
+	LagRate         int           `help:"Commands per second during the end-to-end lag measurement (default 1000)."`
+	LagDuration     time.Duration `help:"Length of the end-to-end lag measurement (default 10s, quick 3s)."`
+	MemoryStreams   int           `placeholder:"M" help:"Stream actors activated to measure heap per actor (default 10000, quick 2000)."`
+	StreamLengths   []int         `placeholder:"N,..." help:"Stream lengths for the latency-vs-length measurement (default 10,1000,10000)."`
+	Samples         int           `help:"Commands timed per stream length and mode (default 50, quick 10)."`
+	ProjectionBatch int           `help:"Batch size of the carts projection (default 500)."`
+	PoolSize        int           `help:"Connections in each mode's pool (default: one per sender plus 8)."`
+	PgbenchSeconds  int           `name:"pgbench-seconds" help:"pgbench -T for the PostgreSQL ceiling (default 20, quick 3)."`
+	NoPgbench       bool          `name:"no-pgbench" help:"Skip the pgbench ceiling."`
+}
+
+func (c *benchCmd) config(a *app) bench.Config {
+	var cfg bench.Config
+	if c.Quick {
+		cfg = bench.Quick()
+	}
+	setInt := func(dst *int, v int) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	setDur := func(dst *time.Duration, v time.Duration) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	setInt(&cfg.Tenants, c.Tenants)
+	setInt(&cfg.Carts, c.Carts)
+	setInt(&cfg.Items, c.Items)
+	setInt(&cfg.Runs, c.Runs)
+	setInt(&cfg.LagRate, c.LagRate)
+	setInt(&cfg.MemoryStreams, c.MemoryStreams)
+	setInt(&cfg.LengthSamples, c.Samples)
+	setInt(&cfg.ProjectionBatch, c.ProjectionBatch)
+	setInt(&cfg.PoolSize, c.PoolSize)
+	setInt(&cfg.PgbenchSeconds, c.PgbenchSeconds)
+	setDur(&cfg.Duration, c.Duration)
+	setDur(&cfg.Warmup, c.Warmup)
+	setDur(&cfg.LagDuration, c.LagDuration)
+	if len(c.Concurrency) > 0 {
+		cfg.Concurrency = c.Concurrency
+	}
+	if len(c.StreamLengths) > 0 {
+		cfg.StreamLengths = c.StreamLengths
+	}
+	if c.NoPgbench {
+		cfg.PgbenchSeconds = -1
+	}
+	if !c.StartPostgres {
+		cfg.DatabaseURL = a.databaseURL()
+	}
+	cfg.Progress = a.io.Err
+	cfg.Logger = a.logger
+	return cfg
+}
+
+func (c *benchCmd) Run(a *app) error {
+	for name, v := range map[string]int{"--tenants": c.Tenants, "--carts": c.Carts, "--items": c.Items, "--runs": c.Runs,
+		"--lag-rate": c.LagRate, "--memory-streams": c.MemoryStreams, "--samples": c.Samples,
+		"--projection-batch": c.ProjectionBatch, "--pgbench-seconds": c.PgbenchSeconds} {
+		if v < 0 {
+			return usagef("%s must be positive, got %d", name, v)
+		}
+	}
+	rep, err := bench.Run(a.ctx, c.config(a))
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		enc := json.NewEncoder(a.io.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return fmt.Errorf("write the report: %w", err)
+		}
+	} else if err := rep.WriteTable(a.io.Out); err != nil {
+		return fmt.Errorf("write the report: %w", err)
+	}
+	if c.Plot != "" {
+		f, err := os.Create(c.Plot)
+		if err != nil {
+			return fmt.Errorf("write the charts: %w", err)
+		}
+		werr := rep.WriteSVG(f)
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return fmt.Errorf("write the charts to %s: %w", c.Plot, werr)
+		}
+		fmt.Fprintf(a.io.Err, "bench: charts written to %s\n", c.Plot)
+	}
+	return nil
+}

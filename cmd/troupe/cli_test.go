@@ -1,0 +1,178 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/internal/pgtest"
+)
+
+// Every command and subcommand answers --help (and -h) with status 0 and
+// its usage on standard output.
+func TestHelpEverywhere(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{nil, "Usage: troupe <command>"},
+		{[]string{"migrate"}, "Usage: troupe migrate"},
+		{[]string{"migrate", "apply"}, "Usage: troupe migrate apply"},
+		{[]string{"migrate", "status"}, "Usage: troupe migrate status"},
+		{[]string{"tenants"}, "Usage: troupe tenants"},
+		{[]string{"tenants", "create"}, "Usage: troupe tenants create <id>"},
+		{[]string{"tenants", "list"}, "Usage: troupe tenants list"},
+		{[]string{"tenants", "drop"}, "--yes"},
+		{[]string{"streams"}, "Usage: troupe streams"},
+		{[]string{"streams", "read"}, "--format"},
+		{[]string{"streams", "archive"}, "Usage: troupe streams archive <id>"},
+		{[]string{"projections"}, "Usage: troupe projections"},
+		{[]string{"projections", "status"}, "Usage: troupe projections status"},
+		{[]string{"projections", "rebuild"}, "Known to this binary: carts"},
+		{[]string{"bench"}, "--quick"},
+	}
+	for _, c := range cases {
+		for _, flag := range []string{"--help", "-h"} {
+			args := append(append([]string{}, c.args...), flag)
+			r := troupe(t, invocation{}, args...)
+			require.Equal(t, exitOK, r.code, "troupe %v: %s", args, r.stderr)
+			require.Contains(t, r.stdout, c.want, "troupe %v", args)
+			require.Contains(t, r.stdout, "--database-url", "troupe %v", args)
+			require.Empty(t, r.stderr, "troupe %v", args)
+		}
+	}
+}
+
+// Usage mistakes exit with status 2 and say what is wrong on standard
+// error; nothing touches a database.
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{nil, "expected one of"},
+		{[]string{"bogus"}, "unexpected argument bogus"},
+		{[]string{"tenants"}, `expected one of "create", "list", "drop"`},
+		{[]string{"tenants", "create"}, "expected \"<id>\""},
+		{[]string{"streams", "read", "s", "--format", "xml"}, "--format must be one of"},
+		{[]string{"migrate", "--no-such-flag"}, "unknown flag --no-such-flag"},
+		{[]string{"streams", "read", "s", "--from", "0", "--database-url", "postgres://127.0.0.1:1/x"}, "--from must be at least 1"},
+		{[]string{"bench", "--tenants=-1"}, "--tenants must be positive"},
+	}
+	for _, c := range cases {
+		r := troupe(t, invocation{}, c.args...)
+		require.Equal(t, exitUsage, r.code, "troupe %v: %s", c.args, r.stderr)
+		require.Contains(t, r.stderr, c.want, "troupe %v", c.args)
+		require.Empty(t, r.stdout, "troupe %v", c.args)
+	}
+}
+
+// A command needing a database says how to name one and exits with 1.
+func TestNoDatabase(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"migrate"}, {"tenants", "list"}, {"streams", "read", "s"}, {"projections", "status"}} {
+		r := troupe(t, invocation{}, args...)
+		require.Equal(t, exitError, r.code, "troupe %v", args)
+		require.Contains(t, r.stderr, "no database: pass --database-url or set DATABASE_URL", "troupe %v", args)
+	}
+	r := troupe(t, invocation{}, "--database-url", "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=5", "migrate", "status")
+	require.Equal(t, exitError, r.code)
+	require.Contains(t, r.stderr, "troupe: error: connect to the database")
+}
+
+// migrate applies every migration once (reading DATABASE_URL when there is
+// no flag) and status reports them.
+func TestMigrate(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{envDatabaseURL: pgtest.NewDatabase(t)}
+
+	r := ok(t, invocation{env: env}, "migrate", "status")
+	require.Regexp(t, `001\s+event_store\s+pending`, r.stdout)
+	require.Contains(t, r.stdout, "3 migration(s) pending")
+
+	r = ok(t, invocation{env: env}, "migrate")
+	require.Equal(t, "applied 3 migration(s): 001_event_store, 002_projections, 003_tenancy\n", r.stdout)
+
+	r = ok(t, invocation{env: env}, "migrate", "apply")
+	require.Equal(t, "database is up to date (3 migrations applied)\n", r.stdout)
+
+	r = ok(t, invocation{env: env}, "migrate", "status")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 4, r.stdout)
+	require.Regexp(t, `^VERSION\s+NAME\s+STATUS\s+APPLIED AT$`, lines[0])
+	for i, name := range []string{"event_store", "projections", "tenancy"} {
+		require.Regexp(t, `^00`+string(rune('1'+i))+`\s+`+name+`\s+applied\s+\d{4}-\d\d-\d\dT`, lines[i+1])
+	}
+	require.NotContains(t, r.stdout, "pending")
+}
+
+// tenants create, list and drop, with the drop confirmation read from
+// standard input.
+func TestTenants(t *testing.T) {
+	t.Parallel()
+	url, pool := migratedDB(t)
+	db := func(args ...string) []string { return append([]string{"--database-url", url}, args...) }
+
+	r := ok(t, invocation{}, db("tenants", "create", "acme", "--name", "Acme Corp")...)
+	require.Equal(t, "created tenant acme\n", r.stdout)
+	r = ok(t, invocation{}, db("tenants", "create", "acme")...)
+	require.Contains(t, r.stdout, "tenant acme already exists")
+	ok(t, invocation{}, db("tenants", "create", "globex")...)
+
+	r = troupe(t, invocation{}, db("tenants", "create", "bad id;")...)
+	require.Equal(t, exitError, r.code)
+	require.Contains(t, r.stderr, "invalid tenant id")
+
+	r = ok(t, invocation{}, db("tenants", "list")...)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 3, r.stdout)
+	require.Regexp(t, `^ID\s+NAME\s+CREATED$`, lines[0])
+	require.Regexp(t, `^acme\s+Acme Corp\s+\d{4}-`, lines[1])
+	require.Regexp(t, `^globex\s+\d{4}-`, lines[2])
+
+	r = ok(t, invocation{}, db("tenants", "list", "--format", "json")...)
+	var listed []struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &listed))
+	require.Equal(t, []string{"acme", "globex"}, []string{listed[0].ID, listed[1].ID})
+	require.Equal(t, "Acme Corp", listed[0].Name)
+
+	// The partitions exist while the tenant does.
+	partitions := func() int {
+		var n int
+		require.NoError(t, pool.QueryRow(testCtx(t),
+			`SELECT count(*) FROM pg_class WHERE relname = 'messages_t_acme'`).Scan(&n))
+		return n
+	}
+	require.Equal(t, 1, partitions())
+
+	// Not confirmed: "n", an empty line, end of input.
+	for _, answer := range []string{"n\n", "\n", "", "maybe\n"} {
+		r = troupe(t, invocation{stdin: strings.NewReader(answer)}, db("tenants", "drop", "acme")...)
+		require.Equal(t, exitError, r.code, "answer %q", answer)
+		require.Contains(t, r.stderr, "Drop tenant acme and erase all its")
+		require.Contains(t, r.stderr, "not confirmed: nothing was dropped")
+		require.Equal(t, 1, partitions())
+	}
+
+	r = ok(t, invocation{stdin: strings.NewReader("yes\n")}, db("tenants", "drop", "acme")...)
+	require.Equal(t, "dropped tenant acme\n", r.stdout)
+	require.Equal(t, 0, partitions())
+	r = ok(t, invocation{}, db("tenants", "list")...)
+	require.NotContains(t, r.stdout, "acme")
+	require.Contains(t, r.stdout, "globex")
+
+	// --yes skips the question; dropping an unknown tenant is harmless.
+	r = ok(t, invocation{}, db("tenants", "drop", "globex", "--yes")...)
+	require.Equal(t, "dropped tenant globex\n", r.stdout)
+	require.NotContains(t, r.stderr, "Drop tenant")
+	ok(t, invocation{}, db("tenants", "drop", "nobody", "-y")...)
+	r = ok(t, invocation{}, db("tenants", "list")...)
+	require.Equal(t, "ID  NAME  CREATED\n", r.stdout)
+}

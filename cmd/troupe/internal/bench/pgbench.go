@@ -1,0 +1,155 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/troupehq/troupe/examples/cart/cart"
+	"github.com/troupehq/troupe/internal/pgserver"
+)
+
+// ErrPgbenchNotFound is returned when the pgbench binary is found neither
+// next to the server binaries nor on PATH.
+var ErrPgbenchNotFound = errors.New("pgbench not found (it ships with the PostgreSQL server packages)")
+
+// PgbenchResult is PostgreSQL's own ceiling for the append's writes.
+type PgbenchResult struct {
+	TPS     float64 `json:"tps"`
+	Clients int     `json:"clients"`
+	Threads int     `json:"threads"`
+	Seconds int     `json:"seconds"`
+	Streams int     `json:"streams"`
+	Script  string  `json:"script"`
+	Command string  `json:"command"`
+}
+
+// pgbenchStreams is how many stream rows the pgbench script spreads its
+// writes over.
+const pgbenchStreams = 10000
+
+// pgbenchScript is one transaction of the same writes as an append of one
+// event: advance a stream's row and insert one message at the new position
+// (one statement, like the store's append). %s is the event body.
+const pgbenchScript = `\set n random(1, %d)
+WITH s AS (
+    UPDATE streams SET stream_position = stream_position + 1
+    WHERE stream_id = 'pgb-' || :n AND partition = 'default_partition' AND NOT is_archived
+    RETURNING stream_id, partition, stream_position
+)
+INSERT INTO messages (stream_id, stream_position, partition, message_data, message_metadata, message_type, message_id)
+SELECT s.stream_id, s.stream_position, s.partition, '%s'::jsonb, '{}'::jsonb, 'ItemAddedToCart', gen_random_uuid()::text
+FROM s;
+`
+
+// pgbenchBody returns the JSON body of a typical cart event, as stored.
+func pgbenchBody() (string, error) {
+	b, err := json.Marshal(cart.ItemAddedToCart{
+		EventData: cart.ItemAddedToCartData{Item: cart.Item{SKU: "sku-1", Name: "Item 1", UnitPrice: cart.NewDecimal(199, 2), Quantity: 2}},
+		EventMeta: cart.EventMeta{TenantID: "bench-t1", CartID: "r1-c1-0", CreatedBy: "bench", Version: 1},
+	})
+	if err != nil {
+		return "", err
+	}
+	return strings.ReplaceAll(string(b), "'", "''"), nil
+}
+
+var tpsLine = regexp.MustCompile(`(?m)^tps = ([0-9.]+) \((without initial connection time|excluding connections establishing)\)`)
+
+// parseTPS returns the tps pgbench printed.
+func parseTPS(out string) (float64, error) {
+	m := tpsLine.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("no tps line in pgbench output: %q", tail(out, 400))
+	}
+	return strconv.ParseFloat(m[1], 64)
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+// findPgbench returns the pgbench binary next to the server binaries, or
+// the one on PATH.
+func findPgbench(ctx context.Context) (string, error) {
+	if dir, err := pgserver.FindBinDir(ctx); err == nil {
+		p := filepath.Join(dir, "pgbench")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("pgbench"); err == nil {
+		return p, nil
+	}
+	return "", ErrPgbenchNotFound
+}
+
+// pgbench measures the ceiling: pgbench running the script on a fresh
+// database with cfg.PgbenchClients clients for cfg.PgbenchSeconds.
+func (b *bench) pgbench(ctx context.Context) (res PgbenchResult, err error) {
+	res = PgbenchResult{Clients: b.cfg.PgbenchClients, Threads: b.cfg.PgbenchThreads, Seconds: b.cfg.PgbenchSeconds,
+		Streams: pgbenchStreams}
+	bin, err := findPgbench(ctx)
+	if err != nil {
+		return res, err
+	}
+	db, err := b.srv.newDatabase(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if derr := db.drop(ctx); derr != nil && err == nil {
+			err = derr
+		}
+	}()
+	pool, err := db.pool(ctx, 2, nil)
+	if err != nil {
+		return res, err
+	}
+	_, err = pool.Exec(ctx, `INSERT INTO streams (stream_id, partition, stream_type, stream_position)
+SELECT 'pgb-' || g, 'default_partition', 'cart', 0 FROM generate_series(1, $1::int) AS g`, pgbenchStreams)
+	pool.Close()
+	if err != nil {
+		return res, fmt.Errorf("seed the pgbench streams: %w", err)
+	}
+	body, err := pgbenchBody()
+	if err != nil {
+		return res, err
+	}
+	res.Script = fmt.Sprintf(pgbenchScript, pgbenchStreams, body)
+	dir, err := os.MkdirTemp("", "troupe-pgbench-")
+	if err != nil {
+		return res, fmt.Errorf("make a directory for the pgbench script: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	script := filepath.Join(dir, "append.sql")
+	if err := os.WriteFile(script, []byte(res.Script), 0o644); err != nil {
+		return res, fmt.Errorf("write the pgbench script: %w", err)
+	}
+	args := []string{"-n", "-M", "prepared", "-c", strconv.Itoa(res.Clients), "-j", strconv.Itoa(res.Threads),
+		"-T", strconv.Itoa(res.Seconds), "-f", script, db.url}
+	res.Command = "pgbench -n -M prepared -c " + strconv.Itoa(res.Clients) + " -j " + strconv.Itoa(res.Threads) +
+		" -T " + strconv.Itoa(res.Seconds) + " -f append.sql <scratch database>"
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		return res, fmt.Errorf("run pgbench: %w: %s", err, tail(out.String(), 600))
+	}
+	res.TPS, err = parseTPS(out.String())
+	return res, err
+}

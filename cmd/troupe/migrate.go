@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/troupehq/troupe/store/postgres"
+)
+
+type migrateCmd struct {
+	Apply  migrateApplyCmd  `cmd:"" default:"1" help:"Apply every embedded migration the database lacks (the default). Safe to run from several processes at once."`
+	Status migrateStatusCmd `cmd:"" help:"List the migrations and whether each is applied."`
+}
+
+type migrateApplyCmd struct{}
+
+func (migrateApplyCmd) Run(a *app) error {
+	return a.withPool(func(pool *pgxpool.Pool) error {
+		before, err := postgres.MigrateStatus(a.ctx, pool)
+		if err != nil {
+			return err
+		}
+		if err := postgres.Migrate(a.ctx, pool); err != nil {
+			return err
+		}
+		after, err := postgres.MigrateStatus(a.ctx, pool)
+		if err != nil {
+			return err
+		}
+		var applied []string
+		for _, m := range after {
+			if m.Applied && !wasApplied(before, m.Version) {
+				applied = append(applied, fmt.Sprintf("%03d_%s", m.Version, m.Name))
+			}
+		}
+		if len(applied) == 0 {
+			fmt.Fprintf(a.io.Out, "database is up to date (%d migrations applied)\n", countApplied(after))
+			return nil
+		}
+		fmt.Fprintf(a.io.Out, "applied %d migration(s): %s\n", len(applied), strings.Join(applied, ", "))
+		return nil
+	})
+}
+
+func wasApplied(ms []postgres.MigrationStatus, version int) bool {
+	for _, m := range ms {
+		if m.Version == version {
+			return m.Applied
+		}
+	}
+	return false
+}
+
+func countApplied(ms []postgres.MigrationStatus) int {
+	n := 0
+	for _, m := range ms {
+		if m.Applied {
+			n++
+		}
+	}
+	return n
+}
+
+type migrateStatusCmd struct{}
+
+func (migrateStatusCmd) Run(a *app) error {
+	return a.withPool(func(pool *pgxpool.Pool) error {
+		ms, err := postgres.MigrateStatus(a.ctx, pool)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(a.io.Out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tNAME\tSTATUS\tAPPLIED AT")
+		pending := 0
+		for _, m := range ms {
+			status, at := "pending", "-"
+			switch {
+			case m.Unknown:
+				status, at = "applied (unknown to this build)", m.AppliedAt.UTC().Format(time.RFC3339)
+			case m.Applied:
+				status, at = "applied", m.AppliedAt.UTC().Format(time.RFC3339)
+			default:
+				pending++
+			}
+			fmt.Fprintf(tw, "%03d\t%s\t%s\t%s\n", m.Version, m.Name, status, at)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if pending > 0 {
+			fmt.Fprintf(a.io.Out, "%d migration(s) pending: run \"troupe migrate\"\n", pending)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/troupehq/troupe/cmd/troupe/internal/cartview"
+	"github.com/troupehq/troupe/cmd/troupe/internal/progress"
+	"github.com/troupehq/troupe/projection"
+)
+
+type projectionsCmd struct {
+	Status  projectionsStatusCmd  `cmd:"" help:"Show every projection's state, checkpoint, lag and last error, as stored in the database."`
+	Rebuild projectionsRebuildCmd `cmd:"" help:"Reset a projection's read model and replay the log, with a progress bar. Ctrl-C stops it cleanly."`
+}
+
+// rebuildable are the projections this binary can rebuild, by name. A
+// projection's handlers are code, so only projections compiled in can be
+// replayed; the status command reports every projection regardless.
+var rebuildable = map[string]func(pool *pgxpool.Pool, a *app, batchSize int) (*projection.Projection, error){
+	cartview.DefaultName: func(pool *pgxpool.Pool, a *app, batchSize int) (*projection.Projection, error) {
+		if err := cartview.EnsureSchema(a.ctx, pool); err != nil {
+			return nil, err
+		}
+		return cartview.New(pool, cartview.Options{BatchSize: batchSize, Logger: a.logger})
+	},
+}
+
+func rebuildableNames() []string {
+	names := make([]string, 0, len(rebuildable))
+	for n := range rebuildable {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+type projectionsStatusCmd struct {
+	Format string `short:"f" enum:"table,json" default:"table" help:"Output format (${enum})."`
+}
+
+// projectionsListSQL finds every projection and consumer with a checkpoint
+// or a reported state.
+const projectionsListSQL = `SELECT subscription_id, partition FROM subscriptions WHERE version = 1
+UNION
+SELECT projection, partition FROM projection_status
+ORDER BY 1, 2`
+
+// statusJSON is one projection in `projections status --format json`.
+type statusJSON struct {
+	Name       string    `json:"name"`
+	Partition  string    `json:"partition"`
+	State      string    `json:"state"`
+	Active     bool      `json:"active"`
+	Owner      string    `json:"owner,omitempty"`
+	Checkpoint position  `json:"checkpoint"`
+	LastEvent  position  `json:"lastEvent"`
+	LagEvents  int64     `json:"lagEvents"`
+	LagSeconds float64   `json:"lagSeconds"`
+	Error      string    `json:"error,omitempty"`
+	FailedAt   *position `json:"failedAt,omitempty"`
+	Updated    time.Time `json:"updated,omitzero"`
+}
+
+type position struct {
+	TransactionID  uint64 `json:"transactionId"`
+	GlobalPosition int64  `json:"globalPosition"`
+}
+
+func (c *projectionsStatusCmd) Run(a *app) error {
+	return a.withPool(func(pool *pgxpool.Pool) error {
+		sts, err := loadStatuses(a.ctx, pool)
+		if err != nil {
+			return err
+		}
+		if c.Format == "json" {
+			out := make([]statusJSON, 0, len(sts))
+			for _, st := range sts {
+				j := statusJSON{Name: st.Name, Partition: st.Partition, State: string(st.State), Active: st.Active,
+					Owner: st.Owner, LagEvents: st.LagEvents, LagSeconds: st.Lag.Seconds(), Error: st.Error,
+					Checkpoint: position{st.Checkpoint.TransactionID, int64(st.Checkpoint.GlobalPosition)},
+					LastEvent:  position{st.LastEvent.TransactionID, int64(st.LastEvent.GlobalPosition)}}
+				if !st.Updated.IsZero() {
+					j.Updated = st.Updated.UTC()
+				}
+				if fe := st.FailedEvent; fe != nil {
+					j.FailedAt = &position{fe.Position.TransactionID, int64(fe.Position.GlobalPosition)}
+				}
+				out = append(out, j)
+			}
+			enc := json.NewEncoder(a.io.Out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(out)
+		}
+		if len(sts) == 0 {
+			fmt.Fprintln(a.io.Out, "no projections have run on this database")
+			return nil
+		}
+		tw := tabwriter.NewWriter(a.io.Out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tPARTITION\tSTATE\tCHECKPOINT\tLAG\tLAST ERROR")
+		for _, st := range sts {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", st.Name, st.Partition, st.State,
+				st.Checkpoint.GlobalPosition, lagText(st), errorText(st))
+		}
+		return tw.Flush()
+	})
+}
+
+// loadStatuses returns the status of every projection of the database.
+func loadStatuses(ctx context.Context, pool *pgxpool.Pool) ([]projection.Status, error) {
+	rows, err := pool.Query(ctx, projectionsListSQL)
+	if err != nil {
+		return nil, fmt.Errorf("list projections: %w", err)
+	}
+	type key struct{ name, partition string }
+	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (key, error) {
+		var k key
+		err := r.Scan(&k.name, &k.partition)
+		return k, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list projections: %w", err)
+	}
+	out := make([]projection.Status, 0, len(keys))
+	for _, k := range keys {
+		st, err := projection.LoadStatus(ctx, pool, k.name, k.partition)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func lagText(st projection.Status) string {
+	if st.LagEvents == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%s events (%s)", progress.Count(st.LagEvents), st.Lag.Round(time.Millisecond))
+}
+
+func errorText(st projection.Status) string {
+	if st.Error == "" {
+		return "-"
+	}
+	msg := strings.Join(strings.Fields(st.Error), " ")
+	if fe := st.FailedEvent; fe != nil {
+		msg = fmt.Sprintf("%s at %s@%s/%s#%d", msg, fe.Type, fe.Partition, fe.StreamID, fe.StreamPosition)
+	}
+	return clip(msg, 120)
+}
+
+type projectionsRebuildCmd struct {
+	Name      string `arg:"" name:"name" help:"Projection to rebuild. Known to this binary: carts (the cart example's read model)."`
+	BatchSize int    `default:"500" help:"Events applied per transaction."`
+}
+
+func (c *projectionsRebuildCmd) Run(a *app) error {
+	build, ok := rebuildable[c.Name]
+	if !ok {
+		return fmt.Errorf("projection %q is not known to this binary (it can rebuild: %s); "+
+			"rebuild other projections from the service that defines them (projection.Projection.Rebuild)",
+			c.Name, strings.Join(rebuildableNames(), ", "))
+	}
+	if c.BatchSize <= 0 {
+		return usagef("--batch-size must be positive, got %d", c.BatchSize)
+	}
+	return a.withPool(func(pool *pgxpool.Pool) error {
+		p, err := build(pool, a, c.BatchSize)
+		if err != nil {
+			return err
+		}
+		if st, err := projection.LoadStatus(a.ctx, pool, p.Name(), p.Partition()); err == nil && st.Active {
+			fmt.Fprintf(a.io.Err, "projection %s is running in another process (%s): its runner does the rebuild once this one takes the lease; Ctrl-C to give up\n",
+				c.Name, st.Owner)
+		}
+		bar := progress.New(a.io.Err, "rebuild "+c.Name, "events")
+		var mu sync.Mutex
+		var last projection.RebuildProgress
+		start := time.Now()
+		err = p.Rebuild(a.ctx, projection.RebuildOptions{Progress: func(pr projection.RebuildProgress) {
+			mu.Lock()
+			last = pr
+			mu.Unlock()
+			bar.Update(pr.Done, pr.Total)
+		}})
+		bar.Finish()
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil:
+			fmt.Fprintf(a.io.Out, "rebuilt projection %s: %s events replayed in %s\n", c.Name,
+				progress.Count(last.Total), time.Since(start).Round(time.Millisecond))
+			return nil
+		case errors.Is(err, context.Canceled) || a.ctx.Err() != nil:
+			return fmt.Errorf("rebuild of %s cancelled after %s of %s events: the read model is consistent with its checkpoint and the projection resumes from there; run the rebuild again to start over",
+				c.Name, progress.Count(last.Done), progress.Count(last.Total))
+		default:
+			return err
+		}
+	})
+}
