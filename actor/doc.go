@@ -69,7 +69,9 @@
 // whose caller has gone. A snapshot that cannot be decoded is logged and
 // ignored, and the stream is replayed from its start.
 //
-// Decide and Evolve must be pure: commands are decided against speculative
-// states that are thrown away when an append fails, so Evolve must not
-// change the state it is given in place.
+// Decide and Evolve must be pure and deterministic: commands are decided
+// against speculative states that are thrown away when an append fails, so
+// Evolve must not change the state it is given in place, and idempotent
+// re-sends rely on a command producing the same events again. They run on
+// the stream actor's loop, so they must not block or call the host.
 package actor

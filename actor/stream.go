@@ -99,6 +99,22 @@ func newStreamActor[C, E, S any](h *Host, k *kindRuntime[C, E, S], act *activati
 
 // Receive implements protoactor's Actor.
 func (a *streamActor[C, E, S]) Receive(c protoactor.Context) {
+	if _, ok := c.Message().(*protoactor.Stopped); ok {
+		a.failPending(fmt.Errorf("actor: %s stream %q: %w", a.key.kind, a.key.stream, ErrStopped))
+		if a.activated {
+			a.h.tel.Passivated(context.Background(), a.key.kind, a.passivation)
+		}
+		a.h.actorStopped(a.act)
+		return
+	}
+	a.handle(c)
+	if a.passivating && !a.stopping && a.job == jobNone && len(a.pending) == 0 {
+		a.stopping = true
+		c.Stop(a.self)
+	}
+}
+
+func (a *streamActor[C, E, S]) handle(c protoactor.Context) {
 	defer func() {
 		if r := recover(); r != nil {
 			a.internalPanic(r)
@@ -123,21 +139,10 @@ func (a *streamActor[C, E, S]) Receive(c protoactor.Context) {
 	case passivateMsg:
 		a.passivating = true
 		a.passivation = m.reason
-	case *protoactor.Stopped:
-		a.failPending(fmt.Errorf("actor: %s stream %q: %w", a.key.kind, a.key.stream, ErrStopped))
-		if a.activated {
-			a.h.tel.Passivated(context.Background(), a.key.kind, a.passivation)
-		}
-		a.h.actorStopped(a.act)
-		return
 	default:
 		return
 	}
 	a.pump()
-	if a.passivating && !a.stopping && a.job == jobNone && len(a.pending) == 0 {
-		a.stopping = true
-		c.Stop(a.self)
-	}
 }
 
 // pump handles pending work while no job is in flight.
@@ -306,9 +311,9 @@ func (a *streamActor[C, E, S]) encode(m *commandMsg[C, E, S], evs []E) (out []st
 // startAppend writes a batch off the receive loop; the outcome comes back
 // as an appendDone message.
 func (a *streamActor[C, E, S]) startAppend(b *batch[C, E, S]) {
-	a.job = jobAppend
 	h, k, self, streamType := a.h, a.key, a.self, a.k.StreamType
 	expected := store.Exact(a.version)
+	a.job = jobAppend
 	h.jobs.Add(1)
 	go func() {
 		defer h.jobs.Done()
@@ -503,7 +508,6 @@ func (a *streamActor[C, E, S]) internalPanic(r any) {
 // the whole stream (full), or from the current state and the tail after
 // the current version. The outcome comes back as a loadDone message.
 func (a *streamActor[C, E, S]) startLoad(full bool) {
-	a.job = jobLoad
 	var delay time.Duration
 	if a.retryAttempt > 0 {
 		delay = a.h.backoff(a.retryAttempt)
@@ -511,6 +515,7 @@ func (a *streamActor[C, E, S]) startLoad(full bool) {
 	}
 	h, k, self, parent := a.h, a.key, a.self, a.parent
 	start := loadStart[S]{full: full, state: a.state, version: a.version, exists: a.exists}
+	a.job = jobLoad
 	h.jobs.Add(1)
 	go func() {
 		defer h.jobs.Done()
