@@ -27,3 +27,41 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReadAll measures reading one page of 1000 events of the global
+// log, from checkpoints spread over a log of 20000 events.
+func BenchmarkReadAll(b *testing.B) {
+	s, _ := newStore(b)
+	const total, page = 20000, 1000
+	batch := events("Seeded", 100)
+	for i := range total / len(batch) {
+		if _, err := s.AppendToStream(b.Context(), store.StreamID(fmt.Sprintf("s-%d", i%50)), batch, store.AppendOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var checkpoints []store.Position
+	var after store.Position
+	for len(checkpoints) < total/page {
+		res, err := s.ReadAll(b.Context(), store.ReadAllOptions{After: after, Limit: page})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Events) == 0 {
+			continue // an append of this database is still in flight
+		}
+		checkpoints = append(checkpoints, after)
+		after = res.Next
+	}
+	i := 0
+	for b.Loop() {
+		res, err := s.ReadAll(b.Context(), store.ReadAllOptions{After: checkpoints[i%len(checkpoints)], Limit: page})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Events) != page {
+			b.Fatalf("read %d events, want %d", len(res.Events), page)
+		}
+		i++
+	}
+	b.ReportMetric(float64(page)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

@@ -7,6 +7,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/troupehq/troupe/store"
 )
 
@@ -32,8 +34,10 @@ LEFT JOIN LATERAL (
 WHERE s.stream_id = $1 AND s.partition = $2 AND NOT s.is_archived
 ORDER BY m.stream_position`
 
-	// readAllColumnsSQL and readAllOrderSQL make up the global read. The
-	// row comparison and ORDER BY match messages_global_read_idx.
+	// readAllHeadSQL, the filters and readAllTailSQL make up the global
+	// read. The inner query walks messages_global_read_idx in order and
+	// stops at the limit; the stream type is joined to the page afterwards,
+	// so no plan has to join or sort the whole rest of the log.
 	//
 	// The visibility guard returns only rows of transactions older than
 	// the horizon: the oldest transaction still in flight when the
@@ -52,7 +56,7 @@ ORDER BY m.stream_position`
 	//     view of pg_stat_activity only makes the guard more cautious.
 	//
 	// $3 (types) is NULL for every type.
-	readAllColumnsSQL = `WITH horizon AS (
+	readAllHeadSQL = `WITH horizon AS (
     SELECT least(
         pg_current_xact_id_if_assigned(),
         (SELECT min(x.xid) FROM pg_snapshot_xip(pg_current_snapshot()) AS x (xid)
@@ -63,20 +67,24 @@ ORDER BY m.stream_position`
         pg_snapshot_xmax(pg_current_snapshot())) AS xid
 )
 SELECT m.message_id, m.message_type, m.message_data, m.message_metadata, m.message_schema_version,
-       m.stream_id, m.partition, s.stream_type, m.stream_position, m.global_position, m.transaction_id, m.created
-FROM messages m
-JOIN streams s ON s.stream_id = m.stream_id AND s.partition = m.partition AND NOT s.is_archived
-WHERE (m.transaction_id, m.global_position) > ($1::xid8, $2::bigint)
-  AND m.transaction_id < (SELECT xid FROM horizon)
-  AND NOT m.is_archived
-  AND ($3::text[] IS NULL OR m.message_type = ANY($3::text[]))`
-	readAllOrderSQL = `
-ORDER BY m.transaction_id, m.global_position
-LIMIT $4`
+       m.stream_id, m.partition, coalesce(s.stream_type, ''), m.stream_position, m.global_position,
+       m.transaction_id, m.created
+FROM (
+    SELECT * FROM messages
+    WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
+      AND transaction_id < (SELECT xid FROM horizon)
+      AND NOT is_archived
+      AND ($3::text[] IS NULL OR message_type = ANY($3::text[]))`
+	readAllTailSQL = `
+    ORDER BY transaction_id, global_position
+    LIMIT $4
+) AS m
+LEFT JOIN streams s ON s.stream_id = m.stream_id AND s.partition = m.partition AND NOT s.is_archived
+ORDER BY m.transaction_id, m.global_position`
 
-	readAllSQL          = readAllColumnsSQL + readAllOrderSQL
-	readAllPartitionSQL = readAllColumnsSQL + `
-  AND m.partition = $5::text` + readAllOrderSQL
+	readAllSQL          = readAllHeadSQL + readAllTailSQL
+	readAllPartitionSQL = readAllHeadSQL + `
+      AND partition = $5::text` + readAllTailSQL
 )
 
 // ReadStream implements [store.EventStore].
@@ -167,6 +175,10 @@ func (s *Store) ReadAll(ctx context.Context, opts store.ReadAllOptions) (store.R
 		sql = readAllPartitionSQL
 		args = append(args, opts.Partition)
 	}
+	// Planned for these arguments every time (the unnamed statement):
+	// a generic plan made while the log was small could sort the whole
+	// rest of the log for every batch once it is large.
+	args = append([]any{pgx.QueryExecModeCacheDescribe}, args...)
 	rows, err := s.db().Query(ctx, sql, args...)
 	if err != nil {
 		return res, fmt.Errorf("read all after %+v: %w", opts.After, err)
