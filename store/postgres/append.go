@@ -107,7 +107,12 @@ FROM s, last`
     (SELECT stream_position FROM streams WHERE stream_id = $1 AND partition = $2 AND NOT is_archived),
     m.message_id, m.stream_id, m.stream_position, m.global_position, m.transaction_id, m.is_archived
 FROM (VALUES (1)) AS one (x)
-LEFT JOIN messages m ON m.partition = $2 AND m.message_id = ANY($3::text[])`
+LEFT JOIN LATERAL (
+    SELECT hit.* FROM unnest($3::text[]) AS g (id)
+    CROSS JOIN LATERAL (
+        SELECT message_id, stream_id, stream_position, global_position, transaction_id, is_archived
+        FROM messages WHERE partition = $2 AND message_id = g.id LIMIT 1) AS hit
+) AS m ON true`
 )
 
 // maxAppendAttempts bounds how often an append is re-run when it wrote
