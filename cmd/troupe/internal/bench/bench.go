@@ -40,6 +40,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		return nil, err
 	}
 	b.srv = srv
+	rep.RunID = srv.runID
 	defer func() {
 		if cerr := srv.close(); cerr != nil && err == nil {
 			err = fmt.Errorf("stop the throwaway PostgreSQL: %w", cerr)

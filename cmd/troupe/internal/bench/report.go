@@ -15,6 +15,8 @@ import (
 // Report is the outcome of a benchmark run. It is what `troupe bench
 // --json` prints.
 type Report struct {
+	// RunID names the run's scratch databases (troupe_bench_<RunID>_<n>).
+	RunID       string        `json:"runId"`
 	Started     time.Time     `json:"started"`
 	Finished    time.Time     `json:"finished"`
 	Config      ConfigSummary `json:"config"`
