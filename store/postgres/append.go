@@ -35,7 +35,6 @@ import (
 // and $9 is the stream type (insert variants) or the expected version
 // (the exact variant).
 const (
-	//
 	// The guard looks each id up on its own (LATERAL ... LIMIT 1 keeps the
 	// planner from turning it into a join or a scan of the partition), so
 	// even a generic plan made while the table was small probes the

@@ -147,7 +147,10 @@ func (s *Store) ReadStream(ctx context.Context, stream store.StreamID, opts stor
 
 // ReadAll implements [store.EventStore]. Events of archived streams are
 // left out. A store bound to a transaction never sees that transaction's
-// own appends in the global log (they are not committed yet).
+// own appends in the global log (they are not committed yet). The query
+// runs as an unnamed statement (pgx.QueryExecModeCacheDescribe, whatever
+// the pool's default), so PostgreSQL plans it for the actual checkpoint and
+// log size every time.
 func (s *Store) ReadAll(ctx context.Context, opts store.ReadAllOptions) (store.ReadAllResult, error) {
 	res := store.ReadAllResult{Next: opts.After}
 	if opts.Partition != "" {
