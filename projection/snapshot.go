@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -166,9 +165,7 @@ type pendingState[S any] struct {
 type snapshotSQL struct {
 	names        []string // key columns, sorted
 	keyCols      []string // quoted
-	keyWhere     string   // "k1" = $1 AND "k2" = $2
-	lockRow      string   // in-row: position and snapshot
-	lockRowPos   string   // in-row: position only
+	lockRows     string   // in-row: lock a batch of rows; built once the key types are known
 	conflictKeys string   // ("k1", "k2")
 }
 
@@ -595,16 +592,8 @@ func isRowColumn(c string) bool {
 }
 
 func (p *SnapshotProjection[S]) buildSQL(keyCols []string) *snapshotSQL {
-	s := &snapshotSQL{names: keyCols, keyCols: make([]string, len(keyCols))}
-	where := make([]string, len(keyCols))
-	for i, k := range keyCols {
-		s.keyCols[i] = pgx.Identifier{k}.Sanitize()
-		where[i] = fmt.Sprintf("%s = $%d", s.keyCols[i], i+1)
-	}
-	s.keyWhere = strings.Join(where, " AND ")
+	s := &snapshotSQL{names: keyCols, keyCols: quoteAll(keyCols)}
 	s.conflictKeys = "(" + strings.Join(s.keyCols, ", ") + ")"
-	s.lockRow = `SELECT last_stream_position, snapshot::text FROM ` + p.tableSQL + ` WHERE ` + s.keyWhere + ` FOR UPDATE`
-	s.lockRowPos = `SELECT last_stream_position, NULL::text FROM ` + p.tableSQL + ` WHERE ` + s.keyWhere + ` FOR UPDATE`
 	return s
 }
 
@@ -670,69 +659,135 @@ func (p *SnapshotProjection[S]) lock(ctx context.Context, tx pgx.Tx, sqls *snaps
 	return p.lockSnapshots(ctx, tx, rows)
 }
 
-// lockRows locks the in-row read-model rows, one pipelined SELECT … FOR
-// UPDATE per row: a single round trip.
+// lockRows locks the in-row read-model rows of the batch with one
+// statement joining the table to arrays of the key values (typed like the
+// key columns), and reads their position and, for rows not served from
+// the cache, their snapshot. It is planned on every execution, with the
+// table's current size and the batch's values, rather than with a generic
+// plan made while the table was small.
 func (p *SnapshotProjection[S]) lockRows(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL, rows []*rowState[S]) error {
-	b := &pgx.Batch{}
-	for _, r := range rows {
-		q := sqls.lockRow
-		if r.cached {
-			q = sqls.lockRowPos
-		}
-		b.Queue(q, keyArgs(sqls.names, r.keys)...)
+	q, err := p.lockRowsSQL(ctx, tx, sqls)
+	if err != nil {
+		return err
 	}
-	br := tx.SendBatch(ctx, b)
-	for _, r := range rows {
+	idx := make([]int32, len(rows))
+	cached := make([]bool, len(rows))
+	keys := make([][]any, len(sqls.names))
+	for k := range keys {
+		keys[k] = make([]any, len(rows))
+	}
+	for i, r := range rows {
+		idx[i], cached[i] = int32(i), r.cached
+		r.exists, r.pos, r.snap = false, 0, nil
+		for k, name := range sqls.names {
+			keys[k][i] = r.keys[name]
+		}
+	}
+	args := []any{pgx.QueryExecModeCacheDescribe, idx, cached}
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	res, err := tx.Query(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("snapshot projection %q: lock rows: %w", p.cfg.Table, err)
+	}
+	defer res.Close()
+	for res.Next() {
+		var i int32
 		var pos int64
 		var snap *string
-		err := br.QueryRow().Scan(&pos, &snap)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			r.exists, r.pos, r.snap = false, 0, nil
-		case err != nil:
-			_ = br.Close()
-			return fmt.Errorf("snapshot projection %q: lock row %s: %w", p.cfg.Table, r.id, err)
-		default:
-			r.exists, r.pos, r.snap = true, store.Version(pos), snap
+		if err := res.Scan(&i, &pos, &snap); err != nil {
+			return fmt.Errorf("snapshot projection %q: lock rows: %w", p.cfg.Table, err)
+		}
+		if i >= 0 && int(i) < len(rows) {
+			rows[i].exists, rows[i].pos, rows[i].snap = true, store.Version(pos), snap
 		}
 	}
-	if err := br.Close(); err != nil {
+	if err := res.Err(); err != nil {
 		return fmt.Errorf("snapshot projection %q: lock rows: %w", p.cfg.Table, err)
 	}
 	return nil
 }
 
-// lockSnapshots locks the snapshots rows with one statement.
+// lockRowsSQL returns the in-row lock statement, looking up the key
+// columns' types the first time.
+func (p *SnapshotProjection[S]) lockRowsSQL(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL) (string, error) {
+	p.mu.Lock()
+	q := sqls.lockRows
+	p.mu.Unlock()
+	if q != "" {
+		return q, nil
+	}
+	res, err := tx.Query(ctx, `SELECT a.attname, format_type(a.atttypid, NULL)
+FROM pg_attribute a
+WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY($2::text[])`,
+		p.tableSQL, sqls.names)
+	if err != nil {
+		return "", fmt.Errorf("snapshot projection %q: look up the key columns: %w", p.cfg.Table, err)
+	}
+	types := map[string]string{}
+	for res.Next() {
+		var name, typ string
+		if err := res.Scan(&name, &typ); err != nil {
+			res.Close()
+			return "", fmt.Errorf("snapshot projection %q: look up the key columns: %w", p.cfg.Table, err)
+		}
+		types[name] = typ
+	}
+	res.Close()
+	if err := res.Err(); err != nil {
+		return "", fmt.Errorf("snapshot projection %q: look up the key columns: %w", p.cfg.Table, err)
+	}
+	arrays := []string{"$1::int4[]", "$2::bool[]"}
+	cols := []string{"i", "c"}
+	on := make([]string, len(sqls.names))
+	for k, name := range sqls.names {
+		typ, ok := types[name]
+		if !ok {
+			return "", fmt.Errorf("snapshot projection %q: the table has no key column %q (or does not exist)", p.cfg.Table, name)
+		}
+		arrays = append(arrays, fmt.Sprintf("$%d::%s[]", k+3, typ))
+		cols = append(cols, fmt.Sprintf("k%d", k))
+		on[k] = fmt.Sprintf("t.%s = u.k%d", sqls.keyCols[k], k)
+	}
+	q = `SELECT u.i, t.last_stream_position, CASE WHEN u.c THEN NULL ELSE t.snapshot::text END
+FROM unnest(` + strings.Join(arrays, ", ") + `) AS u(` + strings.Join(cols, ", ") + `)
+JOIN ` + p.tableSQL + ` t ON ` + strings.Join(on, " AND ") + `
+ORDER BY u.i
+FOR UPDATE OF t`
+	p.mu.Lock()
+	sqls.lockRows = q
+	p.mu.Unlock()
+	return q, nil
+}
+
+// lockSnapshots locks the batch's snapshots rows with one statement,
+// planned on every execution like lockRows.
 func (p *SnapshotProjection[S]) lockSnapshots(ctx context.Context, tx pgx.Tx, rows []*rowState[S]) error {
 	ids := make([]string, len(rows))
-	var cached []string
-	index := make(map[string]*rowState[S], len(rows))
+	cached := make([]bool, len(rows))
 	for i, r := range rows {
-		ids[i] = r.id
-		index[r.id] = r
+		ids[i], cached[i] = r.id, r.cached
 		r.exists, r.pos, r.snap = false, 0, nil
-		if r.cached {
-			cached = append(cached, r.id)
-		}
 	}
-	res, err := tx.Query(ctx, `SELECT stream_id, last_stream_position,
-       CASE WHEN stream_id = ANY($3::text[]) THEN NULL ELSE snapshot::text END
-FROM snapshots WHERE readmodel_table_name = $1 AND stream_id = ANY($2::text[])
-ORDER BY stream_id
-FOR UPDATE`, p.cfg.Table, ids, cached)
+	res, err := tx.Query(ctx, `SELECT u.i, s.last_stream_position, CASE WHEN u.c THEN NULL ELSE s.snapshot::text END
+FROM unnest($2::text[], $3::bool[]) WITH ORDINALITY AS u(id, c, i)
+JOIN snapshots s ON s.readmodel_table_name = $1 AND s.stream_id = u.id
+ORDER BY u.i
+FOR UPDATE OF s`, pgx.QueryExecModeCacheDescribe, p.cfg.Table, ids, cached)
 	if err != nil {
 		return fmt.Errorf("snapshot projection %q: lock snapshots: %w", p.cfg.Table, err)
 	}
 	defer res.Close()
 	for res.Next() {
-		var id string
+		var i int64
 		var pos int64
 		var snap *string
-		if err := res.Scan(&id, &pos, &snap); err != nil {
+		if err := res.Scan(&i, &pos, &snap); err != nil {
 			return fmt.Errorf("snapshot projection %q: lock snapshots: %w", p.cfg.Table, err)
 		}
-		if r, ok := index[id]; ok {
-			r.exists, r.pos, r.snap = true, store.Version(pos), snap
+		if i >= 1 && int(i) <= len(rows) {
+			rows[i-1].exists, rows[i-1].pos, rows[i-1].snap = true, store.Version(pos), snap
 		}
 	}
 	if err := res.Err(); err != nil {
@@ -935,10 +990,16 @@ func (p *SnapshotProjection[S]) queueSnapshotWrites(b *pgx.Batch, checks *[]writ
 		ids[i], poss[i], globals[i], states[i] = r.id, int64(r.last.StreamPosition), int64(r.last.GlobalPosition), snaps[r]
 	}
 	if update {
-		b.Queue(`UPDATE snapshots s
-SET snapshot = u.snapshot::jsonb, last_stream_position = u.pos, last_global_position = u.global
+		// An upsert rather than UPDATE … FROM: its plan does not depend
+		// on statistics. The rows are locked, so each one conflicts and is
+		// updated unless its stored position is not older.
+		b.Queue(`INSERT INTO snapshots (readmodel_table_name, stream_id, last_stream_position, last_global_position, snapshot)
+SELECT $1, u.stream_id, u.pos, u.global, u.snapshot::jsonb
 FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[]) AS u(stream_id, pos, global, snapshot)
-WHERE s.readmodel_table_name = $1 AND s.stream_id = u.stream_id AND s.last_stream_position < u.pos`,
+ON CONFLICT (readmodel_table_name, stream_id) DO UPDATE
+SET snapshot = EXCLUDED.snapshot, last_stream_position = EXCLUDED.last_stream_position,
+    last_global_position = EXCLUDED.last_global_position
+WHERE snapshots.last_stream_position < EXCLUDED.last_stream_position`,
 			p.cfg.Table, ids, poss, globals, states)
 		*checks = append(*checks, writeCheck{what: "update snapshots", want: len(rows)})
 		return

@@ -544,3 +544,48 @@ func ExampleSnapshotStreamID() {
 	fmt.Println(SnapshotStreamID(map[string]any{"tenant_id": "t1", "cart_id": "a|b", "partition": "p"}))
 	// Output: cart_id:a%7Cb|partition:p|tenant_id:t1
 }
+
+// Key columns of other types than text are matched with their own types.
+func TestSnapshotTypedKeys(t *testing.T) {
+	t.Parallel()
+	for _, storage := range storages {
+		t.Run(storage.String(), func(t *testing.T) {
+			t.Parallel()
+			pool, es := newDB(t)
+			ctx := testCtx(t)
+			extra := ""
+			if storage == SnapshotInRow {
+				extra = `snapshot jsonb, stream_id text, last_stream_position bigint, last_global_position bigint,`
+			}
+			_, err := pool.Exec(ctx, `CREATE TABLE typed (id uuid, shard int, day date, `+extra+` items int, PRIMARY KEY (id, shard, day))`)
+			require.NoError(t, err)
+			ids := map[string]string{"a": "6f1c2c9e-55a3-4c1e-9d7e-0f5b6f1e2a3b", "b": "0A4E7C2D-1B3F-4E5A-8C6D-7E8F9A0B1C2D"}
+			day := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+			sp, err := NewSnapshotProjection(SnapshotConfig[cartState]{
+				Table: "typed", Storage: storage, EventTypes: cartTypes, Evolve: evolveCart, Initial: newCart,
+				ExtractKeys: func(e store.Event, _ string) (map[string]any, error) {
+					return map[string]any{"id": ids[string(e.StreamID)], "shard": int64(len(e.StreamID)), "day": day}, nil
+				},
+				MapToColumns: func(s cartState) map[string]any { return map[string]any{"items": itemCount(s)} },
+			})
+			require.NoError(t, err)
+			for i := 0; i < 3; i++ {
+				appendCart(t, es, "", "a", cartEvent(typeAdded, "a", "x", 1))
+				appendCart(t, es, "", "b", cartEvent(typeAdded, "b", "x", 2))
+			}
+			events := readAllEvents(t, pool, es, "")
+			for _, evs := range [][]store.Event{events[:3], events[3:]} {
+				tx, err := pool.Begin(ctx)
+				require.NoError(t, err)
+				require.NoError(t, sp.HandleBatch(ctx, tx, evs))
+				require.NoError(t, tx.Commit(ctx))
+				sp.FinishBatch(tx, true)
+			}
+			var a, b int
+			require.NoError(t, pool.QueryRow(ctx, `SELECT items FROM typed WHERE id = $1`, ids["a"]).Scan(&a))
+			require.NoError(t, pool.QueryRow(ctx, `SELECT items FROM typed WHERE id = $1`, ids["b"]).Scan(&b))
+			require.Equal(t, 3, a)
+			require.Equal(t, 6, b)
+		})
+	}
+}

@@ -1,0 +1,174 @@
+package projection
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/store"
+)
+
+const (
+	benchCarts  = 10_000
+	benchRounds = 10 // events per cart: 100,000 in all
+)
+
+// seedBenchLog writes benchRounds rounds of one event per cart straight
+// into the schema-v1 tables (one transaction per round, so a cart's events
+// are spread over the log as they would be in production). Going through
+// the store would take minutes of setup for nothing the benchmark measures.
+func seedBenchLog(b *testing.B, pool *pgxpool.Pool) store.Position {
+	b.Helper()
+	ctx := testCtx(b)
+	_, err := pool.Exec(ctx, `INSERT INTO streams (stream_id, stream_position, partition, stream_type)
+SELECT 'cart-' || c, $1, 'default_partition', 'cart' FROM generate_series(1, $2) AS c`, benchRounds, benchCarts)
+	require.NoError(b, err)
+	for r := 1; r <= benchRounds; r++ {
+		typ := typeAdded
+		if r == 1 {
+			typ = typeOpened
+		}
+		_, err := pool.Exec(ctx, `INSERT INTO messages (stream_id, stream_position, partition, message_type, message_id, message_data)
+SELECT 'cart-' || c, $1::int, 'default_partition', $2, gen_random_uuid()::text,
+       jsonb_build_object('cart', 'cart-' || c, 'sku', 'sku-' || ($1::int % 3), 'qty', $1::int)
+FROM generate_series(1, $3) AS c ORDER BY c`, r, typ, benchCarts)
+		require.NoError(b, err)
+	}
+	var last store.Position
+	require.NoError(b, pool.QueryRow(ctx, `SELECT transaction_id, global_position FROM messages
+ORDER BY transaction_id DESC, global_position DESC LIMIT 1`).Scan(&last.TransactionID, &last.GlobalPosition))
+	_, err = pool.Exec(ctx, `ANALYZE`)
+	require.NoError(b, err)
+	return last
+}
+
+// BenchmarkSnapshotProjectionCold measures a continuous projection building
+// a snapshot read model of 10,000 carts from 100,000 events, from an empty
+// read model and no checkpoint.
+//
+//	go test -run '^$' -bench SnapshotProjectionCold -benchtime 1x ./projection/
+func BenchmarkSnapshotProjectionCold(b *testing.B) {
+	for _, storage := range storages {
+		b.Run(storage.String(), func(b *testing.B) {
+			pool, _ := newDB(b)
+			createCartTable(b, pool, "carts", storage)
+			last := seedBenchLog(b, pool)
+			sp := cartProjection(b, "carts", storage, nil)
+			b.ResetTimer()
+			var elapsed time.Duration
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				_, err := pool.Exec(testCtx(b), `TRUNCATE carts; DELETE FROM snapshots`)
+				require.NoError(b, err)
+				cfg := fastConfig(fmt.Sprintf("cold-%d", i), pool)
+				cfg.PollInterval = time.Second
+				cfg.BatchHandlers = []BatchHandler{sp}
+				p := newProjection(b, cfg)
+				b.StartTimer()
+				began := time.Now()
+				require.NoError(b, p.Start(testCtx(b)))
+				ctx, cancel := context.WithTimeout(testCtx(b), 10*time.Minute)
+				require.NoError(b, p.WaitFor(ctx, last))
+				cancel()
+				elapsed += time.Since(began)
+				b.StopTimer()
+				require.NoError(b, p.Stop(testCtx(b)))
+				var n int
+				require.NoError(b, pool.QueryRow(testCtx(b), `SELECT count(*) FROM carts`).Scan(&n))
+				require.Equal(b, benchCarts, n)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(benchCarts*benchRounds*b.N)/elapsed.Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkAppendToVisibleLatency measures, under a steady load of appends,
+// the time from an append's commit to its effect being visible in a
+// snapshot read model (WaitFor returns when the transaction writing the row
+// and the checkpoint has committed). b.N is the number of appends.
+//
+//	go test -run '^$' -bench AppendToVisibleLatency -benchtime 2000x ./projection/
+func BenchmarkAppendToVisibleLatency(b *testing.B) {
+	const (
+		writers = 4
+		carts   = 1000
+		period  = 5 * time.Millisecond // per writer: about 800 appends/s in all
+	)
+	pool, es := newDB(b)
+	createCartTable(b, pool, "carts", SnapshotInTable)
+	sp := cartProjection(b, "carts", SnapshotInTable, nil)
+	cfg := fastConfig("latency", pool)
+	cfg.PollInterval = time.Second
+	cfg.BatchHandlers = []BatchHandler{sp}
+	p := newProjection(b, cfg)
+	require.NoError(b, p.Start(testCtx(b)))
+	defer func() { require.NoError(b, p.Stop(testCtx(b))) }()
+	eventually(b, 30*time.Second, "the projection to hold its lease", func() bool { return localState(p) == StateRunning })
+
+	var (
+		mu        sync.Mutex
+		latencies = make([]time.Duration, 0, b.N)
+		wg        sync.WaitGroup
+	)
+	ctx := testCtx(b)
+	next := make(chan int, b.N)
+	for i := 0; i < b.N; i++ {
+		next <- i
+	}
+	close(next)
+	b.ResetTimer()
+	began := time.Now()
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			tick := time.NewTicker(period)
+			defer tick.Stop()
+			for range next {
+				<-tick.C
+				cart := fmt.Sprintf("cart-%d", rng.IntN(carts))
+				res, err := es.AppendToStream(ctx, store.StreamID(cart),
+					[]store.EventData{cartEvent(typeAdded, cart, "sku", 1)}, store.AppendOptions{})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				committed := time.Now()
+				wctx, cancel := context.WithTimeout(ctx, time.Minute)
+				err = p.WaitFor(wctx, res.LastPosition())
+				cancel()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				d := time.Since(committed)
+				mu.Lock()
+				latencies = append(latencies, d)
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
+	b.StopTimer()
+	if len(latencies) == 0 {
+		return
+	}
+	slices.Sort(latencies)
+	pct := func(q float64) float64 {
+		return float64(latencies[int(q*float64(len(latencies)-1))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(float64(latencies[len(latencies)-1].Microseconds())/1000, "max-ms")
+	b.ReportMetric(float64(len(latencies))/time.Since(began).Seconds(), "appends/s")
+	b.ReportMetric(0, "ns/op")
+}
