@@ -1,0 +1,285 @@
+// Command cart is Troupe's example service: the shopping-cart API of the
+// seed application (tenants, carts, items, checkout) on Troupe's actor
+// host, PostgreSQL event store, continuous projection and tenancy manager.
+//
+//	go run ./examples/cart                  # serve on :8080 (or $PORT, or -addr)
+//	go run ./examples/cart -demo            # scripted demo, then exit
+//	go run ./examples/cart -store=memory    # no PostgreSQL at all
+//
+// Without DATABASE_URL it starts a throwaway PostgreSQL from the binaries
+// installed on the machine (scripts/ensure-postgres.sh installs them) and
+// removes it on exit. With -store=memory, events, tenants and the read
+// model live in the process (the read model is an in-process projection of
+// the in-memory log, not the actors' state).
+//
+// Traces and metrics are exported over OTLP/gRPC when the standard
+// OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_/_METRICS_ENDPOINT) variable is
+// set. SIGINT or SIGTERM shut it down gracefully: the HTTP server drains,
+// the actor host answers the commands it accepted, the projection finishes
+// its batch, the throwaway database is stopped.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/troupehq/troupe/examples/cart/service"
+	"github.com/troupehq/troupe/internal/pgserver"
+	"github.com/troupehq/troupe/store/postgres"
+	"github.com/troupehq/troupe/telemetry"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "cart:", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+// shutdownTimeout bounds the graceful shutdown.
+const shutdownTimeout = 15 * time.Second
+
+type options struct {
+	addr     string
+	demo     bool
+	store    string
+	logLevel slog.Level
+}
+
+func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("cart", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: go run ./examples/cart [flags]\n\n"+
+			"Serves the shopping-cart API of Troupe's example. Without DATABASE_URL a throwaway\n"+
+			"PostgreSQL is started from the local binaries and removed on exit.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	defaultAddr := ":8080"
+	if p := getenv("PORT"); p != "" {
+		defaultAddr = ":" + p
+	}
+	fs.StringVar(&o.addr, "addr", defaultAddr, "address to serve HTTP on (default from PORT, else :8080)")
+	fs.BoolVar(&o.demo, "demo", false, "run a scripted demo (tenant, carts, items, checkout), print the read model and the trace of one command, and exit")
+	fs.StringVar(&o.store, "store", "postgres", "event store: postgres (DATABASE_URL, or a throwaway server) or memory")
+	level := fs.String("log-level", "", "log level: debug, info, warn or error (default info; warn with -demo)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "cart: unexpected arguments %q\n", fs.Args())
+		fs.Usage()
+		return o, errUsage
+	}
+	if o.store != "postgres" && o.store != "memory" {
+		fmt.Fprintf(stderr, "cart: -store=%s: want postgres or memory\n", o.store)
+		return o, errUsage
+	}
+	switch {
+	case *level != "":
+		if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
+			fmt.Fprintf(stderr, "cart: -log-level=%s: want debug, info, warn or error\n", *level)
+			return o, errUsage
+		}
+	case o.demo:
+		o.logLevel = slog.LevelWarn
+	default:
+		o.logLevel = slog.LevelInfo
+	}
+	return o, nil
+}
+
+// run is the program: it returns when ctx is cancelled (serve mode) or the
+// demo is done, after shutting everything down.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) (err error) {
+	o, err := parseFlags(args, stderr, getenv)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(telemetry.NewLogHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel})))
+
+	// Everything started is stopped in reverse order on the way out.
+	var cleanups []func(context.Context) error
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			err = errors.Join(err, cleanups[i](sctx))
+		}
+	}()
+
+	obs, err := setupObservability(ctx, getenv, o.demo, stderr)
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, obs.close)
+
+	var pool *pgxpool.Pool
+	storeInfo := "in memory: nothing survives the process"
+	if o.store == "postgres" {
+		var info string
+		var closeDB func(context.Context) error
+		pool, info, closeDB, err = openDatabase(ctx, getenv, obs, logger, stdout)
+		if closeDB != nil {
+			cleanups = append(cleanups, closeDB)
+		}
+		if err != nil {
+			return err
+		}
+		storeInfo = info
+	}
+
+	svc, err := service.New(ctx, service.Config{Pool: pool, Logger: logger,
+		TracerProvider: obs.tracerProvider, MeterProvider: obs.meterProvider})
+	if err != nil {
+		return err
+	}
+	if err := svc.Start(ctx); err != nil {
+		return err
+	}
+	cleanups = append(cleanups, svc.Stop)
+
+	addr := o.addr
+	if o.demo {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	cleanups = append(cleanups, func(ctx context.Context) error {
+		err := srv.Shutdown(ctx)
+		if serr := <-served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, serr)
+		}
+		return err
+	})
+	base := baseURL(ln.Addr())
+
+	if o.demo {
+		return runDemo(ctx, stdout, demoEnv{base: base, storeInfo: storeInfo, pool: pool, spans: obs.spans})
+	}
+	printBanner(stdout, base, storeInfo, obs.describe())
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(stdout, "Shutting down…")
+		return nil
+	case err := <-served:
+		served <- err // for the cleanup
+		return fmt.Errorf("serve HTTP: %w", err)
+	}
+}
+
+// openDatabase connects to DATABASE_URL, or starts a throwaway server when
+// it is unset, and migrates the schema.
+func openDatabase(ctx context.Context, getenv func(string) string, obs *observability, logger *slog.Logger,
+	stdout io.Writer) (*pgxpool.Pool, string, func(context.Context) error, error) {
+	var closers []func(context.Context) error
+	closeAll := func(ctx context.Context) error {
+		var errs []error
+		for i := len(closers) - 1; i >= 0; i-- {
+			errs = append(errs, closers[i](ctx))
+		}
+		return errors.Join(errs...)
+	}
+	url := getenv("DATABASE_URL")
+	info := "PostgreSQL at DATABASE_URL"
+	if url == "" {
+		fmt.Fprintln(stdout, "DATABASE_URL is not set: starting a throwaway PostgreSQL from the local binaries…")
+		began := time.Now()
+		srv, err := pgserver.Start(ctx, pgserver.Options{Logger: logger})
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("start a throwaway PostgreSQL: %w", err)
+		}
+		closers = append(closers, func(context.Context) error { return srv.Stop() })
+		url = srv.ConnString()
+		info = fmt.Sprintf("throwaway PostgreSQL on 127.0.0.1:%d, removed on exit", srv.Port())
+		fmt.Fprintf(stdout, "PostgreSQL is up on 127.0.0.1:%d (%s).\n", srv.Port(), time.Since(began).Round(time.Millisecond))
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, "", closeAll, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if obs.tracerProvider != nil {
+		cfg.ConnConfig.Tracer = telemetry.NewPgxTracer(&telemetry.PgxConfig{TracerProvider: obs.tracerProvider})
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, "", closeAll, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	closers = append(closers, func(context.Context) error { pool.Close(); return nil })
+	if err := pool.Ping(ctx); err != nil {
+		return nil, "", closeAll, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		return nil, "", closeAll, fmt.Errorf("migrate the event store schema: %w", err)
+	}
+	return pool, info, closeAll, nil
+}
+
+// baseURL is the URL clients on this machine reach the listener at.
+func baseURL(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return "http://" + a.String()
+	}
+	host := "localhost"
+	if !tcp.IP.IsUnspecified() && !tcp.IP.IsLoopback() {
+		host = tcp.IP.String()
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+	} else if tcp.IP.IsLoopback() && tcp.IP.To4() != nil {
+		host = tcp.IP.String()
+	}
+	return fmt.Sprintf("http://%s:%d", host, tcp.Port)
+}
+
+func printBanner(w io.Writer, base, storeInfo, telemetryInfo string) {
+	fmt.Fprintf(w, `
+Troupe cart service listening on %[1]s
+  events:    %[2]s
+  telemetry: %[3]s
+
+Try it:
+  curl -s -X POST %[1]s/api/tenants -d '{"tenantId":"acme","name":"Acme Inc."}'
+  CART=$(curl -s -X POST %[1]s/api/tenants/acme/carts -d '{"currency":"USD"}' | sed -E 's/.*"cartId":"([^"]+)".*/\1/')
+  curl -s -X PUT %[1]s/api/tenants/acme/carts/$CART/items -d '{"action":"add","item":{"sku":"SKU-123","name":"Item 123","unitPrice":25,"quantity":2}}'
+  curl -s -X PUT %[1]s/api/tenants/acme/carts/$CART/items -d '{"action":"remove","sku":"SKU-123","quantity":1}'
+  POS=$(curl -s -X PUT %[1]s/api/tenants/acme/carts/$CART/checkout | sed -E 's/.*"position":"([^"]+)".*/\1/')
+  curl -s "%[1]s/api/tenants/acme/carts/$CART?waitFor=$POS"    # read your own write
+  curl -s %[1]s/api/tenants/acme/carts
+
+Stop with Ctrl+C.
+`, base, storeInfo, telemetryInfo)
+}
