@@ -152,11 +152,15 @@ func (t table) String() string { return t.schema + "." + t.name }
 // consistent order.
 var eventTableRank = map[string]int{"streams": 0, "messages": 1, "aggregate_snapshots": 2, "subscriptions": 3}
 
+// discoverSQL starts from pg_partitioned_table (a handful of rows) rather
+// than pg_class (every table, partition and index), so it stays cheap with
+// thousands of tenant partitions.
 const discoverSQL = `
 SELECT c.oid, n.nspname, c.relname, coalesce(dn.nspname, ''), coalesce(d.relname, ''),
        coalesce(pt.partstrat = 'l' AND pt.partnatts = 1 AND a.attname = 'partition', false),
        n.nspname = coalesce(nullif($1, ''), current_schema())
-FROM pg_class c
+FROM (SELECT unnest($2::oid[]) UNION SELECT partrelid FROM pg_partitioned_table) AS k (oid)
+JOIN pg_class c ON c.oid = k.oid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = pt.partattrs[0]
@@ -252,36 +256,49 @@ func (m *Manager) tables(ctx context.Context, q DB) ([]table, error) {
 	return out, nil
 }
 
+// partitionsSQL looks up, for each parent, the relation named
+// PartitionName(parent, id) and returns it with its parent and bound when it
+// is a partition of that parent. It goes by name (index lookups) rather than
+// scanning every partition's bound, so it costs the same with 10 or 10,000
+// tenants; the bound is only deparsed for the rows found.
 const partitionsSQL = `
-SELECT i.inhparent, n.nspname, c.relname
-FROM pg_inherits i
-JOIN pg_class c ON c.oid = i.inhrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE i.inhparent = ANY($1::oid[])
-  AND pg_get_expr(c.relpartbound, c.oid) = format('FOR VALUES IN (%L)', $2::text)`
+SELECT t.parent, t.schema, t.name, pg_get_expr(c.relpartbound, c.oid)
+FROM unnest($1::oid[], $2::text[], $3::text[]) AS t (parent, schema, name)
+JOIN pg_namespace n ON n.nspname = t.schema
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.name
+JOIN pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = t.parent`
 
-// partitionsOf returns, per parent oid, the partition holding exactly the
-// tenant's value.
+// partitionsOf returns, per parent oid, the tenant's partition: the
+// relation named by PartitionName that is a partition of the parent for
+// exactly the tenant's value. A relation of that name that is anything else
+// is not returned (Create then reports ErrPartitionConflict).
 func partitionsOf(ctx context.Context, q DB, tables []table, id TenantID) (map[uint32]Partition, error) {
 	oids := make([]uint32, len(tables))
-	names := make(map[uint32]string, len(tables))
+	schemas := make([]string, len(tables))
+	names := make([]string, len(tables))
+	parents := make(map[uint32]string, len(tables))
 	for i, t := range tables {
-		oids[i] = t.oid
-		names[t.oid] = t.name
+		oids[i], schemas[i], names[i] = t.oid, t.schema, partitionName(t.name, string(id))
+		parents[t.oid] = t.name
 	}
-	rows, err := q.Query(ctx, partitionsSQL, oids, string(id))
+	rows, err := q.Query(ctx, partitionsSQL, oids, schemas, names)
 	if err != nil {
 		return nil, fmt.Errorf("find partitions of tenant %q: %w", id, err)
 	}
 	defer rows.Close()
+	want := "FOR VALUES IN (" + quoteLiteral(string(id)) + ")"
 	out := make(map[uint32]Partition)
 	for rows.Next() {
 		var parent uint32
 		var p Partition
-		if err := rows.Scan(&parent, &p.Schema, &p.Name); err != nil {
+		var bound *string
+		if err := rows.Scan(&parent, &p.Schema, &p.Name, &bound); err != nil {
 			return nil, fmt.Errorf("find partitions of tenant %q: %w", id, err)
 		}
-		p.Table = names[parent]
+		if bound == nil || *bound != want {
+			continue
+		}
+		p.Table = parents[parent]
 		out[parent] = p
 	}
 	if err := rows.Err(); err != nil {
@@ -304,9 +321,10 @@ func (m *Manager) Tables(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// Partitions returns tenant id's partitions, in table lock order. A tenant
-// without partitions (never created, or dropped) has none; its rows, if
-// any, are in the DEFAULT partitions.
+// Partitions returns tenant id's partitions, in table lock order: the
+// partitions named by [PartitionName] that hold exactly the tenant's value.
+// A tenant without partitions (never created, or dropped) has none; its
+// rows, if any, are in the DEFAULT partitions.
 func (m *Manager) Partitions(ctx context.Context, id TenantID) ([]Partition, error) {
 	if err := id.Validate(); err != nil {
 		return nil, err
@@ -375,18 +393,14 @@ func (m *Manager) Create(ctx context.Context, id TenantID, name string) (t Tenan
 		if err != nil {
 			return err
 		}
+		var missing []table
 		for _, tb := range ts {
-			if _, ok := existing[tb.oid]; ok {
-				continue
+			if _, ok := existing[tb.oid]; !ok {
+				missing = append(missing, tb)
 			}
-			p, n, err := createPartition(ctx, tx, tb, id)
-			if err != nil {
-				return err
-			}
-			made = append(made, p)
-			moved += n
 		}
-		return nil
+		made, moved, err = createPartitions(ctx, tx, missing, id)
+		return err
 	})
 	if err != nil {
 		return Tenant{}, false, fmt.Errorf("create tenant %q: %w", id, err)
@@ -398,75 +412,117 @@ func (m *Manager) Create(ctx context.Context, id TenantID, name string) (t Tenan
 	return t, created, nil
 }
 
-// createPartition creates tenant id's partition of tb: a table like the
-// parent, filled with the tenant's rows moved out of the DEFAULT partition,
-// then attached. Attaching takes only SHARE UPDATE EXCLUSIVE on the parent
-// (appends and reads of other tenants go on); the DEFAULT partition is locked
-// exclusively for the rest of the transaction.
-func createPartition(ctx context.Context, tx pgx.Tx, tb table, id TenantID) (Partition, int64, error) {
-	p := Partition{Schema: tb.schema, Table: tb.name, Name: partitionName(tb.name, string(id))}
-	part := pgx.Identifier{p.Schema, p.Name}.Sanitize()
-	fail := func(what string, err error) (Partition, int64, error) {
+// createPartitions creates tenant id's partition of each table: a table like
+// the parent, filled with the tenant's rows moved out of the DEFAULT
+// partition, then attached. Attaching takes only SHARE UPDATE EXCLUSIVE on
+// the parent (appends and reads of other tenants go on); the DEFAULT
+// partition is locked exclusively until commit. The statements are sent in
+// a few multi-statement round trips, so creating a tenant costs about the
+// same with 1 or 1,000 tenants.
+func createPartitions(ctx context.Context, tx pgx.Tx, tables []table, id TenantID) ([]Partition, int64, error) {
+	if len(tables) == 0 {
+		return nil, 0, nil
+	}
+	fail := func(what string, err error) ([]Partition, int64, error) {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "42P17" { // invalid_object_definition: overlapping bound
 			err = fmt.Errorf("%w: %w", ErrPartitionConflict, err)
 		}
-		return Partition{}, 0, fmt.Errorf("%s for table %s: %w", what, tb, err)
+		return nil, 0, fmt.Errorf("%s: %w", what, err)
+	}
+	value := quoteLiteral(string(id))
+	parts := make([]Partition, len(tables))
+	idents := make([]string, len(tables))
+	for i, tb := range tables {
+		parts[i] = Partition{Schema: tb.schema, Table: tb.name, Name: partitionName(tb.name, string(id))}
+		idents[i] = pgx.Identifier{parts[i].Schema, parts[i].Name}.Sanitize()
 	}
 
-	// Lock in the order ATTACH would, then read the parent's flags so a
-	// concurrent EnableRowLevelSecurity is either seen or waits for us.
-	if _, err := tx.Exec(ctx, `LOCK TABLE ONLY `+tb.qualified+` IN SHARE UPDATE EXCLUSIVE MODE`); err != nil {
-		return fail("lock table", err)
-	}
-	if tb.defaultSQL != "" {
-		if _, err := tx.Exec(ctx, `LOCK TABLE ONLY `+tb.defaultSQL+` IN ACCESS EXCLUSIVE MODE`); err != nil {
-			return fail("lock default partition", err)
+	// 1. Lock in the order ATTACH would. The flags are read afterwards, so
+	// a concurrent EnableRowLevelSecurity is either seen or waits for us.
+	var sql strings.Builder
+	for _, tb := range tables {
+		sql.WriteString(`LOCK TABLE ONLY ` + tb.qualified + ` IN SHARE UPDATE EXCLUSIVE MODE;`)
+		if tb.defaultSQL != "" {
+			sql.WriteString(`LOCK TABLE ONLY ` + tb.defaultSQL + ` IN ACCESS EXCLUSIVE MODE;`)
 		}
 	}
-	var taken bool
-	var rls, force bool
-	err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c WHERE c.oid = $2`,
-		part, tb.oid).Scan(&taken, &rls, &force)
+	if _, err := tx.Exec(ctx, sql.String()); err != nil {
+		return fail("lock tables", err)
+	}
+
+	// 2. Per table: is the name taken, row-level security flags, does the
+	// DEFAULT partition hold rows of the tenant.
+	sql.Reset()
+	for i, tb := range tables {
+		if i > 0 {
+			sql.WriteString(` UNION ALL `)
+		}
+		hasRows := `false`
+		if tb.defaultSQL != "" {
+			hasRows = `EXISTS (SELECT FROM ` + tb.defaultSQL + ` WHERE partition = ` + value + `)`
+		}
+		fmt.Fprintf(&sql, `SELECT %d, to_regclass(%s) IS NOT NULL, relrowsecurity, relforcerowsecurity, %s FROM pg_class WHERE oid = %d`,
+			i, quoteLiteral(idents[i]), hasRows, tb.oid)
+	}
+	type state struct{ taken, rls, force, rows bool }
+	states := make([]state, len(tables))
+	rows, err := tx.Query(ctx, sql.String(), pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
-		return fail("inspect table", err)
+		return fail("inspect tables", err)
 	}
-	if taken {
-		return fail("create partition", fmt.Errorf("%w: tenant %q maps to %s, which is taken by another relation", ErrPartitionConflict, id, part))
-	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE `+part+` (LIKE `+tb.qualified+` INCLUDING ALL EXCLUDING INDEXES EXCLUDING IDENTITY)`); err != nil {
-		return fail("create partition", err)
-	}
-	var moved int64
-	if tb.defaultSQL != "" {
-		var found bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+tb.defaultSQL+` WHERE partition = $1)`, string(id)).Scan(&found); err != nil {
-			return fail("look for rows in the default partition", err)
+	for rows.Next() {
+		var i int
+		var st state
+		if err := rows.Scan(&i, &st.taken, &st.rls, &st.force, &st.rows); err != nil {
+			rows.Close()
+			return fail("inspect tables", err)
 		}
-		if found {
+		states[i] = st
+	}
+	if err := rows.Err(); err != nil {
+		return fail("inspect tables", err)
+	}
+
+	// 3. Create, fill and attach.
+	var moved int64
+	sql.Reset()
+	for i, tb := range tables {
+		st := states[i]
+		if st.taken {
+			return fail("create partition", fmt.Errorf("%w: tenant %q maps to %s in table %s, and that name is taken by another relation",
+				ErrPartitionConflict, id, idents[i], tb))
+		}
+		sql.WriteString(`CREATE TABLE ` + idents[i] + ` (LIKE ` + tb.qualified + ` INCLUDING ALL EXCLUDING INDEXES EXCLUDING IDENTITY);`)
+		if st.rows {
+			// Rare (rows written before the tenant existed): its own
+			// statement, to count the rows moved.
+			if _, err := tx.Exec(ctx, sql.String()); err != nil {
+				return fail("create partition of "+tb.String(), err)
+			}
+			sql.Reset()
 			cols, err := insertableColumns(ctx, tx, tb.oid)
 			if err != nil {
-				return fail("list columns", err)
+				return fail("list columns of "+tb.String(), err)
 			}
 			tag, err := tx.Exec(ctx, `WITH moved AS (DELETE FROM `+tb.defaultSQL+` WHERE partition = $1 RETURNING `+cols+`) `+
-				`INSERT INTO `+part+` (`+cols+`) SELECT `+cols+` FROM moved`, string(id))
+				`INSERT INTO `+idents[i]+` (`+cols+`) SELECT `+cols+` FROM moved`, string(id))
 			if err != nil {
-				return fail("move rows out of the default partition", err)
+				return fail("move rows out of "+tb.defaultSQL, err)
 			}
-			moved = tag.RowsAffected()
+			moved += tag.RowsAffected()
 		}
-	}
-	if _, err := tx.Exec(ctx, `ALTER TABLE `+tb.qualified+` ATTACH PARTITION `+part+` FOR VALUES IN (`+quoteLiteral(string(id))+`)`); err != nil {
-		return fail("attach partition", err)
-	}
-	if rls {
-		for _, stmt := range policyStatements(part, force) {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return fail("enable row-level security on the partition", err)
+		sql.WriteString(`ALTER TABLE ` + tb.qualified + ` ATTACH PARTITION ` + idents[i] + ` FOR VALUES IN (` + value + `);`)
+		if st.rls {
+			for _, stmt := range policyStatements(idents[i], st.force) {
+				sql.WriteString(stmt + `;`)
 			}
 		}
 	}
-	return p, moved, nil
+	if _, err := tx.Exec(ctx, sql.String()); err != nil {
+		return fail("create partitions", err)
+	}
+	return parts, moved, nil
 }
 
 // insertableColumns returns the sanitized, comma-separated list of the
@@ -523,9 +579,10 @@ func (m *Manager) List(ctx context.Context) ([]Tenant, error) {
 }
 
 // Drop erases tenant id: it drops the tenant's partitions of every
-// partitioned table, deletes the tenant's rows left in DEFAULT partitions
-// (written before Create, or after a partition was missing) and removes the
-// registry row, all in one transaction. Other tenants' rows are untouched.
+// partitioned table, deletes the tenant's rows left elsewhere (in DEFAULT
+// partitions, written before Create; in partitions created outside Troupe)
+// and removes the registry row, all in one transaction. Other tenants' rows
+// are untouched.
 //
 // Drop is idempotent: dropping an unknown or already dropped tenant does
 // nothing and returns nil. Dropping a partition needs a brief ACCESS
@@ -571,14 +628,14 @@ func (m *Manager) Drop(ctx context.Context, id TenantID) error {
 				return fmt.Errorf("drop partitions: %w", err)
 			}
 		}
-		// Whatever is left of the tenant sits in DEFAULT partitions.
+		// Whatever is left of the tenant sits in DEFAULT partitions (or in
+		// partitions someone else created for it): delete it through the
+		// parent. The value is inlined (it is validated) so the plan is
+		// pruned to those partitions, whatever the number of tenants.
 		for _, tb := range ts {
-			if tb.defaultSQL == "" {
-				continue
-			}
-			tag, err := tx.Exec(ctx, `DELETE FROM `+tb.defaultSQL+` WHERE partition = $1`, string(id))
+			tag, err := tx.Exec(ctx, `DELETE FROM `+tb.qualified+` WHERE partition = `+quoteLiteral(string(id)))
 			if err != nil {
-				return fmt.Errorf("delete rows from %s: %w", tb.defaultSQL, err)
+				return fmt.Errorf("delete leftover rows from %s: %w", tb, err)
 			}
 			deleted += tag.RowsAffected()
 		}
@@ -594,7 +651,7 @@ func (m *Manager) Drop(ctx context.Context, id TenantID) error {
 	}
 	if registered || len(dropped) > 0 || deleted > 0 {
 		m.log.InfoContext(ctx, "tenant dropped", "tenant_id", string(id), "was_registered", registered,
-			"partitions_dropped", len(dropped), "rows_deleted_from_default", deleted)
+			"partitions_dropped", len(dropped), "leftover_rows_deleted", deleted)
 	}
 	return nil
 }
