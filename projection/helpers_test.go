@@ -1,10 +1,12 @@
 package projection
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -184,11 +186,19 @@ FROM `+name+` r JOIN snapshots s ON s.readmodel_table_name = $1
 	return out
 }
 
-// foldLog folds the whole log from scratch: the expected read model.
+// foldLog folds the whole log from scratch, each cart's events in stream
+// order (as an aggregate would): the expected read model. The global log is
+// in commit order, which may differ from a stream's order when transactions
+// race on a stream.
 func foldLog(t testing.TB, pool *pgxpool.Pool, es store.EventStore, partition string) map[string]cartState {
 	t.Helper()
+	events := readAllEvents(t, pool, es, partition)
+	slices.SortStableFunc(events, func(a, b store.Event) int {
+		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.StreamID, b.StreamID),
+			cmp.Compare(a.StreamPosition, b.StreamPosition))
+	})
 	out := map[string]cartState{}
-	for _, e := range readAllEvents(t, pool, es, partition) {
+	for _, e := range events {
 		if e.Type == typeNoted {
 			continue
 		}

@@ -819,3 +819,71 @@ func TestNewValidates(t *testing.T) {
 	require.Equal(t, FailStop, p.cfg.OnFailure)
 	require.IsType(t, &postgres.Store{}, p.store)
 }
+
+// A transaction that took its id first but waited for a stream's lock
+// commits the stream's later event under the smaller transaction id: the
+// global log (commit order) then holds the stream's events out of order.
+// A snapshot projection must still fold them in stream order.
+func TestProjectionStreamOrderInversion(t *testing.T) {
+	t.Parallel()
+	for _, storage := range storages {
+		t.Run(storage.String(), func(t *testing.T) {
+			t.Parallel()
+			pool, es := newDB(t)
+			ctx := testCtx(t)
+			createCartTable(t, pool, "carts", storage)
+			createAppliedTable(t, pool)
+
+			older := make(chan struct{})
+			appendedA := make(chan struct{})
+			doneB := make(chan error, 1)
+			go func() {
+				doneB <- es.WithSession(ctx, func(ctx context.Context, s store.EventStore) error {
+					// Take a transaction id now, with another stream.
+					if _, err := s.AppendToStream(ctx, "other", []store.EventData{cartEvent(typeOpened, "other", "", 0)}, store.AppendOptions{}); err != nil {
+						return err
+					}
+					close(older)
+					<-appendedA
+					// Waits for A's lock on c1, then appends after it.
+					_, err := s.AppendToStream(ctx, "c1", []store.EventData{cartEvent(typeRemoved, "c1", "x", 1)}, store.AppendOptions{})
+					return err
+				})
+			}()
+			<-older
+			require.NoError(t, es.WithSession(ctx, func(ctx context.Context, s store.EventStore) error {
+				if _, err := s.AppendToStream(ctx, "c1", []store.EventData{cartEvent(typeAdded, "c1", "x", 1)}, store.AppendOptions{}); err != nil {
+					return err
+				}
+				close(appendedA)
+				waitForLockWait(t, pool)
+				return nil
+			}))
+			require.NoError(t, <-doneB)
+
+			events := readAllEvents(t, pool, es, "")
+			require.Len(t, events, 3)
+			require.Equal(t, store.StreamID("c1"), events[1].StreamID)
+			require.EqualValues(t, 2, events[1].StreamPosition, "the log holds c1's second event first")
+			require.EqualValues(t, 1, events[2].StreamPosition)
+
+			sp := cartProjection(t, "carts", storage, nil)
+			for _, batch := range []int{1, 10} { // across batches, then within one
+				name := fmt.Sprintf("inv-%d", batch)
+				_, err := pool.Exec(ctx, `TRUNCATE carts; TRUNCATE applied; DELETE FROM snapshots`)
+				require.NoError(t, err)
+				cfg := fastConfig(name, pool)
+				cfg.BatchSize = batch
+				cfg.BatchHandlers = []BatchHandler{sp, countBatch{"p"}}
+				p := newProjection(t, cfg)
+				start(t, p)
+				waitFor(t, p, events[2].Position())
+				require.NoError(t, p.Stop(ctx))
+				got := readCarts(t, pool, "carts", storage)["default_partition/c1"]
+				require.Equal(t, cartState{Items: map[string]int{}, Applied: 2}, got.State, "batch size %d", batch)
+				requireReadModelMatchesLog(t, pool, es, "carts", storage, "")
+				requireAppliedOnce(t, pool, es, "")
+			}
+		})
+	}
+}
