@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/troupehq/troupe/cmd/troupe/internal/bench"
@@ -15,22 +16,23 @@ type benchCmd struct {
 	Plot          string `placeholder:"FILE.svg" type:"path" help:"Also write SVG charts (throughput vs concurrency, latency vs stream length) to this file."`
 	StartPostgres bool   `name:"start-postgres" help:"Start a throwaway PostgreSQL for the run (the default when no database URL is set)."`
 
-	Tenants         int           `placeholder:"T" help:"Tenants (default 4, quick 2)."`
-	Carts           int           `placeholder:"N" help:"Carts each tenant keeps open (default 64, quick 32)."`
-	Items           int           `placeholder:"K" help:"Items added to each cart before checkout (default 5)."`
-	Concurrency     []int         `placeholder:"C,..." help:"Concurrent senders to measure, each in both modes (default 1,8,64)."`
-	Runs            int           `help:"Runs at the highest concurrency; the report gives medians (default 3, quick 1)."`
-	Duration        time.Duration `help:"Measured time of each throughput run (default 10s, quick 2s)."`
-	Warmup          time.Duration `help:"Unmeasured warm-up before each throughput run (default 1s, quick 500ms)."`
-	LagRate         int           `help:"Commands per second during the end-to-end lag measurement (default 1000)."`
-	LagDuration     time.Duration `help:"Length of the end-to-end lag measurement (default 10s, quick 3s)."`
-	MemoryStreams   int           `placeholder:"M" help:"Stream actors activated to measure heap per actor (default 10000, quick 2000)."`
-	StreamLengths   []int         `placeholder:"N,..." help:"Stream lengths for the latency-vs-length measurement (default 10,1000,10000)."`
-	Samples         int           `help:"Commands timed per stream length and mode (default 50, quick 10)."`
-	ProjectionBatch int           `help:"Batch size of the carts projection (default 500)."`
-	PoolSize        int           `help:"Connections in each mode's pool (default: one per sender plus 8)."`
-	PgbenchSeconds  int           `name:"pgbench-seconds" help:"pgbench -T for the PostgreSQL ceiling (default 20, quick 3)."`
-	NoPgbench       bool          `name:"no-pgbench" help:"Skip the pgbench ceiling."`
+	Tenants           int           `placeholder:"T" help:"Tenants (default 4, quick 2)."`
+	Carts             int           `placeholder:"N" help:"Carts each tenant keeps open (default 64, quick 32)."`
+	Items             int           `placeholder:"K" help:"Items added to each cart before checkout (default 5)."`
+	Concurrency       []int         `placeholder:"C,..." help:"Concurrent senders to measure, each in both modes (default 1,8,64)."`
+	Runs              int           `help:"Runs at the highest concurrency; the report gives medians (default 3, quick 1)."`
+	Duration          time.Duration `help:"Measured time of each throughput run (default 10s, quick 2s)."`
+	Warmup            time.Duration `help:"Unmeasured warm-up before each throughput run (default 1s, quick 500ms)."`
+	LagRate           int           `help:"Commands per second during the end-to-end lag measurement (default 1000)."`
+	LagDuration       time.Duration `help:"Length of the end-to-end lag measurement (default 10s, quick 3s)."`
+	MemoryStreams     int           `placeholder:"M" help:"Stream actors activated to measure heap per actor (default 10000, quick 2000)."`
+	StreamLengths     []int         `placeholder:"N,..." help:"Stream lengths for the latency-vs-length measurement (default 10,1000,10000)."`
+	Samples           int           `help:"Commands timed per stream length and mode (default 50, quick 10)."`
+	ProjectionBatches []int         `name:"projection-batches" placeholder:"B,..." help:"Batch sizes the carts projection is measured at from cold; the first is also used for the lag (default 500,2000)."`
+	PoolSize          int           `help:"Connections in each mode's pool (default: one per sender plus 8)."`
+	PgbenchSeconds    int           `name:"pgbench-seconds" help:"pgbench -T for the PostgreSQL ceiling (default 20, quick 3)."`
+	NoPgbench         bool          `name:"no-pgbench" help:"Skip the pgbench ceiling."`
+	CPUProfile        string        `name:"cpuprofile" placeholder:"FILE" type:"path" help:"Write a CPU profile of the whole run (go tool pprof FILE)."`
 }
 
 func (c *benchCmd) config(a *app) bench.Config {
@@ -55,7 +57,9 @@ func (c *benchCmd) config(a *app) bench.Config {
 	setInt(&cfg.LagRate, c.LagRate)
 	setInt(&cfg.MemoryStreams, c.MemoryStreams)
 	setInt(&cfg.LengthSamples, c.Samples)
-	setInt(&cfg.ProjectionBatch, c.ProjectionBatch)
+	if len(c.ProjectionBatches) > 0 {
+		cfg.ProjectionBatches = c.ProjectionBatches
+	}
 	setInt(&cfg.PoolSize, c.PoolSize)
 	setInt(&cfg.PgbenchSeconds, c.PgbenchSeconds)
 	setDur(&cfg.Duration, c.Duration)
@@ -81,10 +85,21 @@ func (c *benchCmd) config(a *app) bench.Config {
 func (c *benchCmd) Run(a *app) error {
 	for name, v := range map[string]int{"--tenants": c.Tenants, "--carts": c.Carts, "--items": c.Items, "--runs": c.Runs,
 		"--lag-rate": c.LagRate, "--memory-streams": c.MemoryStreams, "--samples": c.Samples,
-		"--projection-batch": c.ProjectionBatch, "--pgbench-seconds": c.PgbenchSeconds} {
+		"--pgbench-seconds": c.PgbenchSeconds} {
 		if v < 0 {
 			return usagef("%s must be positive, got %d", name, v)
 		}
+	}
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("create the CPU profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("start the CPU profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := bench.Run(a.ctx, c.config(a))
 	if err != nil {

@@ -34,7 +34,7 @@ func TestBenchQuickTiny(t *testing.T) {
 			require.Regexp(t, `(?m)^\s+`+mode+`\s+`+c+`\s+[\d,]+\s+[\d,]+\s+\d+\.\d\d\s`, r.stdout, "row %s C=%s", mode, c)
 		}
 	}
-	for _, want := range []string{"projection from cold:", "end-to-end lag at 200 commands/s", "bytes of heap per live stream actor",
+	for _, want := range []string{"projection from cold, batch 500:", "projection from cold, batch 2000:", "end-to-end lag at 200 commands/s", "bytes of heap per live stream actor",
 		"one command's latency by stream length", "pgbench ceiling", "targets:", "actor vs stateless commands/s at C=4",
 		"machine: ", "postgres: PostgreSQL", "load average: "} {
 		require.Contains(t, r.stdout, want)
@@ -82,8 +82,11 @@ func TestBenchJSON(t *testing.T) {
 	// command; the cached actor about one.
 	require.GreaterOrEqual(t, rep.Throughput[1].RoundTripsPerCommand, 2.0)
 	require.Less(t, rep.Throughput[0].RoundTripsPerCommand, 1.5)
-	require.NotNil(t, rep.Projection)
-	require.Positive(t, rep.Projection.Events)
+	require.Len(t, rep.Projection, 2)
+	for _, p := range rep.Projection {
+		require.Positive(t, p.Events)
+		require.Positive(t, p.Carts)
+	}
 	require.NotNil(t, rep.Lag)
 	require.Positive(t, rep.Lag.Commands)
 	require.NotNil(t, rep.Memory)

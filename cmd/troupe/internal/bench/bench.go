@@ -96,14 +96,17 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		}
 	}
 
-	b.stepf("projection throughput from cold (carts snapshot read model, batch %d)", cfg.ProjectionBatch)
+	b.stepf("projection throughput from cold (carts snapshot read model, batch sizes %v)", cfg.ProjectionBatches)
 	if projDB != nil {
-		res, err := b.projectionCold(ctx, projDB)
-		if err != nil {
-			return nil, fmt.Errorf("projection throughput: %w", err)
+		for _, batch := range cfg.ProjectionBatches {
+			res, err := b.projectionCold(ctx, projDB, batch)
+			if err != nil {
+				return nil, fmt.Errorf("projection throughput at batch %d: %w", batch, err)
+			}
+			rep.Projection = append(rep.Projection, res)
+			b.progressf("  batch %d: %s events into %s carts in %.2fs: %s events/s", batch, fmtInt(res.Events),
+				fmtInt(res.Carts), res.Seconds, fmtRate(res.EventsPerSec))
 		}
-		rep.Projection = &res
-		b.progressf("  %s events into %s carts in %.2fs: %s events/s", fmtInt(res.Events), fmtInt(res.Carts), res.Seconds, fmtRate(res.EventsPerSec))
 		if err := projDB.drop(ctx); err != nil {
 			return nil, err
 		}
@@ -132,13 +135,13 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	}
 
 	if cfg.PgbenchSeconds > 0 {
-		b.stepf("pgbench ceiling (-c %d -j %d -T %d)", cfg.PgbenchClients, cfg.PgbenchThreads, cfg.PgbenchSeconds)
+		b.stepf("pgbench ceiling (-c %d -j %d -T %d, twice: without and with pg_notify)", cfg.PgbenchClients, cfg.PgbenchThreads, cfg.PgbenchSeconds)
 		pg, err := b.pgbench(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("pgbench: %w", err)
 		}
 		rep.Pgbench = &pg
-		b.progressf("  %s transactions/s", fmtRate(pg.TPS))
+		b.progressf("  %s transactions/s (%s with the append's pg_notify)", fmtRate(pg.TPS), fmtRate(pg.TPSNotify))
 	}
 	rep.Environment.LoadEnd = loadAverage()
 	rep.Finished = time.Now().UTC()

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"slices"
 	"time"
+
+	"github.com/troupehq/troupe/projection"
 )
 
 // ErrInvalidConfig matches every rejected Config; the message names the
@@ -49,8 +51,11 @@ type Config struct {
 	// a connection.
 	PoolSize int
 
-	// ProjectionBatch is the projection's batch size. Defaults to 500.
-	ProjectionBatch int
+	// ProjectionBatches are the batch sizes the projection's throughput
+	// from cold is measured at, each over the same log; the first is also
+	// the lag measurement's. Defaults to 500 (projection.DefaultBatchSize)
+	// and 2000.
+	ProjectionBatches []int
 	// LagRate is the command rate of the end-to-end lag measurement, per
 	// second. Defaults to 1000.
 	LagRate int
@@ -117,7 +122,6 @@ func (c Config) withDefaults() Config {
 	def(&c.Carts, 64)
 	def(&c.Items, 5)
 	def(&c.Runs, 3)
-	def(&c.ProjectionBatch, 500)
 	def(&c.LagRate, 1000)
 	def(&c.MemoryStreams, 10000)
 	def(&c.LengthSamples, 50)
@@ -130,6 +134,10 @@ func (c Config) withDefaults() Config {
 	c.Concurrency = slices.Clone(c.Concurrency)
 	slices.Sort(c.Concurrency)
 	c.Concurrency = slices.Compact(c.Concurrency)
+	if len(c.ProjectionBatches) == 0 {
+		c.ProjectionBatches = []int{projection.DefaultBatchSize, 2000}
+	}
+	c.ProjectionBatches = slices.Clone(c.ProjectionBatches)
 	if len(c.StreamLengths) == 0 {
 		c.StreamLengths = []int{10, 1000, 10000}
 	}
@@ -161,7 +169,7 @@ func (c Config) validate() error {
 		v    int
 	}{
 		{"Tenants", c.Tenants}, {"Carts", c.Carts}, {"Items", c.Items}, {"Runs", c.Runs},
-		{"ProjectionBatch", c.ProjectionBatch}, {"LagRate", c.LagRate}, {"MemoryStreams", c.MemoryStreams},
+		{"LagRate", c.LagRate}, {"MemoryStreams", c.MemoryStreams},
 		{"LengthSamples", c.LengthSamples}, {"PgbenchClients", c.PgbenchClients}, {"PgbenchThreads", c.PgbenchThreads},
 	}
 	for _, p := range positive {
@@ -172,6 +180,11 @@ func (c Config) validate() error {
 	for _, n := range c.Concurrency {
 		if n <= 0 {
 			return configError("Concurrency", "every value must be positive, got %d", n)
+		}
+	}
+	for _, n := range c.ProjectionBatches {
+		if n <= 0 {
+			return configError("ProjectionBatches", "every batch size must be positive, got %d", n)
 		}
 	}
 	for _, n := range c.StreamLengths {

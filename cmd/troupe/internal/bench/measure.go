@@ -234,20 +234,24 @@ func lastPosition(ctx context.Context, pool *pgxpool.Pool) (store.Position, int6
 }
 
 // projectionCold runs the carts projection from the start of db's log
-// until it has applied every event, and times it.
-func (b *bench) projectionCold(ctx context.Context, db *database) (ProjectionResult, error) {
-	res := ProjectionResult{BatchSize: b.cfg.ProjectionBatch}
+// until it has applied every event, with an empty read model and cache,
+// and times it.
+func (b *bench) projectionCold(ctx context.Context, db *database, batch int) (ProjectionResult, error) {
+	res := ProjectionResult{BatchSize: batch}
 	pool, err := db.pool(ctx, 8, nil)
 	if err != nil {
 		return res, err
 	}
 	defer pool.Close()
+	if _, err := pool.Exec(ctx, `DELETE FROM carts; DELETE FROM snapshots WHERE readmodel_table_name = 'carts'`); err != nil {
+		return res, fmt.Errorf("empty the read model: %w", err)
+	}
 	last, n, err := lastPosition(ctx, pool)
 	if err != nil {
 		return res, err
 	}
 	res.Events = n
-	p, err := cartview.New(pool, cartview.Options{Name: "bench_carts_cold", BatchSize: b.cfg.ProjectionBatch, Logger: b.cfg.Logger})
+	p, err := cartview.New(pool, cartview.Options{Name: fmt.Sprintf("bench_carts_cold_%d", batch), BatchSize: batch, Logger: b.cfg.Logger})
 	if err != nil {
 		return res, err
 	}
@@ -317,7 +321,7 @@ func (b *bench) lag(ctx context.Context) (res LagResult, err error) {
 		return res, err
 	}
 	defer projPool.Close()
-	p, err := cartview.New(projPool, cartview.Options{BatchSize: b.cfg.ProjectionBatch, Logger: b.cfg.Logger})
+	p, err := cartview.New(projPool, cartview.Options{BatchSize: b.cfg.ProjectionBatches[0], Logger: b.cfg.Logger})
 	if err != nil {
 		return res, err
 	}

@@ -22,36 +22,37 @@ type Report struct {
 	Config      ConfigSummary `json:"config"`
 	Environment Environment   `json:"environment"`
 	// Throughput has one entry per mode and concurrency.
-	Throughput   []Throughput      `json:"throughput"`
-	Projection   *ProjectionResult `json:"projection,omitempty"`
-	Lag          *LagResult        `json:"lag,omitempty"`
-	Memory       *MemoryResult     `json:"memory,omitempty"`
-	StreamLength []LengthResult    `json:"streamLength"`
-	Pgbench      *PgbenchResult    `json:"pgbench,omitempty"`
-	Targets      []Target          `json:"targets"`
+	Throughput []Throughput `json:"throughput"`
+	// Projection has one entry per batch size.
+	Projection   []ProjectionResult `json:"projection"`
+	Lag          *LagResult         `json:"lag,omitempty"`
+	Memory       *MemoryResult      `json:"memory,omitempty"`
+	StreamLength []LengthResult     `json:"streamLength"`
+	Pgbench      *PgbenchResult     `json:"pgbench,omitempty"`
+	Targets      []Target           `json:"targets"`
 }
 
 // ConfigSummary is the configuration a report was measured with.
 type ConfigSummary struct {
-	Tenants         int     `json:"tenants"`
-	Carts           int     `json:"carts"`
-	Items           int     `json:"items"`
-	Concurrency     []int   `json:"concurrency"`
-	Runs            int     `json:"runs"`
-	DurationSeconds float64 `json:"durationSeconds"`
-	WarmupSeconds   float64 `json:"warmupSeconds"`
-	ProjectionBatch int     `json:"projectionBatch"`
-	LagRate         int     `json:"lagRate"`
-	LagSeconds      float64 `json:"lagSeconds"`
-	MemoryStreams   int     `json:"memoryStreams"`
-	StreamLengths   []int   `json:"streamLengths"`
-	LengthSamples   int     `json:"lengthSamples"`
-	PgbenchSeconds  int     `json:"pgbenchSeconds"`
+	Tenants           int     `json:"tenants"`
+	Carts             int     `json:"carts"`
+	Items             int     `json:"items"`
+	Concurrency       []int   `json:"concurrency"`
+	Runs              int     `json:"runs"`
+	DurationSeconds   float64 `json:"durationSeconds"`
+	WarmupSeconds     float64 `json:"warmupSeconds"`
+	ProjectionBatches []int   `json:"projectionBatches"`
+	LagRate           int     `json:"lagRate"`
+	LagSeconds        float64 `json:"lagSeconds"`
+	MemoryStreams     int     `json:"memoryStreams"`
+	StreamLengths     []int   `json:"streamLengths"`
+	LengthSamples     int     `json:"lengthSamples"`
+	PgbenchSeconds    int     `json:"pgbenchSeconds"`
 }
 
 func (c Config) summary() ConfigSummary {
 	return ConfigSummary{Tenants: c.Tenants, Carts: c.Carts, Items: c.Items, Concurrency: c.Concurrency, Runs: c.Runs,
-		DurationSeconds: c.Duration.Seconds(), WarmupSeconds: c.Warmup.Seconds(), ProjectionBatch: c.ProjectionBatch,
+		DurationSeconds: c.Duration.Seconds(), WarmupSeconds: c.Warmup.Seconds(), ProjectionBatches: c.ProjectionBatches,
 		LagRate: c.LagRate, LagSeconds: c.LagDuration.Seconds(), MemoryStreams: c.MemoryStreams,
 		StreamLengths: c.StreamLengths, LengthSamples: c.LengthSamples, PgbenchSeconds: max(c.PgbenchSeconds, 0)}
 }
@@ -124,9 +125,17 @@ func targets(r *Report) []Target {
 		out = append(out, Target{Name: fmt.Sprintf("cached command p50 on %s vs %s events", fmtInt(int64(long.Events)), fmtInt(int64(short.Events))),
 			Goal: "<= 1.5x", Value: v, Shown: fmt.Sprintf("%.2fx (%.2f vs %.2f ms)", v, long.Cached.P50, short.Cached.P50), Met: v <= 1.5})
 	}
-	if p := r.Projection; p != nil && p.Seconds > 0 {
+	if len(r.Projection) > 0 {
+		best := r.Projection[0]
+		var shown []string
+		for _, p := range r.Projection {
+			if p.EventsPerSec > best.EventsPerSec {
+				best = p
+			}
+			shown = append(shown, fmt.Sprintf("%s events/s at batch %d", fmtRate(p.EventsPerSec), p.BatchSize))
+		}
 		out = append(out, Target{Name: "projection throughput from cold", Goal: ">= 20,000 events/s",
-			Value: p.EventsPerSec, Shown: fmtRate(p.EventsPerSec) + " events/s", Met: p.EventsPerSec >= 20000})
+			Value: best.EventsPerSec, Shown: strings.Join(shown, ", "), Met: best.EventsPerSec >= 20000})
 	}
 	if l := r.Lag; l != nil && l.Lag.Count > 0 {
 		out = append(out, Target{Name: fmt.Sprintf("end-to-end lag p99 at %s commands/s", fmtInt(int64(l.TargetRate))),
@@ -183,9 +192,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	sb.WriteString("\n")
-	if p := r.Projection; p != nil {
-		fmt.Fprintf(&sb, "projection from cold: %s events into %s carts rows in %.2fs = %s events/s (batch %d)\n",
-			fmtInt(p.Events), fmtInt(p.Carts), p.Seconds, fmtRate(p.EventsPerSec), p.BatchSize)
+	for _, p := range r.Projection {
+		fmt.Fprintf(&sb, "projection from cold, batch %d: %s events into %s carts rows in %.2fs = %s events/s\n",
+			p.BatchSize, fmtInt(p.Events), fmtInt(p.Carts), p.Seconds, fmtRate(p.EventsPerSec))
 	}
 	if l := r.Lag; l != nil {
 		fmt.Fprintf(&sb, "end-to-end lag at %s commands/s (achieved %s/s, %s commands, %d errors): append->visible p50 %.2f ms, p99 %.2f ms, max %.2f ms; send->visible p50 %.2f ms, p99 %.2f ms\n",
@@ -211,8 +220,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	if p := r.Pgbench; p != nil {
-		fmt.Fprintf(&sb, "\npgbench ceiling (UPDATE stream row + INSERT one message per transaction, -c %d -j %d -T %d): %s tps\n",
-			p.Clients, p.Threads, p.Seconds, fmtRate(p.TPS))
+		fmt.Fprintf(&sb, "\npgbench ceiling (UPDATE stream row + INSERT one message per transaction, -c %d -j %d -T %d): %s tps; with the append's pg_notify: %s tps\n",
+			p.Clients, p.Threads, p.Seconds, fmtRate(p.TPS), fmtRate(p.TPSNotify))
+		if a, ok := r.find(ModeActor, r.maxConcurrency()); ok && p.TPS > 0 && p.TPSNotify > 0 {
+			fmt.Fprintf(&sb, "actor mode at C=%d: %.2f of the plain ceiling, %.2f of the ceiling with pg_notify\n",
+				a.Concurrency, a.CommandsPerSec/p.TPS, a.CommandsPerSec/p.TPSNotify)
+		}
 	}
 	if len(r.Targets) > 0 {
 		sb.WriteString("\ntargets:\n")
