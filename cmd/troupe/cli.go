@@ -143,7 +143,7 @@ func run(ctx context.Context, args []string, io streams, getenv func(string) str
 		var pe *kong.ParseError
 		if errors.As(err, &pe) && pe.Context != nil {
 			if sel := pe.Context.Selected(); sel != nil {
-				fmt.Fprintf(io.Err, "Run \"troupe %s --help\" for usage.\n", sel.FullPath()[len("troupe "):])
+				fmt.Fprintf(io.Err, "Run \"%s --help\" for usage.\n", sel.FullPath())
 			} else {
 				fmt.Fprintln(io.Err, `Run "troupe --help" for usage.`)
 			}

@@ -353,7 +353,7 @@ func (b *bench) lag(ctx context.Context) (res LagResult, err error) {
 		errs.Add(1)
 		firstErr.CompareAndSwap(nil, err.Error())
 	}
-	var wg sync.WaitGroup
+	var wg, waiters sync.WaitGroup
 	for i := range lagWorkers {
 		wg.Add(1)
 		go func() {
@@ -371,18 +371,24 @@ func (b *bench) lag(ctx context.Context) (res LagResult, err error) {
 					fail(err)
 					continue
 				}
-				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				err = p.WaitFor(wctx, out.position)
-				cancel()
-				visible := time.Now()
-				if err != nil {
-					fail(err)
-					continue
-				}
-				mu.Lock()
-				lags = append(lags, visible.Sub(reply))
-				e2e = append(e2e, visible.Sub(due))
-				mu.Unlock()
+				// Wait for visibility off the sender, so the sender is free
+				// for the next command: the rate is not bounded by the lag.
+				waiters.Add(1)
+				go func() {
+					defer waiters.Done()
+					wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					err := p.WaitFor(wctx, out.position)
+					cancel()
+					visible := time.Now()
+					if err != nil {
+						fail(err)
+						return
+					}
+					mu.Lock()
+					lags = append(lags, visible.Sub(reply))
+					e2e = append(e2e, visible.Sub(due))
+					mu.Unlock()
+				}()
 			}
 		}()
 	}
@@ -423,6 +429,7 @@ pace:
 		wl.close()
 	}
 	wg.Wait()
+	waiters.Wait()
 	wl.close()
 	if pacingErr != nil {
 		return res, pacingErr

@@ -27,7 +27,7 @@ const (
 	panelW, panelH = 520, 400
 	marginL        = 78
 	marginR        = 20
-	marginT        = 48
+	marginT        = 56
 	marginB        = 58
 )
 
@@ -228,9 +228,11 @@ func (c chart) draw(sb *strings.Builder) {
 			fmt.Fprintf(sb, `<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"><title>%s: %s</title></circle>`+"\n", p.px, p.py, s.color,
 				esc(s.name), esc(formatTick(p.v)))
 		}
-		ly := marginT + 4 + i*18
-		fmt.Fprintf(sb, `<rect x="%d" y="%d" width="14" height="4" fill="%s"/>`+"\n", panelW-marginR-150, ly, s.color)
-		fmt.Fprintf(sb, `<text x="%d" y="%d" dominant-baseline="middle">%s</text>`+"\n", panelW-marginR-130, ly+2, esc(s.name))
+		// The legend sits in the top margin, under the title, clear of
+		// the plot area.
+		lx := marginL + i*150
+		fmt.Fprintf(sb, `<rect x="%d" y="36" width="14" height="4" fill="%s"/>`+"\n", lx, s.color)
+		fmt.Fprintf(sb, `<text x="%d" y="38" dominant-baseline="middle">%s</text>`+"\n", lx+20, esc(s.name))
 	}
 }
 
