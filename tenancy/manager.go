@@ -45,8 +45,9 @@ type Config struct {
 	// Tables registers extra tables, by name ("carts") or schema-qualified
 	// name ("readmodels.carts"), that must be partitioned by LIST
 	// (partition) and get a partition per tenant too: read models outside
-	// Schema, say. Tables in Schema are found without registering them.
-	// Defaults to none.
+	// Schema, say. Names are taken literally (quoted, so case-sensitive),
+	// not parsed as SQL. Tables in Schema are found without registering
+	// them. Defaults to none.
 	Tables []string
 	// LockTimeout bounds each wait for a table lock during Create and Drop.
 	// Attaching or dropping a partition briefly locks the parent table;
