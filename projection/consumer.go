@@ -10,8 +10,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // Defaults of ConsumerConfig, the seed consumer's.
@@ -52,6 +55,16 @@ type ConsumerConfig struct {
 	OnFailure FailureAction
 	// Logger receives diagnostics. Defaults to slog.Default().
 	Logger *slog.Logger
+	// Telemetry records a "consumer <Name>" span per batch and the
+	// projection metrics under Name (see docs/telemetry.md). Defaults to
+	// one built by telemetry.New from TracerProvider and MeterProvider.
+	Telemetry *telemetry.Telemetry
+	// TracerProvider is used when Telemetry is nil. Defaults to
+	// otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+	// MeterProvider is used when Telemetry is nil. Defaults to
+	// otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 // Consumer is the seed's event store consumer, made reliable: handlers
@@ -96,10 +109,14 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		Retry:              cfg.Retry,
 		OnFailure:          cfg.OnFailure,
 		Logger:             cfg.Logger,
+		Telemetry:          cfg.Telemetry,
+		TracerProvider:     cfg.TracerProvider,
+		MeterProvider:      cfg.MeterProvider,
 	})
 	if err != nil {
 		return nil, err
 	}
+	p.consumer = true
 	c.p = p
 	return c, nil
 }

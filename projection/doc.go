@@ -56,6 +56,25 @@
 // projection_status and projection_dead_letters. All three tables come with
 // schema version 2 of store/postgres (postgres.Migrate applies it).
 //
+// # Telemetry
+//
+// With Config.Telemetry (or providers; the OpenTelemetry globals by
+// default) every batch a [Projection] commits is a "projection <name>" span
+// ("consumer <name>" for a [Consumer]; the [Runner] names it after the
+// subscription) covering its handler writes and its checkpoint: a child of
+// the command span whose events it applies when they all come from one
+// command, a root span linked to each command span otherwise, found in the
+// trace context the actor host saved in the events' metadata. A batch span
+// is never a child of the span current when the projection was started.
+// Batches record troupe.projection.batch.duration and
+// troupe.projection.events; dead-lettered events
+// troupe.projection.dead_lettered. While a runner holds the lease it
+// reports troupe.projection.lag.events and troupe.projection.lag.time from
+// what it already knows (its reads, the store's notifications and the head
+// of the log read once when it takes the lease), without querying on
+// collection; the callback is unregistered when it stops. docs/telemetry.md
+// has the details. Telemetry never makes a batch fail.
+//
 // # Failures
 //
 // Configuration errors match [ErrInvalidConfig] and name the field. Handler

@@ -162,6 +162,7 @@ func (l *lease) relevant(n *pgconn.Notification) bool {
 	if l.p.scope != AllPartitions && payload.Partition != "" && payload.Partition != l.p.scope {
 		return false
 	}
+	l.p.lag.noteHead(payload.GlobalPosition, time.Now())
 	for {
 		cur := l.notified.Load()
 		if payload.GlobalPosition <= cur || l.notified.CompareAndSwap(cur, payload.GlobalPosition) {

@@ -13,9 +13,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // AllPartitions is the partition under which a projection over every
@@ -116,6 +119,18 @@ type Config struct {
 	Reset func(ctx context.Context, tx pgx.Tx, partition string) error
 	// Logger receives diagnostics. Defaults to slog.Default().
 	Logger *slog.Logger
+	// Telemetry records a "projection <Name>" span per batch (handler
+	// writes and checkpoint), the batch duration, events projected,
+	// dead-lettered events and the lag gauges (see docs/telemetry.md).
+	// Defaults to one built by telemetry.New from TracerProvider and
+	// MeterProvider.
+	Telemetry *telemetry.Telemetry
+	// TracerProvider is used when Telemetry is nil. Defaults to
+	// otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+	// MeterProvider is used when Telemetry is nil. Defaults to
+	// otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 func (c *Config) validate() error {
@@ -211,6 +226,10 @@ type Projection struct {
 	store   store.EventStore
 	lockKey string
 	owner   string
+	tel     *telemetry.Telemetry
+	// consumer names batch spans "consumer <name>".
+	consumer bool
+	lag      lagTracker
 
 	// runMu guards the run fields.
 	runMu   sync.Mutex
@@ -246,6 +265,11 @@ func New(cfg Config) (*Projection, error) {
 		changed:  make(chan struct{}),
 	}
 	p.lockKey = "troupe.projection/" + cfg.Name + "/" + p.scope
+	tel, err := newTelemetry(cfg.Telemetry, cfg.TracerProvider, cfg.MeterProvider)
+	if err != nil {
+		return nil, fmt.Errorf("new projection %q: %w", cfg.Name, err)
+	}
+	p.tel = tel
 	if p.store == nil {
 		s, err := postgres.New(cfg.Pool, &postgres.Config{Logger: cfg.Logger})
 		if err != nil {
@@ -416,6 +440,9 @@ func (p *Projection) starting() {
 // the projection fails under FailStop, or (once != nil) the rebuild once
 // is finished.
 func (p *Projection) run(ctx context.Context, stop <-chan struct{}, once *rebuildRequest) (err error) {
+	ctx = detachSpan(ctx)
+	unobserve := p.observeLag(ctx)
+	defer unobserve()
 	l := newLease(p)
 	lctx, lcancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -436,6 +463,7 @@ func (p *Projection) run(ctx context.Context, stop <-chan struct{}, once *rebuil
 		}
 		lcancel()
 		wg.Wait()
+		p.lag.stop()
 		w.abandonRebuild(err)
 		p.publish(func() {
 			p.state, p.active = final, false
@@ -502,6 +530,7 @@ func (w *worker) loop(ctx context.Context) error {
 				p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_lease_lost",
 					slog.String("projection", p.cfg.Name), slog.String("partition", p.scope))
 				p.publish(func() { p.state, p.active = StateStandby, false })
+				p.lag.stop()
 			}
 			if err := w.wait(ctx); err != nil {
 				return err
@@ -672,6 +701,7 @@ func (w *worker) takeOver(ctx context.Context) error {
 	w.active = true
 	w.seen = max(w.seen, int64(cp.GlobalPosition))
 	p.publish(func() { p.checkpoint, p.active, p.state = cp, true, state })
+	p.startLag(ctx, cp)
 	p.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "projection_lease_acquired",
 		slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
 		slog.Uint64("checkpoint_transaction_id", cp.TransactionID),
@@ -697,6 +727,7 @@ func (w *worker) step(ctx context.Context) (int, error) {
 	for _, e := range events {
 		w.seen = max(w.seen, int64(e.GlobalPosition))
 	}
+	p.lag.noteRead(events)
 	err = p.commitBatch(ctx, cp, events)
 	switch {
 	case err == nil:
@@ -736,6 +767,7 @@ func (w *worker) reload(ctx context.Context) error {
 		slog.Uint64("checkpoint_transaction_id", cp.TransactionID),
 		slog.Int64("checkpoint_global_position", int64(cp.GlobalPosition)))
 	p.setCheckpoint(cp)
+	p.lag.noteApplied(int64(cp.GlobalPosition), time.Time{})
 	return nil
 }
 
@@ -811,8 +843,21 @@ func handlerCause(err error) error {
 }
 
 // commitBatch applies events in one transaction that moves the checkpoint
-// from cp to the last event, provided it is still at cp.
-func (p *Projection) commitBatch(ctx context.Context, cp store.Position, events []store.Event) (err error) {
+// from cp to the last event, provided it is still at cp, under the batch's
+// span.
+func (p *Projection) commitBatch(ctx context.Context, cp store.Position, events []store.Event) error {
+	ctx, span := p.startBatch(ctx, events)
+	err := p.applyBatch(ctx, cp, events)
+	applied := 0
+	if err == nil {
+		applied = len(events)
+	}
+	span.End(ctx, applied, err)
+	return err
+}
+
+// applyBatch is commitBatch without telemetry.
+func (p *Projection) applyBatch(ctx context.Context, cp store.Position, events []store.Event) (err error) {
 	tx, err := p.cfg.Pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin batch: %w", err)
@@ -857,6 +902,8 @@ func (p *Projection) commitBatch(ctx context.Context, cp store.Position, events 
 	}
 	committed = true
 	p.setCheckpoint(next)
+	last := events[len(events)-1]
+	p.lag.noteApplied(int64(last.GlobalPosition), last.Created)
 	return nil
 }
 
@@ -919,8 +966,18 @@ ON CONFLICT (projection, scope, partition, global_position)
 DO UPDATE SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, created = now()`
 
 // deadLetter records e as skipped and moves the checkpoint past it, in one
-// transaction.
+// transaction, under a batch span of its own (no event applied).
 func (p *Projection) deadLetter(ctx context.Context, e store.Event, he *HandlerError) error {
+	ctx, span := p.startBatch(ctx, []store.Event{e})
+	err := p.writeDeadLetter(ctx, e, he)
+	if err == nil {
+		p.tel.DeadLettered(ctx, p.cfg.Name, e.Type, he.Err)
+	}
+	span.End(ctx, 0, err)
+	return err
+}
+
+func (p *Projection) writeDeadLetter(ctx context.Context, e store.Event, he *HandlerError) error {
 	cp := p.currentCheckpoint()
 	meta, err := jsonText(e.Metadata)
 	if err != nil {
@@ -941,5 +998,6 @@ func (p *Projection) deadLetter(ctx context.Context, e store.Event, he *HandlerE
 		return fmt.Errorf("dead-letter %s: %w", e, err)
 	}
 	p.setCheckpoint(e.Position())
+	p.lag.noteApplied(int64(e.GlobalPosition), e.Created)
 	return nil
 }

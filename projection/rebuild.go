@@ -180,6 +180,7 @@ func (w *worker) startRebuild(ctx context.Context, req *rebuildRequest) error {
 		return fmt.Errorf("reset: %w", err)
 	}
 	p.publish(func() { p.checkpoint, p.state = store.Position{}, StateRebuilding })
+	p.lag.noteApplied(0, time.Time{})
 
 	run := &rebuildRun{req: req}
 	var partArg *string
@@ -196,6 +197,7 @@ func (w *worker) startRebuild(ctx context.Context, req *rebuildRequest) error {
 		return fmt.Errorf("read the last event: %w", err)
 	default:
 		run.target = store.Position{TransactionID: txid, GlobalPosition: store.GlobalPosition(gp)}
+		p.lag.noteHead(gp, created)
 		if err := p.cfg.Pool.QueryRow(ctx, countUpToSQL, partArg, txid, gp).Scan(&run.total); err != nil {
 			return fmt.Errorf("count the events: %w", err)
 		}

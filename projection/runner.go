@@ -7,9 +7,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // DefaultRunnerBatchSize is how many events ProjectEvents reads when
@@ -26,6 +29,17 @@ type RunnerConfig struct {
 	Store store.EventStore
 	// Registry holds the handlers run for each event type.
 	Registry Registry
+	// Telemetry records a "projection <subscription id>" span per batch
+	// with events (handler writes, checkpoint and commit), the batch
+	// duration and events projected (see docs/telemetry.md). Defaults to
+	// one built by telemetry.New from TracerProvider and MeterProvider.
+	Telemetry *telemetry.Telemetry
+	// TracerProvider is used when Telemetry is nil. Defaults to
+	// otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+	// MeterProvider is used when Telemetry is nil. Defaults to
+	// otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 // Runner projects the events of one stream on demand, the seed's
@@ -41,6 +55,7 @@ type Runner struct {
 	pool     *pgxpool.Pool
 	store    store.EventStore
 	registry Registry
+	tel      *telemetry.Telemetry
 }
 
 // NewRunner checks cfg and returns a Runner.
@@ -48,7 +63,11 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if cfg.Pool == nil {
 		return nil, configError("RunnerConfig.Pool is nil")
 	}
-	r := &Runner{pool: cfg.Pool, store: cfg.Store, registry: MergeRegistries(cfg.Registry)}
+	tel, err := newTelemetry(cfg.Telemetry, cfg.TracerProvider, cfg.MeterProvider)
+	if err != nil {
+		return nil, fmt.Errorf("new runner: %w", err)
+	}
+	r := &Runner{pool: cfg.Pool, store: cfg.Store, registry: MergeRegistries(cfg.Registry), tel: tel}
 	if r.store == nil {
 		s, err := postgres.New(cfg.Pool, nil)
 		if err != nil {
@@ -116,7 +135,11 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 		batch = DefaultRunnerBatchSize
 	}
 
-	var res Result
+	var (
+		res  Result
+		span *telemetry.BatchSpan
+		sctx = ctx
+	)
 	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, streamCheckpointEnsureSQL, subscriptionID, partition, string(stream)); err != nil {
 			return fmt.Errorf("create checkpoint: %w", err)
@@ -139,6 +162,13 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 			return err
 		}
 		res.CurrentStreamVersion = read.CurrentVersion
+		if len(read.Events) == 0 {
+			return nil
+		}
+		// The batch's span covers the handlers and the checkpoint, and
+		// ends once the transaction has committed or rolled back.
+		sctx, span = r.tel.StartProjectionBatch(ctx, batchOf(subscriptionID, partition, read.Events))
+		ctx := sctx
 		for _, e := range read.Events {
 			for _, h := range r.registry.handlersFor(e.Type) {
 				if err := h(ctx, tx, e); err != nil {
@@ -156,6 +186,13 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 		}
 		return nil
 	})
+	if span != nil {
+		processed := res.Processed
+		if err != nil {
+			processed = 0
+		}
+		span.End(sctx, processed, err)
+	}
 	if err != nil {
 		var he *HandlerError
 		if errors.As(err, &he) {
