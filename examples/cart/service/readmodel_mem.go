@@ -125,6 +125,17 @@ func (m *memReadModel) apply(ctx context.Context, res store.ReadAllResult) {
 	span.End(bctx, applied, nil)
 }
 
+// batchOf describes a batch of events for its span.
+func batchOf(name, tenant string, events []store.Event) telemetry.Batch {
+	b := telemetry.Batch{Name: name, Tenant: tenant, Size: len(events),
+		Metadata: func(i int) map[string]any { return events[i].Metadata }}
+	if len(events) > 0 {
+		b.FirstPosition = int64(events[0].GlobalPosition)
+		b.LastPosition = int64(events[len(events)-1].GlobalPosition)
+	}
+	return b
+}
+
 func (m *memReadModel) waitFor(ctx context.Context, pos store.Position) error {
 	for {
 		m.mu.Lock()

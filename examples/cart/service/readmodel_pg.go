@@ -110,10 +110,13 @@ func newPGReadModel(pool *pgxpool.Pool, es store.EventStore, codec store.Codec, 
 		Name:          cfg.ProjectionName,
 		Pool:          pool,
 		Store:         es,
-		BatchHandlers: []projection.BatchHandler{&tracedBatch{inner: snap, tel: tel, name: cfg.ProjectionName}},
+		BatchHandlers: []projection.BatchHandler{snap},
 		BatchSize:     defaultProjectionBatch,
 		PollInterval:  cfg.ProjectionPollInterval,
 		Logger:        logger,
+		// A "projection carts" span per batch (a child of the command span
+		// that wrote its events), its metrics and the lag gauges.
+		Telemetry: tel,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("carts projection: %w", err)
