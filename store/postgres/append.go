@@ -120,8 +120,9 @@ LEFT JOIN LATERAL (
 const maxAppendAttempts = 3
 
 // AppendToStream implements [store.EventStore]. On the success path it is
-// one statement (one round trip). See [NotifyChannel] for the notification
-// it sends.
+// one statement (one round trip; with Config.RowLevelSecurity, one batch of
+// the tenant scope and that statement). See [NotifyChannel] for the
+// notification it sends.
 func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, events []store.EventData, opts store.AppendOptions) (store.AppendResult, error) {
 	events, opts, err := store.PrepareAppend(stream, events, opts)
 	if err != nil {
@@ -168,7 +169,7 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 	for attempt := 1; ; attempt++ {
 		var res store.AppendResult
 		var next, lastGlobal int64
-		err := s.db().QueryRow(ctx, sql, args...).Scan(&next, &lastGlobal, &res.TransactionID, nil)
+		err := s.queryRow(ctx, s.db(), opts.Partition, sql, args...).Scan(&next, &lastGlobal, &res.TransactionID, nil)
 		if err == nil {
 			res.NextExpectedVersion = store.Version(next)
 			res.LastGlobalPosition = store.GlobalPosition(lastGlobal)
@@ -222,7 +223,7 @@ type storedMessage struct {
 // retry is true when none of those applies because the stream changed
 // since the append ran; the append should then run again.
 func (s *Store) explainEmptyAppend(ctx context.Context, stream store.StreamID, opts store.AppendOptions, ids []string) (res store.AppendResult, retry bool, err error) {
-	rows, err := s.db().Query(ctx, appendLookupSQL, string(stream), opts.Partition, ids)
+	rows, err := s.query(ctx, s.db(), opts.Partition, appendLookupSQL, string(stream), opts.Partition, ids)
 	if err != nil {
 		return res, false, fmt.Errorf("append to stream %q in partition %q: look up the stream after a refused append: %w", stream, opts.Partition, err)
 	}

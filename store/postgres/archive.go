@@ -33,7 +33,8 @@ FOR UPDATE`
 // its messages archived in one transaction (the caller's when the store is
 // bound to one). Afterwards the stream reads as missing, its events leave
 // the global log, and an append may start a new stream with the same id.
-// Message ids of archived events stay taken.
+// Message ids of archived events stay taken. With Config.RowLevelSecurity
+// the transaction is scoped to the partition before the stream is locked.
 //
 // A stream keeps at most one archived incarnation: when a stream archived
 // earlier was started again and is now archived again, the earlier archived
@@ -62,7 +63,7 @@ func (s *Store) ArchiveStream(ctx context.Context, stream store.StreamID, opts s
 
 func (s *Store) archive(ctx context.Context, tx querier, stream store.StreamID, partition string) error {
 	var version int64
-	err := tx.QueryRow(ctx, archiveLockSQL, string(stream), partition).Scan(&version)
+	err := s.queryRow(ctx, tx, partition, archiveLockSQL, string(stream), partition).Scan(&version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("archive stream %q in partition %q: %w", stream, partition, store.ErrStreamNotFound)
 	}

@@ -12,6 +12,18 @@
 // To join a transaction of your own, use [Store.WithTx]; to let the store
 // open one, use [Store.WithSession].
 //
+// # Row-level security
+//
+// With Config.RowLevelSecurity on, the store scopes every transaction it
+// runs for a partition to that partition (tenancy.SetTenantSQL, queued in
+// the same pgx.Batch as the statement, so still one round trip), for the
+// policies of tenancy.EnableRowLevelSecurity: a pool connected as a
+// non-owner application role then reaches the rows of the partition each
+// call names and nothing else, and raw SQL in a transaction the store has
+// scoped sees only that tenant. ReadAll without a partition sets no tenant
+// and returns only what the role may see (nothing, on the pool): read the
+// whole log as the tables' owner. Off (the default), nothing is added.
+//
 // # Guarantees
 //
 //   - An append is one SQL statement, so one round trip on the success path:

@@ -108,7 +108,7 @@ func (s *Store) ReadStream(ctx context.Context, stream store.StreamID, opts stor
 		l := int64(opts.MaxCount)
 		limit = &l
 	}
-	rows, err := s.db().Query(ctx, readStreamSQL, string(stream), partition, int64(opts.From), to, limit)
+	rows, err := s.query(ctx, s.db(), partition, readStreamSQL, string(stream), partition, int64(opts.From), to, limit)
 	if err != nil {
 		return store.ReadResult{}, fmt.Errorf("read stream %q in partition %q: %w", stream, partition, err)
 	}
@@ -147,10 +147,14 @@ func (s *Store) ReadStream(ctx context.Context, stream store.StreamID, opts stor
 
 // ReadAll implements [store.EventStore]. Events of archived streams are
 // left out. A store bound to a transaction never sees that transaction's
-// own appends in the global log (they are not committed yet). The query
-// runs as an unnamed statement (pgx.QueryExecModeCacheDescribe, whatever
-// the pool's default), so PostgreSQL plans it for the actual checkpoint and
-// log size every time.
+// own appends in the global log (they are not committed yet). PostgreSQL
+// plans the query for the actual checkpoint and log size every time (see
+// readAllRows).
+//
+// With Config.RowLevelSecurity, a read limited to a partition is scoped to
+// it; a read of every partition sets no tenant and returns only the rows
+// the connection's role may see (none for an application role on the
+// pool).
 func (s *Store) ReadAll(ctx context.Context, opts store.ReadAllOptions) (store.ReadAllResult, error) {
 	res := store.ReadAllResult{Next: opts.After}
 	if opts.Partition != "" {
@@ -178,11 +182,7 @@ func (s *Store) ReadAll(ctx context.Context, opts store.ReadAllOptions) (store.R
 		sql = readAllPartitionSQL
 		args = append(args, opts.Partition)
 	}
-	// Planned for these arguments every time (the unnamed statement):
-	// a generic plan made while the log was small could sort the whole
-	// rest of the log for every batch once it is large.
-	args = append([]any{pgx.QueryExecModeCacheDescribe}, args...)
-	rows, err := s.db().Query(ctx, sql, args...)
+	rows, err := s.readAllRows(ctx, opts.Partition, sql, args)
 	if err != nil {
 		return res, fmt.Errorf("read all after %+v: %w", opts.After, err)
 	}
@@ -214,6 +214,29 @@ func (s *Store) ReadAll(ctx context.Context, opts store.ReadAllOptions) (store.R
 		res.Next = events[len(events)-1].Position()
 	}
 	return res, nil
+}
+
+// readAllRows runs the global read sql, planned for these arguments every
+// time: a generic plan made while the log was small could sort the whole
+// rest of the log for every batch once it is large. Without row-level
+// security, or without a partition, it is the unnamed statement
+// (pgx.QueryExecModeCacheDescribe). With row-level security and a
+// partition it is a batch of the tenant scope, which also sets
+// plan_cache_mode = force_custom_plan for the rest of the batch, and the
+// read: on the pool that is one implicit transaction and one round trip;
+// in a transaction the scope is sent first, on its own, so the plan
+// setting does not outlive the read.
+func (s *Store) readAllRows(ctx context.Context, partition, sql string, args []any) (pgx.Rows, error) {
+	if !s.rls || partition == "" {
+		return s.db().Query(ctx, sql, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
+	}
+	if !s.inTx() {
+		return scopedQuery(ctx, s.pool, scopeCustomPlanSQL, partition, sql, args...)
+	}
+	if _, err := s.tx.Exec(ctx, scopeSQL, partition); err != nil {
+		return nil, err
+	}
+	return s.tx.Query(ctx, sql, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
 }
 
 // newEvent assembles a read event. The stored metadata is decoded and the

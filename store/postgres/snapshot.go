@@ -41,7 +41,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap store.Snapshot) error {
 	if !json.Valid(snap.State) {
 		return store.InvalidArgument("save snapshot of stream %q: state is not valid JSON", snap.Stream)
 	}
-	_, err = s.db().Exec(ctx, saveSnapshotSQL, partition, string(snap.Stream), snap.Name, int64(snap.Version), string(snap.State))
+	_, err = s.exec(ctx, s.db(), partition, saveSnapshotSQL, partition, string(snap.Stream), snap.Name, int64(snap.Version), string(snap.State))
 	if isDataException(err) {
 		return fmt.Errorf("save snapshot of stream %q in partition %q: %w: PostgreSQL rejected the state: %w",
 			snap.Stream, partition, store.ErrInvalidArgument, err)
@@ -63,7 +63,7 @@ func (s *Store) LoadSnapshot(ctx context.Context, partition string, stream store
 	}
 	var version int64
 	var state []byte
-	err = s.db().QueryRow(ctx, loadSnapshotSQL, partition, string(stream), name).Scan(&version, &state)
+	err = s.queryRow(ctx, s.db(), partition, loadSnapshotSQL, partition, string(stream), name).Scan(&version, &state)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Snapshot{}, false, nil
 	}

@@ -27,6 +27,25 @@ type Config struct {
 	// Logger receives the store's diagnostics (idempotent retries answered,
 	// older archives replaced, failed rollbacks). Defaults to slog.Default().
 	Logger *slog.Logger
+	// RowLevelSecurity scopes every transaction the store runs for a
+	// partition to that partition, for the policies of
+	// tenancy.EnableRowLevelSecurity: before each partition-scoped
+	// statement (append, read, read-all limited to a partition, archive,
+	// snapshots) the store sets the transaction's tenant with
+	// tenancy.SetTenantSQL, in the same pgx.Batch, so it costs no extra
+	// round trip. Turn it on when the pool connects as a non-owner
+	// application role under those policies. Defaults to false: no
+	// statement is added and the store runs exactly as without row-level
+	// security.
+	//
+	// A ReadAll without a partition sets no tenant and returns what the
+	// role may see: nothing on the pool, the tenant the transaction is
+	// scoped to inside WithTx or WithSession; read every tenant's log as
+	// the tables' owner. In a transaction of the caller (WithTx) the
+	// setting stays in force after each operation, scoped to that
+	// operation's partition, until the transaction ends or the next
+	// operation of the store sets it again.
+	RowLevelSecurity bool
 }
 
 // validate reports the first unusable field of c, by name. Every field of
@@ -60,6 +79,7 @@ type Store struct {
 	pool   *pgxpool.Pool
 	tx     pgx.Tx // nil unless the store is bound to a transaction
 	logger *slog.Logger
+	rls    bool // Config.RowLevelSecurity
 }
 
 var (
@@ -79,7 +99,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		}
 	}
 	c := cfg.withDefaults()
-	return &Store{pool: pool, logger: c.Logger}, nil
+	return &Store{pool: pool, logger: c.Logger, rls: c.RowLevelSecurity}, nil
 }
 
 // WithTx returns a store whose operations all run on tx, the caller's
@@ -89,7 +109,12 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 // store.SnapshotStore. It must not be used after tx ends, and like tx itself
 // it must not be used by several goroutines at once.
 func (s *Store) WithTx(tx pgx.Tx) store.EventStore {
-	return &Store{pool: s.pool, tx: tx, logger: s.logger}
+	return s.bound(tx)
+}
+
+// bound returns a copy of s bound to tx.
+func (s *Store) bound(tx pgx.Tx) *Store {
+	return &Store{pool: s.pool, tx: tx, logger: s.logger, rls: s.rls}
 }
 
 // querier is what the pool and a transaction have in common.
@@ -131,7 +156,7 @@ func (s *Store) WithSession(ctx context.Context, fn func(ctx context.Context, es
 		// goes on after this deferred call, with its original stack.
 		s.rollback(ctx, tx, "session panicked")
 	}()
-	fnErr := fn(ctx, &Store{pool: s.pool, tx: tx, logger: s.logger})
+	fnErr := fn(ctx, s.bound(tx))
 	done = true
 	if fnErr != nil {
 		s.rollback(ctx, tx, "session returned an error")
