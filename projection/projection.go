@@ -853,10 +853,18 @@ func (p *Projection) commitBatch(ctx context.Context, cp store.Position, events 
 		applied = len(events)
 	}
 	span.End(ctx, applied, err)
+	if err == nil {
+		// Published after the span ended, so a waiter woken by the new
+		// checkpoint finds the batch's span complete.
+		last := events[len(events)-1]
+		p.setCheckpoint(last.Position())
+		p.lag.noteApplied(int64(last.GlobalPosition), last.Created)
+	}
 	return err
 }
 
-// applyBatch is commitBatch without telemetry.
+// applyBatch is commitBatch without telemetry and without publishing the
+// new checkpoint.
 func (p *Projection) applyBatch(ctx context.Context, cp store.Position, events []store.Event) (err error) {
 	tx, err := p.cfg.Pool.Begin(ctx)
 	if err != nil {
@@ -901,9 +909,6 @@ func (p *Projection) applyBatch(ctx context.Context, cp store.Position, events [
 		return fmt.Errorf("commit batch: %w", err)
 	}
 	committed = true
-	p.setCheckpoint(next)
-	last := events[len(events)-1]
-	p.lag.noteApplied(int64(last.GlobalPosition), last.Created)
 	return nil
 }
 
@@ -974,6 +979,10 @@ func (p *Projection) deadLetter(ctx context.Context, e store.Event, he *HandlerE
 		p.tel.DeadLettered(ctx, p.cfg.Name, e.Type, he.Err)
 	}
 	span.End(ctx, 0, err)
+	if err == nil {
+		p.setCheckpoint(e.Position())
+		p.lag.noteApplied(int64(e.GlobalPosition), e.Created)
+	}
 	return err
 }
 
@@ -997,7 +1006,5 @@ func (p *Projection) writeDeadLetter(ctx context.Context, e store.Event, he *Han
 	if err != nil {
 		return fmt.Errorf("dead-letter %s: %w", e, err)
 	}
-	p.setCheckpoint(e.Position())
-	p.lag.noteApplied(int64(e.GlobalPosition), e.Created)
 	return nil
 }
