@@ -28,9 +28,10 @@ const (
 	// index on exactly the key columns.
 	SnapshotInRow SnapshotStorage = iota
 	// SnapshotInTable keeps the state in the shared snapshots table under
-	// (Table, SnapshotStreamID(keys)); the read-model row holds only the key
-	// columns and the mapped columns, with a unique index on exactly the
-	// key columns.
+	// (Table, SnapshotStreamID(keys)), with the partition of the event
+	// applied last (schema v4), which is what tenancy.Manager.Drop erases
+	// by; the read-model row holds only the key columns and the mapped
+	// columns, with a unique index on exactly the key columns.
 	SnapshotInTable
 )
 
@@ -986,28 +987,32 @@ func (p *SnapshotProjection[S]) queueSnapshotWrites(b *pgx.Batch, checks *[]writ
 	poss := make([]int64, len(rows))
 	globals := make([]int64, len(rows))
 	states := make([]string, len(rows))
+	partitions := make([]string, len(rows))
 	for i, r := range rows {
 		ids[i], poss[i], globals[i], states[i] = r.id, int64(r.last.StreamPosition), int64(r.last.GlobalPosition), snaps[r]
+		partitions[i] = store.Partition(r.last.Partition)
 	}
+	// Each row records the partition of the event applied last, so that
+	// erasing a tenant (tenancy.Manager.Drop) deletes its snapshots.
 	if update {
 		// An upsert rather than UPDATE … FROM: its plan does not depend
 		// on statistics. The rows are locked, so each one conflicts and is
 		// updated unless its stored position is not older.
-		b.Queue(`INSERT INTO snapshots (readmodel_table_name, stream_id, last_stream_position, last_global_position, snapshot)
-SELECT $1, u.stream_id, u.pos, u.global, u.snapshot::jsonb
-FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[]) AS u(stream_id, pos, global, snapshot)
+		b.Queue(`INSERT INTO snapshots (readmodel_table_name, stream_id, last_stream_position, last_global_position, snapshot, partition)
+SELECT $1, u.stream_id, u.pos, u.global, u.snapshot::jsonb, u.partition
+FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) AS u(stream_id, pos, global, snapshot, partition)
 ON CONFLICT (readmodel_table_name, stream_id) DO UPDATE
 SET snapshot = EXCLUDED.snapshot, last_stream_position = EXCLUDED.last_stream_position,
-    last_global_position = EXCLUDED.last_global_position
+    last_global_position = EXCLUDED.last_global_position, partition = EXCLUDED.partition
 WHERE snapshots.last_stream_position < EXCLUDED.last_stream_position`,
-			p.cfg.Table, ids, poss, globals, states)
+			p.cfg.Table, ids, poss, globals, states, partitions)
 		*checks = append(*checks, writeCheck{what: "update snapshots", want: len(rows)})
 		return
 	}
-	b.Queue(`INSERT INTO snapshots (readmodel_table_name, stream_id, last_stream_position, last_global_position, snapshot)
-SELECT $1, u.stream_id, u.pos, u.global, u.snapshot::jsonb
-FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[]) AS u(stream_id, pos, global, snapshot)
-ON CONFLICT DO NOTHING`, p.cfg.Table, ids, poss, globals, states)
+	b.Queue(`INSERT INTO snapshots (readmodel_table_name, stream_id, last_stream_position, last_global_position, snapshot, partition)
+SELECT $1, u.stream_id, u.pos, u.global, u.snapshot::jsonb, u.partition
+FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) AS u(stream_id, pos, global, snapshot, partition)
+ON CONFLICT DO NOTHING`, p.cfg.Table, ids, poss, globals, states, partitions)
 	*checks = append(*checks, writeCheck{what: "insert snapshots", want: len(rows)})
 }
 
