@@ -21,7 +21,8 @@
 // aggregate_snapshots, the projection tables, registered read models) in one
 // transaction, moving rows the tenant already had in the DEFAULT partitions.
 // [Manager.Drop] erases a tenant by dropping those partitions and deleting its
-// leftovers in the DEFAULT partitions. Both are idempotent and serialised per
+// leftovers in the DEFAULT partitions and its rows in the (unpartitioned)
+// read-model snapshots table. Both are idempotent and serialised per
 // tenant by an advisory lock; they wait at most Config.LockTimeout for a table
 // lock and retry, so other tenants' traffic is never queued behind them for
 // long.

@@ -581,7 +581,8 @@ func (m *Manager) List(ctx context.Context) ([]Tenant, error) {
 
 // Drop erases tenant id: it drops the tenant's partitions of every
 // partitioned table, deletes the tenant's rows left elsewhere (in DEFAULT
-// partitions, written before Create; in partitions created outside Troupe)
+// partitions, written before Create; in partitions created outside Troupe;
+// in the read-model snapshots table, which is not partitioned)
 // and removes the registry row, all in one transaction. Other tenants' rows
 // are untouched.
 //
@@ -640,6 +641,11 @@ func (m *Manager) Drop(ctx context.Context, id TenantID) error {
 			}
 			deleted += tag.RowsAffected()
 		}
+		n, err := m.deleteUnpartitioned(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		deleted += n
 		tag, err := tx.Exec(ctx, `DELETE FROM `+m.registry()+` WHERE id = $1`, string(id))
 		if err != nil {
 			return fmt.Errorf("unregister tenant: %w", err)
@@ -655,6 +661,56 @@ func (m *Manager) Drop(ctx context.Context, id TenantID) error {
 			"partitions_dropped", len(dropped), "leftover_rows_deleted", deleted)
 	}
 	return nil
+}
+
+// unpartitionedTables are the tables of the schema that hold tenant rows
+// without being partitioned by tenant, from which Drop deletes the tenant's
+// rows: the read-model snapshots table (its partition column comes with
+// schema v4).
+var unpartitionedTables = []string{"snapshots"}
+
+// unpartitionedSQL finds each table of unpartitionedTables in the schema and
+// tells whether it has a partition column.
+const unpartitionedSQL = `
+SELECT t.name, n.nspname, EXISTS (SELECT FROM pg_attribute a
+    WHERE a.attrelid = c.oid AND a.attname = 'partition' AND NOT a.attisdropped)
+FROM unnest($2::text[]) AS t (name)
+JOIN pg_namespace n ON n.nspname = coalesce(nullif($1, ''), current_schema())
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.name AND c.relkind = 'r'`
+
+// deleteUnpartitioned deletes tenant id's rows from the schema's
+// unpartitionedTables. A table that does not exist is skipped; one
+// without a partition column is an error (the schema predates v4).
+func (m *Manager) deleteUnpartitioned(ctx context.Context, tx pgx.Tx, id TenantID) (int64, error) {
+	rows, err := tx.Query(ctx, unpartitionedSQL, m.cfg.Schema, unpartitionedTables)
+	if err != nil {
+		return 0, fmt.Errorf("find unpartitioned tenant tables: %w", err)
+	}
+	type found struct {
+		name, schema string
+		ok           bool
+	}
+	tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (found, error) {
+		var f found
+		err := r.Scan(&f.name, &f.schema, &f.ok)
+		return f, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("find unpartitioned tenant tables: %w", err)
+	}
+	var deleted int64
+	for _, f := range tables {
+		ident := pgx.Identifier{f.schema, f.name}.Sanitize()
+		if !f.ok {
+			return 0, fmt.Errorf("delete the tenant's rows from %s: the table has no partition column; apply the event-store migrations (schema v4)", ident)
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM `+ident+` WHERE partition = $1`, string(id))
+		if err != nil {
+			return 0, fmt.Errorf("delete the tenant's rows from %s: %w", ident, err)
+		}
+		deleted += tag.RowsAffected()
+	}
+	return deleted, nil
 }
 
 // run runs fn in a transaction holding the tenant's advisory lock, with
