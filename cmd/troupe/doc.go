@@ -25,8 +25,9 @@
 // and status (projection_status) tables, so it reports every continuous
 // projection and consumer of the database, from any process. `projections
 // rebuild` needs the projection's handlers, which are code, so it rebuilds
-// the projections this binary knows: "carts", the cart example's snapshot
-// read model (table carts, keyed by tenant_id, cart_id and partition). A
+// the projections this binary knows: "carts", the snapshot read model of the
+// cart example's service (table carts, keyed by tenant_id, cart_id and
+// partition; the same projection as examples/cart/service). A
 // service with projections of its own rebuilds them through
 // projection.Projection.Rebuild; the status table shows the result either
 // way. A rebuild waits for the projection's lease when another process runs

@@ -23,12 +23,15 @@ const Table = "carts"
 // checkpoint, lease and status are kept under it.
 const DefaultName = "carts"
 
-// SchemaSQL creates the read-model table when it is missing.
+// SchemaSQL creates the read-model table when it is missing. It is the
+// carts table of the cart example's service (examples/cart/service), and
+// the projection writes it the same way under the same name, so `troupe
+// projections rebuild carts` rebuilds that service's read model.
 const SchemaSQL = `CREATE TABLE IF NOT EXISTS carts (
     tenant_id       text    NOT NULL,
     cart_id         text    NOT NULL,
     partition       text    NOT NULL,
-    currency        text    NOT NULL DEFAULT '',
+    currency        text,
     total           numeric,
     order_id        text,
     items_json      jsonb   NOT NULL DEFAULT '[]'::jsonb,
@@ -197,7 +200,7 @@ func columns(s cart.State) map[string]any {
 	return cols
 }
 
-const readRowsSQL = `SELECT tenant_id, cart_id, partition, currency, total::text, order_id, items_json::text,
+const readRowsSQL = `SELECT tenant_id, cart_id, partition, COALESCE(currency, ''), total::text, order_id, items_json::text,
        is_checked_out, is_cancelled
 FROM carts ORDER BY partition, tenant_id, cart_id`
 

@@ -6,8 +6,11 @@
 // checked-out and cancelled flags. The folded state itself lives in the
 // shared snapshots table.
 //
-// The troupe command uses it for `troupe projections rebuild carts` and for
-// the projection measurements of `troupe bench`.
+// It is the read model of the cart example's service (examples/cart/service):
+// the same table, columns, keys, fold and projection name ("carts"), so
+// `troupe projections rebuild carts` rebuilds that service's read model. The
+// troupe command also uses it for the projection measurements of `troupe
+// bench`.
 //
 // # Guarantees
 //
