@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -21,6 +22,9 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// quiet is a logger for library components under test.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // result is what one in-process run of the command produced.
 type result struct {
