@@ -19,13 +19,33 @@ import (
 // When the check fails the streams CTE returns no row, so nothing is
 // inserted and the statement returns no row either.
 //
-// The streams CTE also refuses to write when any of the append's message
-// ids is already stored in the partition (the NOT EXISTS guard), so the
-// common idempotent retry - a client re-sending an append whose reply it
-// lost - writes nothing and raises no error, which matters inside a
-// caller's transaction, where an error would abort the transaction. The
-// unique (partition, message_id) constraint still backs the guard up for
-// two identical appends racing each other.
+// There are two families of statements, for the two ways a store runs.
+//
+// On the pool (each append its own implicit transaction) the statements
+// never read a partitioned table by partition: streams is written with
+// INSERT … ON CONFLICT (also for an existing stream: Exact(n > 0) and
+// StreamExists upsert with the version check in DO UPDATE … WHERE) and
+// messages with a plain INSERT. PostgreSQL routes such writes to the
+// tenant's partition at run time, so even the generic plan of the prepared
+// statement touches (and locks) only that partition, and an append costs
+// the same with 1 or 1,000 tenant partitions. A generic plan of a read such
+// as "WHERE partition = $2" would instead lock every partition of the table
+// on each execution. Refusals then show up in one of three ways: no row
+// (version check failed on an existing stream), a unique violation on
+// (partition, message_id) (a message id is stored: an idempotent retry or
+// a duplicate), or, for the upserts, a NOT NULL violation on message_data
+// (the stream was missing, so the upsert inserted a row: the messages CTE
+// then writes NULL data on purpose, and the statement rolls back). Each
+// leads to the same look-up (explainEmptyAppend).
+//
+// In a transaction (WithTx, WithSession) an error would abort the caller's
+// transaction, so the statements never fail on a refusal: an existing
+// stream is advanced with UPDATE … WHERE version, and the streams CTE
+// refuses to write when any of the append's message ids is already stored
+// in the partition (the NOT EXISTS guard), so the common idempotent retry -
+// a client re-sending an append whose reply it lost - writes nothing and
+// raises no error. The unique (partition, message_id) constraint still backs
+// the guard up for two identical appends racing each other.
 //
 // Parameters shared by every variant:
 //
@@ -33,7 +53,7 @@ import (
 //	$4 message ids, $5 types, $6 data, $7 metadata, $8 schema versions (text[])
 //
 // and $9 is the stream type (insert variants) or the expected version
-// (the exact variant).
+// (the exact and upsert variants; NULL in the upsert for StreamExists).
 const (
 	// The guard looks each id up on its own (LATERAL ... LIMIT 1 keeps the
 	// planner from turning it into a join or a scan of the partition), so
@@ -44,11 +64,14 @@ const (
         CROSS JOIN LATERAL (
             SELECT FROM messages WHERE partition = $2::text AND message_id = g.id LIMIT 1) AS hit)`
 
-	appendTailSQL = `
+	appendMessagesSQL = `
 ), m AS (
     INSERT INTO messages (stream_id, stream_position, partition, message_data, message_metadata,
                           message_schema_version, message_type, message_id)
-    SELECT $1::text, s.prev + e.ord, $2::text, e.data::jsonb, e.meta::jsonb, e.schema_version, e.type, e.id
+    SELECT $1::text, s.prev + e.ord, $2::text, `
+	appendTailSQL         = appendMessagesSQL + `e.data::jsonb` + appendMessagesRestSQL
+	appendTailCheckedSQL  = appendMessagesSQL + `CASE WHEN s.prev > 0 THEN e.data::jsonb END` + appendMessagesRestSQL
+	appendMessagesRestSQL = `, e.meta::jsonb, e.schema_version, e.type, e.id
     FROM s, unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
             WITH ORDINALITY AS e(id, type, data, meta, schema_version, ord)
     ORDER BY e.ord
@@ -99,6 +122,34 @@ FROM s, last`
       AND ` + appendGuardSQL + `
     RETURNING stream_position - $3::bigint AS prev` + appendTailSQL
 
+	// appendAnyPoolSQL is appendAnySQL without the guard, for the pool.
+	appendAnyPoolSQL = `WITH s AS (
+    INSERT INTO streams (stream_id, partition, stream_type, stream_position)
+    VALUES ($1::text, $2::text, $9::text, $3::bigint)
+    ON CONFLICT (stream_id, partition, is_archived)
+        DO UPDATE SET stream_position = streams.stream_position + EXCLUDED.stream_position
+    RETURNING stream_position - $3::bigint AS prev` + appendTailSQL
+
+	// appendNewPoolSQL is appendNewSQL without the guard, for the pool.
+	appendNewPoolSQL = `WITH s AS (
+    INSERT INTO streams (stream_id, partition, stream_type, stream_position)
+    VALUES ($1::text, $2::text, $9::text, $3::bigint)
+    ON CONFLICT DO NOTHING
+    RETURNING stream_position - $3::bigint AS prev` + appendTailSQL
+
+	// appendExistingPoolSQL advances an existing stream at version $9 (any
+	// version when $9 is NULL), for the pool. A live stream has at least one
+	// event, so prev > 0 exactly when the row was updated; when the stream
+	// is missing the upsert inserts it with prev = 0, and the NULL data
+	// written then fails the statement, which rolls the insert back.
+	appendExistingPoolSQL = `WITH s AS (
+    INSERT INTO streams (stream_id, partition, stream_type, stream_position)
+    VALUES ($1::text, $2::text, '', $3::bigint)
+    ON CONFLICT (stream_id, partition, is_archived)
+        DO UPDATE SET stream_position = streams.stream_position + EXCLUDED.stream_position
+        WHERE $9::bigint IS NULL OR streams.stream_position = $9::bigint
+    RETURNING stream_position - $3::bigint AS prev` + appendTailCheckedSQL
+
 	// appendLookupSQL runs only after an append wrote nothing: it returns
 	// the stream's current version (NULL when missing) and every stored
 	// message carrying one of the append's ids (none: one row of NULLs).
@@ -146,25 +197,8 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 		}
 	}
 
-	sql, last := appendAnySQL, any(opts.StreamType)
-	switch exp := opts.ExpectedVersion; {
-	case exp == store.NoStream:
-		sql = appendNewSQL
-	case exp == store.StreamExists:
-		sql, last = appendExistingSQL, nil
-	default:
-		if v, exact := exp.Exact(); exact {
-			if v == 0 {
-				sql = appendNewSQL
-			} else {
-				sql, last = appendExactSQL, int64(v)
-			}
-		}
-	}
-	args := []any{string(stream), opts.Partition, int64(n), ids, types, data, metas, versions}
-	if last != nil {
-		args = append(args, last)
-	}
+	sql, args := appendStatement(s.inTx(), opts)
+	args = append([]any{string(stream), opts.Partition, int64(n), ids, types, data, metas, versions}, args...)
 
 	for attempt := 1; ; attempt++ {
 		var res store.AppendResult
@@ -181,8 +215,11 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 			// Nothing written: the version check failed or a message id
 			// is already stored. Find out which.
 		case isUniqueViolation(err) && !s.inTx():
-			// An identical append raced this one and committed first; the
+			// A message id is stored (a retry, a duplicate, or an identical
+			// append that raced this one and committed first); the
 			// statement (its own transaction) rolled back. Look the ids up.
+		case isMissingStream(err):
+			// appendExistingPoolSQL found no stream and rolled back.
 		case isUniqueViolation(err):
 			return store.AppendResult{}, fmt.Errorf("append to stream %q in partition %q: %w: a concurrent append stored one of its message ids first, and the transaction is aborted: %w",
 				stream, opts.Partition, store.ErrDuplicateMessageID, err)
@@ -201,6 +238,43 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 				stream, opts.Partition, attempt)
 		}
 	}
+}
+
+// appendStatement returns the append statement for opts and its
+// parameters after the eight shared ones: the guarded statements in a
+// transaction, the pool's otherwise (see the comment on the statements).
+func appendStatement(inTx bool, opts store.AppendOptions) (string, []any) {
+	exp := opts.ExpectedVersion
+	v, exact := exp.Exact()
+	switch {
+	case exp == store.NoStream || exact && v == 0:
+		if inTx {
+			return appendNewSQL, []any{opts.StreamType}
+		}
+		return appendNewPoolSQL, []any{opts.StreamType}
+	case exp == store.StreamExists:
+		if inTx {
+			return appendExistingSQL, nil
+		}
+		return appendExistingPoolSQL, []any{nil}
+	case exact:
+		if inTx {
+			return appendExactSQL, []any{int64(v)}
+		}
+		return appendExistingPoolSQL, []any{int64(v)}
+	default:
+		if inTx {
+			return appendAnySQL, []any{opts.StreamType}
+		}
+		return appendAnyPoolSQL, []any{opts.StreamType}
+	}
+}
+
+// isMissingStream reports whether err is appendExistingPoolSQL refusing to
+// append to a missing stream (the NULL message_data it writes on purpose).
+func isMissingStream(err error) bool {
+	pgErr, ok := pgError(err)
+	return ok && pgErr.Code == codeNotNullViolation && pgErr.ColumnName == "message_data"
 }
 
 func isUniqueViolation(err error) bool {

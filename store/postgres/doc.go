@@ -30,7 +30,11 @@
 //     it checks the expected version in SQL while creating or advancing the
 //     stream's row, inserts every event at contiguous positions and sends
 //     the notification. It commits all its events or none, also when its
-//     context is cancelled mid-way.
+//     context is cancelled mid-way. On the pool its statements only write
+//     (INSERT … ON CONFLICT on streams, INSERT on messages), so PostgreSQL
+//     routes them to the tenant's partition at run time and even a cached
+//     generic plan locks no other tenant's partitions: append latency does
+//     not grow with the number of tenants (docs/tenancy.md).
 //   - Every failed expected-version check is a *[store.VersionConflictError],
 //     including two writers racing to create the same stream (the loser
 //     waits for the winner and then finds the stream). Two unchecked ([store.Any])
@@ -65,6 +69,13 @@
 //     [store.ErrInvalidArgument] before any SQL runs; a value PostgreSQL
 //     itself refuses (a JSON string holding \u0000, which jsonb cannot
 //     store) also matches it.
+//   - On the pool, a refused append (an idempotent retry whose events are
+//     stored, a reused message id, an expected version of an existing stream
+//     for a missing one) is a statement that fails in the database, rolls
+//     back and is followed by a look-up; the caller gets the result or error
+//     described above, and the server log shows the statement's unique or
+//     NOT NULL violation. In a caller's transaction such appends return no
+//     row instead, so the transaction stays usable.
 //   - Inside a caller's transaction, an append that loses a race against an
 //     identical append (same message ids, committed first) fails with an
 //     error matching [store.ErrDuplicateMessageID], and PostgreSQL aborts

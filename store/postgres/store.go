@@ -190,7 +190,8 @@ func pgError(err error) (*pgconn.PgError, bool) {
 
 // PostgreSQL error codes the store maps to its own errors.
 const (
-	codeUniqueViolation = "23505"
+	codeUniqueViolation  = "23505"
+	codeNotNullViolation = "23502"
 	// Class 22, data exception: a value PostgreSQL refused (for example a
 	// JSON document jsonb can't hold, such as one containing \u0000).
 	classDataException = "22"
