@@ -39,7 +39,8 @@
 // partitions that lets a transaction see and write only the rows of the
 // tenant set by [SetTenant]; a non-owner application role then cannot reach
 // another tenant's rows even with raw SQL. Without a tenant set it sees
-// nothing.
+// nothing. The PostgreSQL event store sets the tenant of each of its
+// statements itself when its Config.RowLevelSecurity is on.
 //
 // # Failures
 //
