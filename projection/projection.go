@@ -766,8 +766,8 @@ func (w *worker) reload(ctx context.Context) error {
 		slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
 		slog.Uint64("checkpoint_transaction_id", cp.TransactionID),
 		slog.Int64("checkpoint_global_position", int64(cp.GlobalPosition)))
-	p.setCheckpoint(cp)
 	p.lag.noteApplied(int64(cp.GlobalPosition), time.Time{})
+	p.setCheckpoint(cp)
 	return nil
 }
 
@@ -854,11 +854,12 @@ func (p *Projection) commitBatch(ctx context.Context, cp store.Position, events 
 	}
 	span.End(ctx, applied, err)
 	if err == nil {
-		// Published after the span ended, so a waiter woken by the new
-		// checkpoint finds the batch's span complete.
+		// Published after the span ended and the lag noted, so a waiter
+		// woken by the new checkpoint finds the batch's span complete and
+		// the lag gauges at the new checkpoint.
 		last := events[len(events)-1]
-		p.setCheckpoint(last.Position())
 		p.lag.noteApplied(int64(last.GlobalPosition), last.Created)
+		p.setCheckpoint(last.Position())
 	}
 	return err
 }
@@ -980,8 +981,8 @@ func (p *Projection) deadLetter(ctx context.Context, e store.Event, he *HandlerE
 	}
 	span.End(ctx, 0, err)
 	if err == nil {
-		p.setCheckpoint(e.Position())
 		p.lag.noteApplied(int64(e.GlobalPosition), e.Created)
+		p.setCheckpoint(e.Position())
 	}
 	return err
 }

@@ -179,8 +179,8 @@ func (w *worker) startRebuild(ctx context.Context, req *rebuildRequest) error {
 	if err != nil {
 		return fmt.Errorf("reset: %w", err)
 	}
-	p.publish(func() { p.checkpoint, p.state = store.Position{}, StateRebuilding })
 	p.lag.noteApplied(0, time.Time{})
+	p.publish(func() { p.checkpoint, p.state = store.Position{}, StateRebuilding })
 
 	run := &rebuildRun{req: req}
 	var partArg *string
