@@ -209,8 +209,11 @@ type ProjectionResult struct {
 	EventsPerSec float64 `json:"eventsPerSec"`
 }
 
-const lastEventSQL = `SELECT transaction_id::text, global_position FROM messages
-ORDER BY transaction_id DESC, global_position DESC LIMIT 1`
+// lastEventSQL reads the log's last position in commit-safe order. The
+// output column is not named transaction_id: ORDER BY would sort by it, as
+// text.
+const lastEventSQL = `SELECT m.transaction_id::text AS txid, m.global_position FROM messages m
+ORDER BY m.transaction_id DESC, m.global_position DESC LIMIT 1`
 
 // lastPosition returns the log's last position and its number of events.
 func lastPosition(ctx context.Context, pool *pgxpool.Pool) (store.Position, int64, error) {
@@ -269,8 +272,15 @@ func (b *bench) projectionCold(ctx context.Context, db *database, batch int) (Pr
 	if werr != nil {
 		return res, werr
 	}
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM carts`).Scan(&res.Carts); err != nil {
+	// Check the projection really is at the end of the log: one row per
+	// cart stream.
+	var streams int64
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM carts), (SELECT count(*) FROM streams WHERE stream_type = $1)`,
+		cart.StreamType).Scan(&res.Carts, &streams); err != nil {
 		return res, fmt.Errorf("count the carts rows: %w", err)
+	}
+	if res.Carts != streams {
+		return res, fmt.Errorf("the projection reported the end of the log with %d carts rows for %d cart streams", res.Carts, streams)
 	}
 	res.Seconds = elapsed.Seconds()
 	res.EventsPerSec = float64(n) / res.Seconds
