@@ -78,10 +78,14 @@ func TestBenchJSON(t *testing.T) {
 		require.Zero(t, tp.Errors, "%s: %s", mode, tp.FirstError)
 		require.Len(t, tp.Runs, 1)
 	}
-	// Stateless reads before it appends: at least two round trips per
-	// command; the cached actor about one.
-	require.GreaterOrEqual(t, rep.Throughput[1].RoundTripsPerCommand, 2.0)
-	require.Less(t, rep.Throughput[0].RoundTripsPerCommand, 1.5)
+	// Stateless reads before it appends: two round trips per command (more
+	// with conflict retries); the cached actor about one. The ratio is
+	// sampled over a window (round trips counted between its edges,
+	// commands that ended inside it), so commands straddling an edge
+	// leave it a few round trips off the exact value on a short, loaded
+	// run: the modes are told apart with a margin, not by the exact count.
+	require.GreaterOrEqual(t, rep.Throughput[1].RoundTripsPerCommand, 1.75, "stateless: %+v", rep.Throughput[1].Runs)
+	require.Less(t, rep.Throughput[0].RoundTripsPerCommand, 1.5, "actor: %+v", rep.Throughput[0].Runs)
 	require.Len(t, rep.Projection, 2)
 	for _, p := range rep.Projection {
 		require.Positive(t, p.Events)
