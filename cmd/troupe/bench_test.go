@@ -15,9 +15,11 @@ import (
 	"github.com/troupehq/troupe/internal/pgtest"
 )
 
-// tinyBench are flags that shrink `bench --quick` to a few seconds.
+// tinyBench are flags that shrink `bench --quick` to a few seconds. Each
+// throughput run lasts a second, so even a loaded machine answers a few
+// commands in it.
 var tinyBench = []string{"bench", "--quick", "--tenants", "1", "--carts", "4", "--items", "2",
-	"--duration", "300ms", "--warmup", "100ms", "--lag-rate", "200", "--lag-duration", "500ms",
+	"--duration", "1s", "--warmup", "100ms", "--lag-rate", "200", "--lag-duration", "500ms",
 	"--memory-streams", "50", "--stream-lengths", "10,40", "--samples", "3"}
 
 // Must show: `bench --quick`, at a tiny size, prints both modes at every
@@ -26,7 +28,7 @@ var tinyBench = []string{"bench", "--quick", "--tenants", "1", "--carts", "4", "
 func TestBenchQuickTiny(t *testing.T) {
 	t.Parallel()
 	svg := filepath.Join(t.TempDir(), "bench.svg")
-	args := append(append([]string{}, tinyBench...), "--concurrency", "1,4", "--pgbench-seconds", "1", "--plot", svg)
+	args := append(append([]string{}, tinyBench...), "--concurrency", "1,4", "--pgbench-seconds", "3", "--plot", svg)
 	r := ok(t, invocation{env: map[string]string{envDatabaseURL: pgtest.AdminConnString(t)}}, args...)
 
 	for _, mode := range []string{"actor", "stateless"} {
@@ -78,14 +80,9 @@ func TestBenchJSON(t *testing.T) {
 		require.Zero(t, tp.Errors, "%s: %s", mode, tp.FirstError)
 		require.Len(t, tp.Runs, 1)
 	}
-	// Stateless reads before it appends: two round trips per command (more
-	// with conflict retries); the cached actor about one. The ratio is
-	// sampled over a window (round trips counted between its edges,
-	// commands that ended inside it), so commands straddling an edge
-	// leave it a few round trips off the exact value on a short, loaded
-	// run: the modes are told apart with a margin, not by the exact count.
-	require.GreaterOrEqual(t, rep.Throughput[1].RoundTripsPerCommand, 1.75, "stateless: %+v", rep.Throughput[1].Runs)
-	require.Less(t, rep.Throughput[0].RoundTripsPerCommand, 1.5, "actor: %+v", rep.Throughput[0].Runs)
+	// How many round trips each mode makes per command is proven exactly,
+	// one command at a time, by the bench package's
+	// TestRoundTripsPerCommand; here the report carries the measurement.
 	require.Len(t, rep.Projection, 2)
 	for _, p := range rep.Projection {
 		require.Positive(t, p.Events)
