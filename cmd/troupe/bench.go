@@ -19,16 +19,16 @@ type benchCmd struct {
 	Tenants           int           `placeholder:"T" help:"Tenants (default 4, quick 2)."`
 	Carts             int           `placeholder:"N" help:"Carts each tenant keeps open (default 64, quick 32)."`
 	Items             int           `placeholder:"K" help:"Items added to each cart before checkout (default 5)."`
-	Concurrency       []int         `placeholder:"C,..." help:"Concurrent senders to measure, each in both modes (default 1,8,64)."`
+	Concurrency       []int         `placeholder:"C" help:"Concurrent senders to measure, each in both modes (default 1,8,64)."`
 	Runs              int           `help:"Runs at the highest concurrency; the report gives medians (default 3, quick 1)."`
 	Duration          time.Duration `help:"Measured time of each throughput run (default 10s, quick 2s)."`
 	Warmup            time.Duration `help:"Unmeasured warm-up before each throughput run (default 1s, quick 500ms)."`
 	LagRate           int           `help:"Commands per second during the end-to-end lag measurement (default 1000)."`
 	LagDuration       time.Duration `help:"Length of the end-to-end lag measurement (default 10s, quick 3s)."`
 	MemoryStreams     int           `placeholder:"M" help:"Stream actors activated to measure heap per actor (default 10000, quick 2000)."`
-	StreamLengths     []int         `placeholder:"N,..." help:"Stream lengths for the latency-vs-length measurement (default 10,1000,10000)."`
+	StreamLengths     []int         `placeholder:"N" help:"Stream lengths for the latency-vs-length measurement (default 10,1000,10000)."`
 	Samples           int           `help:"Commands timed per stream length and mode (default 50, quick 10)."`
-	ProjectionBatches []int         `name:"projection-batches" placeholder:"B,..." help:"Batch sizes the carts projection is measured at from cold; the first is also used for the lag (default 500,2000)."`
+	ProjectionBatches []int         `name:"projection-batches" placeholder:"B" help:"Batch sizes the carts projection is measured at from cold; the first is also used for the lag (default 500,2000)."`
 	PoolSize          int           `help:"Connections in each mode's pool (default: one per sender plus 8)."`
 	PgbenchSeconds    int           `name:"pgbench-seconds" help:"pgbench -T for the PostgreSQL ceiling (default 20, quick 3)."`
 	NoPgbench         bool          `name:"no-pgbench" help:"Skip the pgbench ceiling."`
