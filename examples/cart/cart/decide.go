@@ -41,7 +41,7 @@ func Decide(cmd Command, s State) ([]Event, error) {
 	switch c := cmd.(type) {
 	case CreateCart:
 		if s.Status != StatusInit {
-			return reject(ErrCartAlreadyExists)
+			return reject(ErrCartNotInitialized)
 		}
 		if c.Currency == "" {
 			return reject(ErrMissingCurrency)

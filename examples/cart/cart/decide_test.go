@@ -115,7 +115,7 @@ func TestCreateCartOnlyFromInit(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			spec.Given(given...).When(createCmd()).ThenError(t, cart.ErrCartAlreadyExists)
+			spec.Given(given...).When(createCmd()).ThenError(t, cart.ErrCartNotInitialized)
 		})
 	}
 }
@@ -335,7 +335,7 @@ func TestRejectionMessages(t *testing.T) {
 		cart.ErrQuantityNotPositive: "Quantity must be positive",
 		cart.ErrItemNotInCart:       "Item not in cart",
 		cart.ErrRemoveTooMany:       "Cannot remove more than in cart",
-		cart.ErrCartAlreadyExists:   "Cart already exists",
+		cart.ErrCartNotInitialized:  "Cart is not initialized",
 	}
 	for sentinel, msg := range want {
 		err := decider.Rejected(sentinel)

@@ -24,10 +24,8 @@
 //
 // A cart is init (not created), active, checked out or cancelled.
 //
-//   - CreateCart only for a cart that does not exist: [ErrCartAlreadyExists]
-//     ("Cart already exists"). The seed application words this rule "Cart is
-//     not initialized"; no seed client can observe the difference, because
-//     the HTTP API generates a fresh cart id for every create.
+//   - CreateCart only for a cart still in its init state (not yet created):
+//     [ErrCartNotInitialized] ("Cart is not initialized", the seed's text).
 //   - Every other command only for an active cart: [ErrCartNotActive]
 //     ("Cart is not active"). Checked out and cancelled are final.
 //   - Quantities are positive: [ErrQuantityNotPositive] ("Quantity must be

@@ -8,11 +8,11 @@ import "errors"
 // (and so on) tells which rule was broken. Their messages are meant to be
 // shown to API clients as they are.
 var (
-	// ErrCartAlreadyExists: CreateCart sent to a cart that was already
-	// created (whatever its status now). The seed application reports
-	// this rule as "Cart is not initialized" (its name for a fresh cart's
-	// state is "init"); Troupe names what actually went wrong.
-	ErrCartAlreadyExists = errors.New("Cart already exists")
+	// ErrCartNotInitialized: CreateCart sent to a cart that was already
+	// created (whatever its status now): creating is allowed only from the
+	// "init" state. The message is the seed application's, word for word,
+	// so its clients see the same text.
+	ErrCartNotInitialized = errors.New("Cart is not initialized")
 	// ErrCartNotActive: any command other than CreateCart sent to a cart
 	// that has not been created, or was checked out or cancelled.
 	ErrCartNotActive = errors.New("Cart is not active")
