@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -15,7 +16,9 @@ import (
 // An append is one statement: a CTE that creates or advances the streams
 // row with the expected-version check in its WHERE/ON CONFLICT clause, a CTE
 // that inserts every message from parallel arrays at positions prev+1..,
-// and a final SELECT that returns the result and notifies NotifyChannel.
+// and a final SELECT that returns the result and notifies NotifyChannel
+// (on the pool of a store with a Notifier, a variant without the
+// notification: the Notifier sends it after the commit).
 // When the check fails the streams CTE returns no row, so nothing is
 // inserted and the statement returns no row either.
 //
@@ -80,9 +83,14 @@ const (
     SELECT max(global_position) AS global_position FROM m
 )
 SELECT s.prev + $3::bigint, last.global_position, pg_current_xact_id(),
-       pg_notify('` + NotifyChannel + `',
-                 json_build_object('partition', $2::text, 'globalPosition', last.global_position)::text)
+       ` + appendNotifySQL + `
 FROM s, last`
+
+	// appendNotifySQL is the final SELECT's notification; the quiet
+	// statements (see appendQuiet) have appendQuietSQL in its place.
+	appendNotifySQL = `pg_notify('` + NotifyChannel + `',
+                 json_build_object('partition', $2::text, 'globalPosition', last.global_position)::text)`
+	appendQuietSQL = `NULL::void`
 
 	// appendAnySQL creates the stream or advances it, whatever its version.
 	// Two of these racing on one stream serialise on the streams row (the
@@ -165,6 +173,20 @@ LEFT JOIN LATERAL (
 ) AS m ON true`
 )
 
+// The pool's statements without the notification, for a store with a
+// Config.Notifier: the same text with appendNotifySQL replaced, so the
+// result keeps its four columns.
+var (
+	appendAnyPoolQuietSQL      = appendQuiet(appendAnyPoolSQL)
+	appendNewPoolQuietSQL      = appendQuiet(appendNewPoolSQL)
+	appendExistingPoolQuietSQL = appendQuiet(appendExistingPoolSQL)
+)
+
+// appendQuiet returns sql with its notification replaced by NULL.
+func appendQuiet(sql string) string {
+	return strings.Replace(sql, appendNotifySQL, appendQuietSQL, 1)
+}
+
 // maxAppendAttempts bounds how often an append is re-run when it wrote
 // nothing although the state read afterwards would allow it (the stream
 // changed between the two statements, for example archived meanwhile).
@@ -197,7 +219,8 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 		}
 	}
 
-	sql, args := appendStatement(s.inTx(), opts)
+	quiet := s.notifier != nil && !s.inTx()
+	sql, args := appendStatementFor(s.inTx(), quiet, opts)
 	args = append([]any{string(stream), opts.Partition, int64(n), ids, types, data, metas, versions}, args...)
 
 	for attempt := 1; ; attempt++ {
@@ -208,6 +231,9 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 			res.NextExpectedVersion = store.Version(next)
 			res.LastGlobalPosition = store.GlobalPosition(lastGlobal)
 			res.CreatedNewStream = next == int64(n)
+			if quiet {
+				s.notifier.Poke(opts.Partition, res.LastGlobalPosition)
+			}
 			return res, nil
 		}
 		switch {
@@ -244,6 +270,25 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 // parameters after the eight shared ones: the guarded statements in a
 // transaction, the pool's otherwise (see the comment on the statements).
 func appendStatement(inTx bool, opts store.AppendOptions) (string, []any) {
+	return appendStatementFor(inTx, false, opts)
+}
+
+// appendStatementFor is appendStatement, with the pool's statements
+// without their notification when quiet is set (a store with a Notifier,
+// which sends it after the commit instead).
+func appendStatementFor(inTx, quiet bool, opts store.AppendOptions) (string, []any) {
+	if quiet && !inTx {
+		sql, args := appendStatementFor(false, false, opts)
+		switch sql {
+		case appendAnyPoolSQL:
+			sql = appendAnyPoolQuietSQL
+		case appendNewPoolSQL:
+			sql = appendNewPoolQuietSQL
+		case appendExistingPoolSQL:
+			sql = appendExistingPoolQuietSQL
+		}
+		return sql, args
+	}
 	exp := opts.ExpectedVersion
 	v, exact := exp.Exact()
 	switch {

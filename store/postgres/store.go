@@ -13,7 +13,8 @@ import (
 	"github.com/troupehq/troupe/store"
 )
 
-// NotifyChannel is the PostgreSQL channel every append notifies. The payload
+// NotifyChannel is the PostgreSQL channel every append notifies (from its
+// own statement, or through the store's [Notifier] when it has one). The payload
 // is a JSON object {"partition":"<partition>","globalPosition":<n>} naming the
 // partition written and the global position of the append's last event.
 // PostgreSQL delivers it when the appending transaction commits and never
@@ -46,6 +47,18 @@ type Config struct {
 	// operation's partition, until the transaction ends or the next
 	// operation of the store sets it again.
 	RowLevelSecurity bool
+	// Notifier, when set, sends the appends' notifications instead of the
+	// append statements: an append on the pool then runs without
+	// pg_notify and pokes the Notifier after it commits, which notifies
+	// NotifyChannel at most once per its Interval (one notification per
+	// partition written, naming the highest global position). Listeners
+	// get the same payloads up to one Interval later, and appends no longer
+	// queue on PostgreSQL's cluster-wide notification lock at commit.
+	// Appends in a caller's transaction (WithTx, WithSession) still notify
+	// in the statement, so nothing is announced before it commits. The
+	// caller starts and stops the Notifier; one Notifier may serve several
+	// stores. Defaults to nil: every append notifies in its own statement.
+	Notifier *Notifier
 }
 
 // validate reports the first unusable field of c, by name. Every field of
@@ -80,6 +93,8 @@ type Store struct {
 	tx     pgx.Tx // nil unless the store is bound to a transaction
 	logger *slog.Logger
 	rls    bool // Config.RowLevelSecurity
+	// notifier is Config.Notifier (nil: the append statements notify).
+	notifier *Notifier
 }
 
 var (
@@ -99,7 +114,7 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		}
 	}
 	c := cfg.withDefaults()
-	return &Store{pool: pool, logger: c.Logger, rls: c.RowLevelSecurity}, nil
+	return &Store{pool: pool, logger: c.Logger, rls: c.RowLevelSecurity, notifier: c.Notifier}, nil
 }
 
 // WithTx returns a store whose operations all run on tx, the caller's
@@ -114,7 +129,7 @@ func (s *Store) WithTx(tx pgx.Tx) store.EventStore {
 
 // bound returns a copy of s bound to tx.
 func (s *Store) bound(tx pgx.Tx) *Store {
-	return &Store{pool: s.pool, tx: tx, logger: s.logger, rls: s.rls}
+	return &Store{pool: s.pool, tx: tx, logger: s.logger, rls: s.rls, notifier: s.notifier}
 }
 
 // querier is what the pool and a transaction have in common.
