@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -162,6 +163,50 @@ func waitForLog(t *testing.T, s store.EventStore, opts store.ReadAllOptions, n i
 		}
 		if time.Now().After(deadline) {
 			require.Failf(t, "events missing from read all", "want at least %d events, see %d after %s", n, len(got), visibilityWait)
+		}
+	}
+}
+
+// readAllUntil reads the global log after opts.After (every page) until
+// the events read are want, and returns them. The visibility guard may hold
+// back the tail of the log for a while, even events a read has already
+// returned: on PostgreSQL an older transaction of another database that
+// finishes while a read runs counts as in flight for that read. So a
+// shorter read is retried; one that is not a prefix of want (an event
+// skipped, repeated or out of order) fails at once.
+func readAllUntil(t *testing.T, s store.EventStore, opts store.ReadAllOptions, want []string) []store.Event {
+	t.Helper()
+	return settle(t, want, func() ([]store.Event, []string) {
+		got := readAll(t, s, opts)
+		return got, messageIDs(got)
+	})
+}
+
+// pageUntil reads one page of the global log with opts until it holds the
+// events want (see readAllUntil) and returns it.
+func pageUntil(t *testing.T, s store.EventStore, opts store.ReadAllOptions, want []string) store.ReadAllResult {
+	t.Helper()
+	return settle(t, want, func() (store.ReadAllResult, []string) {
+		res, err := s.ReadAll(t.Context(), opts)
+		require.NoError(t, err, "read all after %+v", opts.After)
+		return res, messageIDs(res.Events)
+	})
+}
+
+// settle calls read until the message ids it returns are want, failing at
+// once when they are not a prefix of want and after visibilityWait when
+// they stay short.
+func settle[R any](t *testing.T, want []string, read func() (R, []string)) R {
+	t.Helper()
+	deadline := time.Now().Add(visibilityWait)
+	for {
+		res, got := read()
+		if slices.Equal(got, want) {
+			return res
+		}
+		require.Equal(t, want[:min(len(got), len(want))], got, "read all returned events that are not the start of what it must return")
+		if time.Now().After(deadline) {
+			require.Failf(t, "events missing from read all", "want %v, see %v after %s", want, got, visibilityWait)
 		}
 	}
 }
