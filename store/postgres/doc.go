@@ -24,6 +24,25 @@
 // and returns only what the role may see (nothing, on the pool): read the
 // whole log as the tables' owner. Off (the default), nothing is added.
 //
+// # Notifications
+//
+// By default each append statement calls pg_notify, so its notification is
+// sent exactly when it commits. PostgreSQL serialises the commits of
+// notifying transactions on one cluster-wide lock, which caps and roughly
+// halves the append throughput of many concurrent writers. With a
+// [Notifier] in Config.Notifier, appends on the pool run without pg_notify
+// and poke the Notifier after they commit; it sends at most one statement
+// per NotifierConfig.Interval (default 5ms) with one notification per
+// partition written, carrying the highest global position poked, in the
+// same payload format. The trade-off: listeners hear of an append up to one
+// Interval (plus a round trip) later, and appends go much faster (see
+// BenchmarkAppendParallel). Appends in a caller's transaction (WithTx,
+// WithSession) still notify from their statement, so no notification
+// precedes a commit. A Notifier's failed statement is logged and dropped,
+// and positions poked after its Stop are never sent; a process that
+// crashes between an append's commit and the next flush sends nothing for
+// it. Listeners must poll as a fallback in any case.
+//
 // # Guarantees
 //
 //   - An append is one SQL statement, so one round trip on the success path:
@@ -57,7 +76,9 @@
 //   - A stream's type is set by the append that creates it and never
 //     changes. Events carry the database clock in Created and their own
 //     schema version.
-//   - Every append notifies [NotifyChannel] when its transaction commits.
+//   - Every append notifies [NotifyChannel] when its transaction commits:
+//     from its own statement by default, or, with Config.Notifier, through
+//     the [Notifier] right after the commit (see Notifications).
 //   - [Migrate] is idempotent and safe to run from several processes at
 //     once (a transaction-scoped advisory lock serialises them).
 //   - Identifiers are never built from input: partitions are bind
