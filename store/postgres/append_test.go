@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/store"
@@ -225,6 +227,32 @@ func TestAppendConcurrentAny(t *testing.T) {
 	require.Equal(t, store.Version(writers*batch), requireConsistent(t, pool, "any", "default_partition"))
 }
 
+// poolSessionsIdle reports whether every other session of the pool's
+// database is idle and belongs to a connection the pool still holds.
+func poolSessionsIdle(t *testing.T, pool *pgxpool.Pool) bool {
+	t.Helper()
+	held := map[uint32]bool{}
+	for _, c := range pool.AcquireAllIdle(t.Context()) {
+		held[c.Conn().PgConn().PID()] = true
+		c.Release()
+	}
+	rows, err := pool.Query(t.Context(), `SELECT pid, state FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`)
+	require.NoError(t, err)
+	type session struct {
+		PID   uint32
+		State *string
+	}
+	sessions, err := pgx.CollectRows(rows, pgx.RowToStructByPos[session])
+	require.NoError(t, err)
+	for _, s := range sessions {
+		if !held[s.PID] || s.State == nil || *s.State != "idle" {
+			return false
+		}
+	}
+	return true
+}
+
 // Cancelling an append's context at a random moment leaves all of its
 // events or none: the stream's version always equals its number of
 // messages, at contiguous positions, in whole batches.
@@ -253,13 +281,14 @@ func TestAppendCancelledMidway(t *testing.T) {
 		timer.Stop()
 		cancel()
 		// pgx stops waiting when the context ends, but the server runs
-		// the statement to its end (and may commit it). Check once no
-		// other session of this database is busy any more.
+		// the statement to its end (and may commit it), even when pgx has
+		// closed the connection: what was sent is still in the socket,
+		// and a backend that has not read it yet shows as idle. Check once
+		// every session of this database is an idle connection of the
+		// pool: a closed connection's backend exits only after it has
+		// run what it was sent.
 		waitFor(t, "the cancelled append to finish on the server", func() bool {
-			var busy int
-			require.NoError(t, pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'`).Scan(&busy))
-			return busy == 0
+			return poolSessionsIdle(t, pool)
 		})
 		got := requireConsistent(t, pool, stream, "default_partition")
 		switch {

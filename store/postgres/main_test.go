@@ -81,7 +81,7 @@ FROM messages WHERE stream_id = $1 AND partition = $2 AND NOT is_archived`, stri
 // deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for !cond() {
