@@ -186,18 +186,66 @@ func waitUntil(ctx context.Context, t time.Time) error {
 
 // newCommander returns mode's command handler on a store on pool.
 // maxActors caps the host's actors (0: the host's default).
+// Both modes append through a store with a postgres.Notifier, as a
+// production service would: listeners are told of appends at most once per
+// notify interval instead of by a pg_notify inside every append, which
+// serialises commits on the server's notification queue.
 func (b *bench) newCommander(ctx context.Context, mode string, pool *pgxpool.Pool, maxActors int) (commander, error) {
-	es, err := postgres.New(pool, &postgres.Config{Logger: b.cfg.Logger})
+	// The notifier sends from a small pool of its own, off the commands'
+	// path, so the round trips counted on pool are the commands' own.
+	ncfg := pool.Config().Copy()
+	ncfg.MaxConns, ncfg.MinConns = 2, 0
+	ncfg.ConnConfig.Tracer = nil
+	npool, err := pgxpool.NewWithConfig(ctx, ncfg)
 	if err != nil {
 		return nil, err
 	}
+	notifier, err := postgres.NewNotifier(npool, &postgres.NotifierConfig{Logger: b.cfg.Logger})
+	if err != nil {
+		npool.Close()
+		return nil, err
+	}
+	es, err := postgres.New(pool, &postgres.Config{Logger: b.cfg.Logger, Notifier: notifier})
+	if err != nil {
+		npool.Close()
+		return nil, err
+	}
+	var c commander
 	switch mode {
 	case ModeActor:
-		return newActorMode(ctx, es, maxActors, b.cfg.Logger)
+		c, err = newActorMode(ctx, es, maxActors, b.cfg.Logger)
 	case ModeStateless:
-		return newStatelessMode(es)
+		c, err = newStatelessMode(es)
+	default:
+		err = fmt.Errorf("unknown mode %q", mode)
 	}
-	return nil, fmt.Errorf("unknown mode %q", mode)
+	if err != nil {
+		npool.Close()
+		return nil, err
+	}
+	if err := notifier.Start(ctx); err != nil {
+		_ = c.close(ctx)
+		npool.Close()
+		return nil, err
+	}
+	return notifyingCommander{commander: c, notifier: notifier, pool: npool}, nil
+}
+
+// notifyingCommander stops the store's notifier, and closes its pool,
+// after the commander.
+type notifyingCommander struct {
+	commander
+	notifier *postgres.Notifier
+	pool     *pgxpool.Pool
+}
+
+func (c notifyingCommander) close(ctx context.Context) error {
+	err := c.commander.close(ctx)
+	if nerr := c.notifier.Stop(ctx); err == nil {
+		err = nerr
+	}
+	c.pool.Close()
+	return err
 }
 
 // ProjectionResult is the carts projection run from cold over a log.
