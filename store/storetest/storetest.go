@@ -204,7 +204,9 @@ func settle[R any](t *testing.T, want []string, read func() (R, []string)) R {
 		if slices.Equal(got, want) {
 			return res
 		}
-		require.Equal(t, want[:min(len(got), len(want))], got, "read all returned events that are not the start of what it must return")
+		if !slices.Equal(got, want[:min(len(got), len(want))]) {
+			require.Failf(t, "read all returned events that are not the start of what it must return", "want %v, see %v", want, got)
+		}
 		if time.Now().After(deadline) {
 			require.Failf(t, "events missing from read all", "want %v, see %v after %s", want, got, visibilityWait)
 		}
