@@ -210,7 +210,11 @@ type EventStore interface {
 	// ReadStream reads events of one stream in stream order.
 	ReadStream(ctx context.Context, stream StreamID, opts ReadOptions) (ReadResult, error)
 	// ReadAll reads a batch of the global log after a checkpoint, in
-	// commit-safe order.
+	// commit-safe order. That order is not always each stream's own order:
+	// a transaction that took its id and then waited for a stream's lock
+	// commits that stream's later event under a smaller transaction id.
+	// Readers that fold per stream must order by StreamPosition themselves
+	// (projection's snapshot projections do).
 	ReadAll(ctx context.Context, opts ReadAllOptions) (ReadAllResult, error)
 	// ArchiveStream archives a stream: afterwards it reads as missing and a
 	// new stream with the same id may be started. Archiving a missing
