@@ -524,28 +524,15 @@ const memoryWarm = 200
 func (b *bench) memory(ctx context.Context) (res MemoryResult, err error) {
 	m := b.cfg.MemoryStreams
 	res.Streams, res.EventsPerActor = m, 2
-	db, err := b.srv.newDatabase(ctx)
+	es, codec, closeScratch, err := b.scratchStore(ctx, 16)
 	if err != nil {
 		return res, err
 	}
 	defer func() {
-		if derr := db.drop(ctx); derr != nil && err == nil {
-			err = derr
+		if cerr := closeScratch(); cerr != nil && err == nil {
+			err = cerr
 		}
 	}()
-	pool, err := db.pool(ctx, 16, nil)
-	if err != nil {
-		return res, err
-	}
-	defer pool.Close()
-	es, err := postgres.New(pool, &postgres.Config{Logger: b.cfg.Logger})
-	if err != nil {
-		return res, err
-	}
-	codec, err := newCodec()
-	if err != nil {
-		return res, err
-	}
 	const tenant = "bench-mem"
 	id := func(i int) string { return fmt.Sprintf("mem-%d", i) }
 	total := m + memoryWarm
@@ -651,28 +638,15 @@ const seedChunk = 1000
 // streamLengths times AddItem commands on carts of each configured length,
 // through a warmed actor (cached state) and through the stateless handler.
 func (b *bench) streamLengths(ctx context.Context) (out []LengthResult, err error) {
-	db, err := b.srv.newDatabase(ctx)
+	es, codec, closeScratch, err := b.scratchStore(ctx, 8)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
-		if derr := db.drop(ctx); derr != nil && err == nil {
-			err = derr
+		if cerr := closeScratch(); cerr != nil && err == nil {
+			err = cerr
 		}
 	}()
-	pool, err := db.pool(ctx, 8, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
-	es, err := postgres.New(pool, &postgres.Config{Logger: b.cfg.Logger})
-	if err != nil {
-		return nil, err
-	}
-	codec, err := newCodec()
-	if err != nil {
-		return nil, err
-	}
 	am, err := newActorMode(ctx, es, 0, b.cfg.Logger)
 	if err != nil {
 		return nil, err
@@ -750,4 +724,29 @@ func seedCart(ctx context.Context, es store.EventStore, codec store.Codec, tenan
 		written += size
 	}
 	return nil
+}
+
+// scratchStore opens a scratch database with a pool of conns connections,
+// a store on it and the cart codec. closeScratch closes the pool and drops
+// the database.
+func (b *bench) scratchStore(ctx context.Context, conns int) (es *postgres.Store, codec *store.JSONCodec, closeScratch func() error, err error) {
+	db, err := b.srv.newDatabase(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pool, err := db.pool(ctx, conns, nil)
+	if err != nil {
+		return nil, nil, nil, errors.Join(err, db.drop(ctx))
+	}
+	closeScratch = func() error {
+		pool.Close()
+		return db.drop(ctx)
+	}
+	if es, err = postgres.New(pool, &postgres.Config{Logger: b.cfg.Logger}); err == nil {
+		codec, err = newCodec()
+	}
+	if err != nil {
+		return nil, nil, nil, errors.Join(err, closeScratch())
+	}
+	return es, codec, closeScratch, nil
 }
