@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-
 	"github.com/troupehq/troupe/internal/oteltest"
 	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/telemetry"
