@@ -8,7 +8,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/telemetry"
 )
 
 // Config configures a Host. The zero value of every field but Store is
@@ -24,15 +23,12 @@ type Config struct {
 	// Logger receives the host's logs (and protoactor's warnings and
 	// errors). Defaults to slog.Default().
 	Logger *slog.Logger
-	// Telemetry records the command, activation and append spans and the
-	// host's metrics (see docs/telemetry.md). Defaults to one built by
-	// telemetry.New from TracerProvider and MeterProvider.
-	Telemetry *telemetry.Telemetry
-	// TracerProvider is used when Telemetry is nil. Defaults to
+	// TracerProvider creates the tracer of the command, activation and
+	// append spans (see docs/telemetry.md). Defaults to
 	// otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
-	// MeterProvider is used when Telemetry is nil. Defaults to
-	// otel.GetMeterProvider().
+	// MeterProvider creates the host's instruments (see
+	// docs/telemetry.md). Defaults to otel.GetMeterProvider().
 	MeterProvider metric.MeterProvider
 
 	// MaxActors caps the stream actors alive at once (cached ones plus

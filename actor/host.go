@@ -14,8 +14,8 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/telemetry"
 )
 
 // Host runs the stream actors of the aggregate kinds registered on it. It
@@ -24,7 +24,7 @@ import (
 type Host struct {
 	cfg        Config
 	log        *slog.Logger
-	tel        *telemetry.Telemetry
+	tel        *otelwire.Telemetry
 	system     *protoactor.ActorSystem
 	snapshots  store.SnapshotStore // nil when cfg.Store is not a SnapshotStore
 	baseCtx    context.Context     // cancelled when Stop gives up waiting
@@ -44,7 +44,7 @@ type Host struct {
 	quit        chan struct{} // closed when Stop begins
 	stopDone    chan struct{} // closed when Stop has finished
 	stopErr     error
-	evictReason string // why the cache is evicting right now (a telemetry.Reason*)
+	evictReason string // why the cache is evicting right now (a otelwire.Reason*)
 
 	jobs    sync.WaitGroup // store calls, backoffs and snapshot writes run off the actors' loops
 	scanner sync.WaitGroup
@@ -84,7 +84,7 @@ type activation struct {
 // passivateMsg asks a stream actor to finish the commands it has and stop.
 // It is always the last message the host sends to an activation.
 type passivateMsg struct {
-	reason string // a telemetry.Reason*
+	reason string // a otelwire.Reason*
 }
 
 // New returns a Host for cfg. It starts no goroutines; call Start.
@@ -103,12 +103,9 @@ func New(cfg Config) (*Host, error) {
 		stopDone:    make(chan struct{}),
 	}
 	h.snapshots, _ = cfg.Store.(store.SnapshotStore)
-	h.tel = cfg.Telemetry
-	if h.tel == nil {
-		h.tel, err = telemetry.New(&telemetry.Config{TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider})
-		if err != nil {
-			return nil, fmt.Errorf("actor: create telemetry: %w", err)
-		}
+	h.tel, err = otelwire.New(&otelwire.Config{TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider})
+	if err != nil {
+		return nil, fmt.Errorf("actor: create telemetry: %w", err)
 	}
 	// The cache is bounded by MaxActors; Host.deliver keeps the total of
 	// cached and passivating actors under the same cap.
@@ -175,7 +172,7 @@ func (h *Host) Stop(ctx context.Context) error {
 	close(h.quit)
 	// Passivate every cached actor: each gets a passivate message after
 	// the commands already in its mailbox, handles them and stops.
-	h.evict(telemetry.ReasonStopped, h.cache.Purge)
+	h.evict(otelwire.ReasonStopped, h.cache.Purge)
 	h.mu.Unlock()
 
 	h.scanner.Wait()
@@ -251,7 +248,7 @@ func (h *Host) deliver(ctx context.Context, k key, rt anyKind, msg any) error {
 		} else if h.live >= h.cfg.MaxActors {
 			// At the cap: passivate the least recently used actor and
 			// wait for a slot.
-			h.evict(telemetry.ReasonEvicted, func() { h.cache.RemoveOldest() })
+			h.evict(otelwire.ReasonEvicted, func() { h.cache.RemoveOldest() })
 			wait = h.slotFree
 		} else {
 			act, err := h.spawn(k, rt, msg)
@@ -315,7 +312,7 @@ func (h *Host) onEvict(k key, act *activation) {
 	h.passivations.Add(1)
 	reason := h.evictReason
 	if reason == "" {
-		reason = telemetry.ReasonEvicted
+		reason = otelwire.ReasonEvicted
 	}
 	h.system.Root.Send(act.pid, passivateMsg{reason: reason})
 }
@@ -361,7 +358,7 @@ func (h *Host) passivateIdle(now time.Time) {
 		if !ok || now.Sub(act.lastUsed) < h.cfg.IdleTimeout {
 			return
 		}
-		h.evict(telemetry.ReasonIdle, func() { h.cache.Remove(k) })
+		h.evict(otelwire.ReasonIdle, func() { h.cache.Remove(k) })
 	}
 }
 

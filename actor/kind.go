@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/decider"
+	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
 )
@@ -282,7 +283,7 @@ func (a *Aggregate[C, E, S]) commandName(cmd C) (name string) {
 	return a.rt.CommandName(cmd)
 }
 
-func (a *Aggregate[C, E, S]) send(ctx context.Context, k key, cmd C, o SendOptions, span *telemetry.CommandSpan) (Result[E, S], error) {
+func (a *Aggregate[C, E, S]) send(ctx context.Context, k key, cmd C, o SendOptions, span *otelwire.CommandSpan) (Result[E, S], error) {
 	var zero Result[E, S]
 	if err := ctx.Err(); err != nil {
 		return zero, fmt.Errorf("actor: send %s command to stream %q: %w", k.kind, k.stream, err)
@@ -365,7 +366,7 @@ type commandMsg[C, E, S any] struct {
 	reply chan outcome[E, S] // buffered 1; answered exactly once
 	done  <-chan struct{}    // the caller's ctx.Done()
 	meta  store.Metadata     // copied into every event of the command
-	span  *telemetry.CommandSpan
+	span  *otelwire.CommandSpan
 	sc    trace.SpanContext // the command span
 
 	attempts   int  // appends tried (conflicts so far)

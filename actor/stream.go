@@ -13,8 +13,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/decider"
+	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/telemetry"
 )
 
 // streamActor owns one stream's state. Everything but the store calls runs
@@ -46,7 +46,7 @@ type streamActor[C, E, S any] struct {
 	pending      []any // *commandMsg and *queryMsg, in arrival order
 	building     []*commandMsg[C, E, S]
 	passivating  bool
-	passivation  string // why (a telemetry.Reason*)
+	passivation  string // why (a otelwire.Reason*)
 	stopping     bool
 	activated    bool              // a full load succeeded: counted live in telemetry
 	parent       trace.SpanContext // the command that caused the activation
@@ -325,7 +325,7 @@ func (a *streamActor[C, E, S]) startAppend(b *batch[C, E, S]) {
 			StreamType:      streamType,
 			ExpectedVersion: expected,
 		})
-		span.End(ctx, telemetry.OutcomeFor(err, store.ErrVersionConflict, nil), int64(res.NextExpectedVersion), err)
+		span.End(ctx, otelwire.OutcomeFor(err, store.ErrVersionConflict, nil), int64(res.NextExpectedVersion), err)
 		h.post(self, &appendDone[C, E, S]{batch: b, res: res, err: err})
 	}()
 }
@@ -333,8 +333,8 @@ func (a *streamActor[C, E, S]) startAppend(b *batch[C, E, S]) {
 // appendSpan describes a batch's append for telemetry: a child of the
 // first command of the batch with a span, linked to the other commands'
 // spans.
-func appendSpan[C, E, S any](ctx context.Context, k key, expected store.ExpectedVersion, b *batch[C, E, S]) (context.Context, telemetry.Append) {
-	ap := telemetry.Append{Stream: streamOf(k), Events: len(b.data), ExpectedVersion: expected.String()}
+func appendSpan[C, E, S any](ctx context.Context, k key, expected store.ExpectedVersion, b *batch[C, E, S]) (context.Context, otelwire.Append) {
+	ap := otelwire.Append{Stream: streamOf(k), Events: len(b.data), ExpectedVersion: expected.String()}
 	parent := trace.SpanContext{}
 	for _, e := range b.entries {
 		sc := e.msg.sc
@@ -529,7 +529,7 @@ func (a *streamActor[C, E, S]) startLoad(full bool) {
 		}
 		ctx, cancel := h.storeCtx()
 		defer cancel()
-		var span *telemetry.ActivationSpan
+		var span *otelwire.ActivationSpan
 		if full {
 			if parent.IsValid() {
 				ctx = trace.ContextWithSpanContext(ctx, parent)
@@ -537,7 +537,7 @@ func (a *streamActor[C, E, S]) startLoad(full bool) {
 			ctx, span = h.tel.StartActivation(ctx, streamOf(k))
 		}
 		r := a.k.load(ctx, h, k, start)
-		span.End(ctx, telemetry.Activation{Replayed: r.replayed, SnapshotUsed: r.snapshotVersion > 0,
+		span.End(ctx, otelwire.Activation{Replayed: r.replayed, SnapshotUsed: r.snapshotVersion > 0,
 			SnapshotVersion: int64(r.snapshotVersion), Version: int64(r.version)}, r.err)
 		h.post(self, &loadDone[E, S]{r: r})
 	}()

@@ -6,8 +6,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/decider"
+	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/telemetry"
 )
 
 // traced is a message that carries the span context of the command that
@@ -19,8 +19,8 @@ type traced interface {
 func (m *commandMsg[C, E, S]) spanContext() trace.SpanContext { return m.sc }
 
 // streamOf names a stream for telemetry.
-func streamOf(k key) telemetry.Stream {
-	return telemetry.Stream{Kind: k.kind, Tenant: k.tenant, ID: string(k.stream)}
+func streamOf(k key) otelwire.Stream {
+	return otelwire.Stream{Kind: k.kind, Tenant: k.tenant, ID: string(k.stream)}
 }
 
 // commandTypeName is the default Kind.CommandName: the Go type name of
@@ -37,6 +37,6 @@ func commandTypeName(cmd any) string {
 }
 
 // outcome classifies a command's or append's error for telemetry.
-func outcomeOf(err error) telemetry.Outcome {
-	return telemetry.OutcomeFor(err, store.ErrVersionConflict, decider.ErrRejected)
+func outcomeOf(err error) otelwire.Outcome {
+	return otelwire.OutcomeFor(err, store.ErrVersionConflict, decider.ErrRejected)
 }

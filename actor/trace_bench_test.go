@@ -5,19 +5,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/troupehq/troupe/actor"
+	"github.com/troupehq/troupe/internal/oteltest"
 	"github.com/troupehq/troupe/internal/pgtest"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/memory"
 	"github.com/troupehq/troupe/store/postgres"
-	"github.com/troupehq/troupe/telemetry"
 )
 
 // BenchmarkTracingOverhead runs the same command workload (one sender,
@@ -42,12 +43,12 @@ func BenchmarkTracingOverhead(b *testing.B) {
 			cmd := counterCmd{Tenant: "bench", Stream: "s"}
 			var aggs [2]*counterAgg // off, on
 			for i, on := range []bool{false, true} {
-				tel, pgxTracer := overheadTelemetry(b, on)
+				tp, mp, pgxTracer := overheadProviders(b, on)
 				var st store.EventStore = memory.New()
 				if backend == "postgres" {
 					st = tracedPGStore(b, pgxTracer)
 				}
-				_, aggs[i] = startHost(b, actor.Config{Store: st, Telemetry: tel, IdleTimeout: -1})
+				_, aggs[i] = startHost(b, actor.Config{Store: st, TracerProvider: tp, MeterProvider: mp, IdleTimeout: -1})
 				_, err := aggs[i].Send(ctx, cmd) // activate
 				require.NoError(b, err)
 			}
@@ -74,38 +75,20 @@ func BenchmarkTracingOverhead(b *testing.B) {
 	}
 }
 
-// dropSpans is a span exporter that drops everything.
-type dropSpans struct{}
-
-func (dropSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
-func (dropSpans) Shutdown(context.Context) error                             { return nil }
-
-// overheadTelemetry returns the Telemetry (and pgx tracer, nil when off)
+// overheadProviders returns the providers (and pgx tracer, nil when off)
 // of one side of the overhead benchmark.
-func overheadTelemetry(b *testing.B, on bool) (*telemetry.Telemetry, *telemetry.PgxTracer) {
+func overheadProviders(b *testing.B, on bool) (trace.TracerProvider, metric.MeterProvider, *otelpgx.Tracer) {
 	b.Helper()
 	if !on {
-		tel, err := telemetry.New(&telemetry.Config{
-			TracerProvider: tracenoop.NewTracerProvider(),
-			MeterProvider:  metricnoop.NewMeterProvider(),
-		})
-		require.NoError(b, err)
-		return tel, nil
+		return tracenoop.NewTracerProvider(), metricnoop.NewMeterProvider(), nil
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(dropSpans{}), sdktrace.WithSampler(sdktrace.AlwaysSample()))
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-	b.Cleanup(func() {
-		_ = tp.Shutdown(context.Background())
-		_ = mp.Shutdown(context.Background())
-	})
-	tel, err := telemetry.New(&telemetry.Config{TracerProvider: tp, MeterProvider: mp})
-	require.NoError(b, err)
-	return tel, telemetry.NewPgxTracer(&telemetry.PgxConfig{TracerProvider: tp})
+	tp, mp := oteltest.Discarding(b)
+	return tp, mp, otelpgx.NewTracer(otelpgx.WithTracerProvider(tp), otelpgx.WithMeterProvider(mp))
 }
 
 // tracedPGStore returns a store on a fresh migrated database whose pool
 // traces its queries with tracer (none when nil).
-func tracedPGStore(b *testing.B, tracer *telemetry.PgxTracer) *postgres.Store {
+func tracedPGStore(b *testing.B, tracer *otelpgx.Tracer) *postgres.Store {
 	b.Helper()
 	ctx := context.Background()
 	cfg, err := pgxpool.ParseConfig(pgtest.NewDatabase(b))

@@ -14,7 +14,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/telemetry"
 )
 
 // Defaults of ConsumerConfig, the seed consumer's.
@@ -55,15 +54,12 @@ type ConsumerConfig struct {
 	OnFailure FailureAction
 	// Logger receives diagnostics. Defaults to slog.Default().
 	Logger *slog.Logger
-	// Telemetry records a "consumer <Name>" span per batch and the
-	// projection metrics under Name (see docs/telemetry.md). Defaults to
-	// one built by telemetry.New from TracerProvider and MeterProvider.
-	Telemetry *telemetry.Telemetry
-	// TracerProvider is used when Telemetry is nil. Defaults to
+	// TracerProvider creates the tracer of the "consumer <Name>" span of
+	// each batch (see docs/telemetry.md). Defaults to
 	// otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
-	// MeterProvider is used when Telemetry is nil. Defaults to
-	// otel.GetMeterProvider().
+	// MeterProvider creates the projection instruments, recorded under
+	// Name (see docs/telemetry.md). Defaults to otel.GetMeterProvider().
 	MeterProvider metric.MeterProvider
 }
 
@@ -109,7 +105,6 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		Retry:              cfg.Retry,
 		OnFailure:          cfg.OnFailure,
 		Logger:             cfg.Logger,
-		Telemetry:          cfg.Telemetry,
 		TracerProvider:     cfg.TracerProvider,
 		MeterProvider:      cfg.MeterProvider,
 	})

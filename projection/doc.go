@@ -58,8 +58,8 @@
 //
 // # Telemetry
 //
-// With Config.Telemetry (or providers; the OpenTelemetry globals by
-// default) every batch a [Projection] commits is a "projection <name>" span
+// With the TracerProvider and MeterProvider of the configs (the
+// OpenTelemetry globals by default) every batch a [Projection] commits is a "projection <name>" span
 // ("consumer <name>" for a [Consumer]; the [Runner] names it after the
 // subscription) covering its handler writes and its checkpoint: a child of
 // the command span whose events it applies when they all come from one

@@ -16,9 +16,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
-	"github.com/troupehq/troupe/telemetry"
 )
 
 // AllPartitions is the partition under which a projection over every
@@ -119,17 +119,13 @@ type Config struct {
 	Reset func(ctx context.Context, tx pgx.Tx, partition string) error
 	// Logger receives diagnostics. Defaults to slog.Default().
 	Logger *slog.Logger
-	// Telemetry records a "projection <Name>" span per batch (handler
-	// writes and checkpoint), the batch duration, events projected,
-	// dead-lettered events and the lag gauges (see docs/telemetry.md).
-	// Defaults to one built by telemetry.New from TracerProvider and
-	// MeterProvider.
-	Telemetry *telemetry.Telemetry
-	// TracerProvider is used when Telemetry is nil. Defaults to
-	// otel.GetTracerProvider().
+	// TracerProvider creates the tracer of the "projection <Name>" span of
+	// each batch (handler writes and checkpoint; see docs/telemetry.md).
+	// Defaults to otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
-	// MeterProvider is used when Telemetry is nil. Defaults to
-	// otel.GetMeterProvider().
+	// MeterProvider creates the instruments of the batch duration, events
+	// projected, dead-lettered events and the lag gauges (see
+	// docs/telemetry.md). Defaults to otel.GetMeterProvider().
 	MeterProvider metric.MeterProvider
 }
 
@@ -226,7 +222,7 @@ type Projection struct {
 	store   store.EventStore
 	lockKey string
 	owner   string
-	tel     *telemetry.Telemetry
+	tel     *otelwire.Telemetry
 	// consumer names batch spans "consumer <name>".
 	consumer bool
 	lag      lagTracker
@@ -265,7 +261,7 @@ func New(cfg Config) (*Projection, error) {
 		changed:  make(chan struct{}),
 	}
 	p.lockKey = "troupe.projection/" + cfg.Name + "/" + p.scope
-	tel, err := newTelemetry(cfg.Telemetry, cfg.TracerProvider, cfg.MeterProvider)
+	tel, err := newTelemetry(cfg.TracerProvider, cfg.MeterProvider)
 	if err != nil {
 		return nil, fmt.Errorf("new projection %q: %w", cfg.Name, err)
 	}

@@ -10,9 +10,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
-	"github.com/troupehq/troupe/telemetry"
 )
 
 // DefaultRunnerBatchSize is how many events ProjectEvents reads when
@@ -29,15 +29,13 @@ type RunnerConfig struct {
 	Store store.EventStore
 	// Registry holds the handlers run for each event type.
 	Registry Registry
-	// Telemetry records a "projection <subscription id>" span per batch
-	// with events (handler writes, checkpoint and commit), the batch
-	// duration and events projected (see docs/telemetry.md). Defaults to
-	// one built by telemetry.New from TracerProvider and MeterProvider.
-	Telemetry *telemetry.Telemetry
-	// TracerProvider is used when Telemetry is nil. Defaults to
+	// TracerProvider creates the tracer of the "projection <subscription
+	// id>" span of each batch with events (handler writes, checkpoint and
+	// commit; see docs/telemetry.md). Defaults to
 	// otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
-	// MeterProvider is used when Telemetry is nil. Defaults to
+	// MeterProvider creates the instruments of the batch duration and
+	// events projected (see docs/telemetry.md). Defaults to
 	// otel.GetMeterProvider().
 	MeterProvider metric.MeterProvider
 }
@@ -55,7 +53,7 @@ type Runner struct {
 	pool     *pgxpool.Pool
 	store    store.EventStore
 	registry Registry
-	tel      *telemetry.Telemetry
+	tel      *otelwire.Telemetry
 }
 
 // NewRunner checks cfg and returns a Runner.
@@ -63,7 +61,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if cfg.Pool == nil {
 		return nil, configError("RunnerConfig.Pool is nil")
 	}
-	tel, err := newTelemetry(cfg.Telemetry, cfg.TracerProvider, cfg.MeterProvider)
+	tel, err := newTelemetry(cfg.TracerProvider, cfg.MeterProvider)
 	if err != nil {
 		return nil, fmt.Errorf("new runner: %w", err)
 	}
@@ -137,7 +135,7 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 
 	var (
 		res  Result
-		span *telemetry.BatchSpan
+		span *otelwire.BatchSpan
 		sctx = ctx
 	)
 	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {

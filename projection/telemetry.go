@@ -12,17 +12,14 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/telemetry"
 )
 
-// newTelemetry returns tel, or one built from the providers (nil ones are
-// the OpenTelemetry globals) when tel is nil.
-func newTelemetry(tel *telemetry.Telemetry, tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry.Telemetry, error) {
-	if tel != nil {
-		return tel, nil
-	}
-	tel, err := telemetry.New(&telemetry.Config{TracerProvider: tp, MeterProvider: mp})
+// newTelemetry returns the instrumentation built from the providers (nil
+// ones are the OpenTelemetry globals).
+func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*otelwire.Telemetry, error) {
+	tel, err := otelwire.New(&otelwire.Config{TracerProvider: tp, MeterProvider: mp})
 	if err != nil {
 		return nil, fmt.Errorf("set up telemetry: %w", err)
 	}
@@ -30,8 +27,8 @@ func newTelemetry(tel *telemetry.Telemetry, tp trace.TracerProvider, mp metric.M
 }
 
 // batchOf describes events for a batch span.
-func batchOf(name, tenant string, events []store.Event) telemetry.Batch {
-	b := telemetry.Batch{
+func batchOf(name, tenant string, events []store.Event) otelwire.Batch {
+	b := otelwire.Batch{
 		Name:     name,
 		Tenant:   tenant,
 		Size:     len(events),
@@ -46,7 +43,7 @@ func batchOf(name, tenant string, events []store.Event) telemetry.Batch {
 
 // startBatch starts the span of a batch the projection (or consumer)
 // applies: "projection <name>" or "consumer <name>".
-func (p *Projection) startBatch(ctx context.Context, events []store.Event) (context.Context, *telemetry.BatchSpan) {
+func (p *Projection) startBatch(ctx context.Context, events []store.Event) (context.Context, *otelwire.BatchSpan) {
 	b := batchOf(p.cfg.Name, p.cfg.Partition, events)
 	if p.consumer {
 		return p.tel.StartConsumerBatch(ctx, b)
@@ -181,9 +178,9 @@ func (l *lagTracker) lag(now time.Time) (events int64, behind time.Duration, ok 
 // the returned function unregisters them. Telemetry never stops a
 // projection: a refused registration is logged.
 func (p *Projection) observeLag(ctx context.Context) func() {
-	reg, err := p.tel.ObserveProjectionLag(func(_ context.Context, observe func(telemetry.ProjectionLag)) {
+	reg, err := p.tel.ObserveProjectionLag(func(_ context.Context, observe func(otelwire.ProjectionLag)) {
 		if events, behind, ok := p.lag.lag(time.Now()); ok {
-			observe(telemetry.ProjectionLag{Projection: p.cfg.Name, Events: events, Behind: behind})
+			observe(otelwire.ProjectionLag{Projection: p.cfg.Name, Events: events, Behind: behind})
 		}
 	})
 	if err != nil {

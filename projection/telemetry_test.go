@@ -8,49 +8,39 @@ import (
 	"testing"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/troupehq/troupe/internal/oteltest"
+	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/internal/pgtest"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
 	"github.com/troupehq/troupe/telemetry"
 )
 
-// telRig is a Telemetry recording into an in-memory span exporter and a
-// manual metric reader.
+// telRig records spans and metrics in memory, counting the metric
+// callbacks registered.
 type telRig struct {
-	tel    *telemetry.Telemetry
-	tp     *sdktrace.TracerProvider
-	spans  *tracetest.InMemoryExporter
-	reader *sdkmetric.ManualReader
+	*oteltest.Recorder
+	// mp is the Recorder's meter provider, counting callbacks.
+	mp metric.MeterProvider
 	// callbacks is the number of metric callbacks registered.
 	callbacks atomic.Int64
 }
 
 func newTelRig(t *testing.T) *telRig {
 	t.Helper()
-	spans := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans), sdktrace.WithSampler(sdktrace.AlwaysSample()))
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() {
-		_ = tp.Shutdown(context.Background())
-		_ = mp.Shutdown(context.Background())
-	})
-	r := &telRig{tp: tp, spans: spans, reader: reader}
-	tel, err := telemetry.New(&telemetry.Config{TracerProvider: tp, MeterProvider: countingProvider{mp, &r.callbacks}})
-	require.NoError(t, err)
-	r.tel = tel
+	r := &telRig{Recorder: oteltest.New(t)}
+	r.mp = countingProvider{r.MeterProvider, &r.callbacks}
 	return r
 }
 
@@ -92,46 +82,13 @@ func (r *countingRegistration) Unregister() error {
 	return r.Registration.Unregister()
 }
 
-// named returns the ended spans called name.
-func (r *telRig) named(name string) []tracetest.SpanStub {
-	var out []tracetest.SpanStub
-	for _, s := range r.spans.GetSpans() {
-		if s.Name == name {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// children returns the ended spans whose parent is sc.
-func (r *telRig) children(sc trace.SpanContext) []tracetest.SpanStub {
-	var out []tracetest.SpanStub
-	for _, s := range r.spans.GetSpans() {
-		if s.Parent.SpanID() == sc.SpanID() && s.Parent.TraceID() == sc.TraceID() {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // collect returns the metrics recorded so far by name.
-func (r *telRig) collect(t *testing.T) map[string]metricdata.Metrics {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	require.NoError(t, r.reader.Collect(context.Background(), &rm))
-	out := map[string]metricdata.Metrics{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			out[m.Name] = m
-		}
-	}
-	return out
-}
+func (r *telRig) collect(t *testing.T) map[string]metricdata.Metrics { return r.Metrics(t) }
 
 // command starts and ends a span standing for a command and returns the
 // metadata its events carry.
 func (r *telRig) command(name string) (trace.SpanContext, store.Metadata) {
-	ctx, span := r.tp.Tracer("test").Start(context.Background(), name)
+	ctx, span := r.TracerProvider.Tracer("test").Start(context.Background(), name)
 	defer span.End()
 	return span.SpanContext(), telemetry.InjectMetadata(ctx, nil)
 }
@@ -144,36 +101,7 @@ func withMeta(md store.Metadata, events ...store.EventData) []store.EventData {
 }
 
 func spanAttrs(s tracetest.SpanStub) map[attribute.Key]attribute.Value {
-	out := map[attribute.Key]attribute.Value{}
-	for _, kv := range s.Attributes {
-		out[kv.Key] = kv.Value
-	}
-	return out
-}
-
-// sumOf adds up the int64 sum data points of m whose attributes include
-// want.
-func sumOf(t *testing.T, m metricdata.Metrics, want ...attribute.KeyValue) int64 {
-	t.Helper()
-	s, ok := m.Data.(metricdata.Sum[int64])
-	require.True(t, ok, "%s is an int64 sum", m.Name)
-	var n int64
-	for _, dp := range s.DataPoints {
-		if hasAll(dp.Attributes, want) {
-			n += dp.Value
-		}
-	}
-	return n
-}
-
-func hasAll(set attribute.Set, want []attribute.KeyValue) bool {
-	for _, kv := range want {
-		v, ok := set.Value(kv.Key)
-		if !ok || v != kv.Value {
-			return false
-		}
-	}
-	return true
+	return oteltest.Attrs(s.Attributes)
 }
 
 // requireBoundedAttributes checks that no metric carries an attribute
@@ -181,9 +109,9 @@ func hasAll(set attribute.Set, want []attribute.KeyValue) bool {
 func requireBoundedAttributes(t *testing.T, metrics map[string]metricdata.Metrics) {
 	t.Helper()
 	allowed := map[attribute.Key]bool{
-		telemetry.AttrKind: true, telemetry.AttrCommandType: true, telemetry.AttrOutcome: true,
-		telemetry.AttrProjection: true, telemetry.AttrEventType: true, telemetry.AttrReason: true,
-		telemetry.AttrSnapshotUsed: true,
+		otelwire.AttrKind: true, otelwire.AttrCommandType: true, otelwire.AttrOutcome: true,
+		otelwire.AttrProjection: true, otelwire.AttrEventType: true, otelwire.AttrReason: true,
+		otelwire.AttrSnapshotUsed: true,
 	}
 	check := func(name string, set attribute.Set) {
 		for _, kv := range set.ToSlice() {
@@ -223,7 +151,7 @@ func tracedPool(t *testing.T, tp trace.TracerProvider) (*pgxpool.Pool, *postgres
 	ctx := testCtx(t)
 	cfg, err := pgxpool.ParseConfig(pgtest.NewDatabase(t))
 	require.NoError(t, err)
-	cfg.ConnConfig.Tracer = telemetry.NewPgxTracer(&telemetry.PgxConfig{TracerProvider: tp})
+	cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(tp), otelpgx.WithDisableAcquireTracer())
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
@@ -247,7 +175,7 @@ func stopProjection(t *testing.T, p interface{ Stop(context.Context) error }) {
 func TestProjectionBatchSpans(t *testing.T) {
 	t.Parallel()
 	r := newTelRig(t)
-	pool, es := tracedPool(t, r.tp)
+	pool, es := tracedPool(t, r.TracerProvider)
 	createAppliedTable(t, pool)
 	ctx := testCtx(t)
 
@@ -258,17 +186,17 @@ func TestProjectionBatchSpans(t *testing.T) {
 	last := appendCart(t, es, "acme", "c3", cartEvent(typeOpened, "c3", "", 0)) // no trace context
 	readAllEvents(t, pool, es, "")
 
-	p, err := New(Config{Name: "traced", Pool: pool, Store: es, Telemetry: r.tel, Logger: quietLogger,
+	p, err := New(Config{Name: "traced", Pool: pool, Store: es, TracerProvider: r.TracerProvider, MeterProvider: r.mp, Logger: quietLogger,
 		Handlers: Registry{typeOpened: {countHandler("a")}, typeAdded: {countHandler("a")}}})
 	require.NoError(t, err)
 	// A span current when the projection starts is not the parent of its
 	// batches.
-	startCtx, startSpan := r.tp.Tracer("test").Start(ctx, "starter")
+	startCtx, startSpan := r.TracerProvider.Tracer("test").Start(ctx, "starter")
 	require.NoError(t, p.Start(startCtx))
 	startSpan.End()
 	require.NoError(t, p.WaitFor(ctx, last.LastPosition()))
 
-	batches := r.named("projection traced")
+	batches := r.Named("projection traced")
 	require.Len(t, batches, 1)
 	b := batches[0]
 	assert.False(t, b.Parent.IsValid(), "a batch of several commands is a root span")
@@ -277,24 +205,24 @@ func TestProjectionBatchSpans(t *testing.T) {
 	assert.Equal(t, cmdA, b.Links[0].SpanContext.WithRemote(false))
 	assert.Equal(t, cmdB, b.Links[1].SpanContext.WithRemote(false))
 	a := spanAttrs(b)
-	assert.Equal(t, "traced", a[telemetry.AttrProjection].AsString())
-	assert.Equal(t, int64(4), a[telemetry.AttrEvents].AsInt64())
-	assert.Equal(t, int64(2), a[telemetry.AttrLinkedCommands].AsInt64())
-	assert.Equal(t, int64(4), a[telemetry.AttrProcessed].AsInt64())
-	assert.Equal(t, "ok", a[telemetry.AttrOutcome].AsString())
-	assert.Equal(t, int64(last.LastGlobalPosition), a[telemetry.AttrLastPosition].AsInt64())
-	assert.Positive(t, a[telemetry.AttrFirstPosition].AsInt64())
-	_, hasTenant := a[telemetry.AttrTenant]
+	assert.Equal(t, "traced", a[otelwire.AttrProjection].AsString())
+	assert.Equal(t, int64(4), a[otelwire.AttrEvents].AsInt64())
+	assert.Equal(t, int64(2), a[otelwire.AttrLinkedCommands].AsInt64())
+	assert.Equal(t, int64(4), a[otelwire.AttrProcessed].AsInt64())
+	assert.Equal(t, "ok", a[otelwire.AttrOutcome].AsString())
+	assert.Equal(t, int64(last.LastGlobalPosition), a[otelwire.AttrLastPosition].AsInt64())
+	assert.Positive(t, a[otelwire.AttrFirstPosition].AsInt64())
+	_, hasTenant := a[otelwire.AttrTenant]
 	assert.False(t, hasTenant, "a projection of every partition has no tenant")
 	// The handler writes and the checkpoint run under the batch span.
 	var sqls []string
-	for _, c := range r.children(b.SpanContext) {
-		sqls = append(sqls, spanAttrs(c)[telemetry.AttrDBQueryText].AsString())
+	for _, c := range r.Children(b.SpanContext) {
+		sqls = append(sqls, spanAttrs(c)[attribute.Key("db.query.text")].AsString())
 	}
 	joined := strings.Join(sqls, "\n")
 	assert.Contains(t, joined, "INSERT INTO applied")
 	assert.Contains(t, joined, "UPDATE subscriptions")
-	for _, s := range r.spans.GetSpans() {
+	for _, s := range r.Spans.GetSpans() {
 		assert.NotEqual(t, startSpan.SpanContext().SpanID(), s.Parent.SpanID(), "span %s is a child of the starter", s.Name)
 	}
 
@@ -303,21 +231,21 @@ func TestProjectionBatchSpans(t *testing.T) {
 	last = appendCart(t, es, "acme", "c4", withMeta(mdC, cartEvent(typeOpened, "c4", "", 0), cartEvent(typeAdded, "c4", "y", 2))...)
 	require.NoError(t, p.WaitFor(ctx, last.LastPosition()))
 	stopProjection(t, p)
-	batches = r.named("projection traced")
+	batches = r.Named("projection traced")
 	require.Len(t, batches, 2)
 	b = batches[1]
 	assert.Equal(t, cmdC.TraceID(), b.SpanContext.TraceID())
 	assert.Equal(t, cmdC.SpanID(), b.Parent.SpanID())
 	assert.Empty(t, b.Links)
-	assert.Equal(t, int64(1), spanAttrs(b)[telemetry.AttrLinkedCommands].AsInt64())
+	assert.Equal(t, int64(1), spanAttrs(b)[otelwire.AttrLinkedCommands].AsInt64())
 
 	m := r.collect(t)
-	assert.Equal(t, int64(6), sumOf(t, m[telemetry.MetricProjectionEvents], telemetry.AttrProjection.String("traced")))
-	h, ok := m[telemetry.MetricProjectionBatchDuration].Data.(metricdata.Histogram[float64])
+	assert.Equal(t, int64(6), oteltest.SumInt(t, m[otelwire.MetricProjectionEvents], otelwire.AttrProjection.String("traced")))
+	h, ok := m[otelwire.MetricProjectionBatchDuration].Data.(metricdata.Histogram[float64])
 	require.True(t, ok)
 	var batchCount uint64
 	for _, dp := range h.DataPoints {
-		if hasAll(dp.Attributes, []attribute.KeyValue{telemetry.AttrProjection.String("traced"), telemetry.AttrOutcome.String("ok")}) {
+		if oteltest.HasAttrs(dp.Attributes, otelwire.AttrProjection.String("traced"), otelwire.AttrOutcome.String("ok")) {
 			batchCount += dp.Count
 		}
 	}
@@ -351,19 +279,19 @@ func TestProjectionLagMetric(t *testing.T) {
 		}
 		return nil
 	}
-	p, err := New(Config{Name: "lagging", Pool: pool, Store: es, Telemetry: r.tel, Logger: quietLogger,
+	p, err := New(Config{Name: "lagging", Pool: pool, Store: es, TracerProvider: r.TracerProvider, MeterProvider: r.mp, Logger: quietLogger,
 		BatchSize: 2, Handlers: Registry{typeOpened: {block}}})
 	require.NoError(t, err)
 
 	lag := func() (events int64, seconds float64, found bool) {
 		m := r.collect(t)
-		ge, ok1 := m[telemetry.MetricProjectionLagEvents].Data.(metricdata.Gauge[int64])
-		gt, ok2 := m[telemetry.MetricProjectionLagTime].Data.(metricdata.Gauge[float64])
+		ge, ok1 := m[otelwire.MetricProjectionLagEvents].Data.(metricdata.Gauge[int64])
+		gt, ok2 := m[otelwire.MetricProjectionLagTime].Data.(metricdata.Gauge[float64])
 		if !ok1 || !ok2 || len(ge.DataPoints) == 0 || len(gt.DataPoints) == 0 {
 			return 0, 0, false
 		}
 		require.Len(t, ge.DataPoints, 1)
-		v, _ := ge.DataPoints[0].Attributes.Value(telemetry.AttrProjection)
+		v, _ := ge.DataPoints[0].Attributes.Value(otelwire.AttrProjection)
 		require.Equal(t, "lagging", v.AsString())
 		require.Equal(t, 1, ge.DataPoints[0].Attributes.Len(), "only the projection's name")
 		return ge.DataPoints[0].Value, gt.DataPoints[0].Value, true
@@ -399,7 +327,7 @@ func TestConsumerSpansAndDeadLetters(t *testing.T) {
 	r := newTelRig(t)
 	pool, es := newDB(t)
 	ctx := testCtx(t)
-	c, err := NewConsumer(ConsumerConfig{Name: "mailer", Pool: pool, Store: es, Telemetry: r.tel, Logger: quietLogger,
+	c, err := NewConsumer(ConsumerConfig{Name: "mailer", Pool: pool, Store: es, TracerProvider: r.TracerProvider, MeterProvider: r.mp, Logger: quietLogger,
 		OnFailure: FailSkip, Retry: RetryPolicy{MaxAttempts: 1, InitialBackoff: time.Millisecond}})
 	require.NoError(t, err)
 	c.Subscribe(typeAdded, func(context.Context, pgx.Tx, store.Event) error { return errors.New("smtp down") })
@@ -409,7 +337,7 @@ func TestConsumerSpansAndDeadLetters(t *testing.T) {
 	require.NoError(t, c.WaitFor(ctx, last.LastPosition()))
 	stopProjection(t, c)
 
-	spans := r.named("consumer mailer")
+	spans := r.Named("consumer mailer")
 	require.NotEmpty(t, spans)
 	var deadLettered int
 	for _, s := range spans {
@@ -417,17 +345,17 @@ func TestConsumerSpansAndDeadLetters(t *testing.T) {
 		for _, ev := range s.Events {
 			if ev.Name == "dead_lettered" {
 				deadLettered++
-				assert.Contains(t, ev.Attributes, telemetry.AttrEventType.String(typeAdded))
+				assert.Contains(t, ev.Attributes, otelwire.AttrEventType.String(typeAdded))
 			}
 		}
 	}
 	assert.Equal(t, 1, deadLettered)
-	assert.Empty(t, r.named("projection mailer"))
+	assert.Empty(t, r.Named("projection mailer"))
 
 	m := r.collect(t)
-	assert.Equal(t, int64(1), sumOf(t, m[telemetry.MetricProjectionDeadLettered],
-		telemetry.AttrProjection.String("mailer"), telemetry.AttrEventType.String(typeAdded)))
-	assert.Equal(t, int64(1), sumOf(t, m[telemetry.MetricProjectionEvents], telemetry.AttrProjection.String("mailer")),
+	assert.Equal(t, int64(1), oteltest.SumInt(t, m[otelwire.MetricProjectionDeadLettered],
+		otelwire.AttrProjection.String("mailer"), otelwire.AttrEventType.String(typeAdded)))
+	assert.Equal(t, int64(1), oteltest.SumInt(t, m[otelwire.MetricProjectionEvents], otelwire.AttrProjection.String("mailer")),
 		"the opening was applied, the failing event was not")
 	requireBoundedAttributes(t, m)
 }
@@ -441,7 +369,7 @@ func TestRunnerBatchSpan(t *testing.T) {
 	ctx := testCtx(t)
 	cmd, md := r.command("command")
 	appendCart(t, es, "tenant-1", "c1", withMeta(md, cartEvent(typeOpened, "c1", "", 0))...)
-	run, err := NewRunner(RunnerConfig{Pool: pool, Store: es, Telemetry: r.tel,
+	run, err := NewRunner(RunnerConfig{Pool: pool, Store: es, TracerProvider: r.TracerProvider, MeterProvider: r.mp,
 		Registry: Registry{typeOpened: {countHandler("r")}}})
 	require.NoError(t, err)
 	res, err := run.ProjectEvents(ctx, "per-stream", "c1", ProjectOptions{Partition: "tenant-1"})
@@ -450,13 +378,13 @@ func TestRunnerBatchSpan(t *testing.T) {
 	_, err = run.ProjectEvents(ctx, "per-stream", "c1", ProjectOptions{Partition: "tenant-1"})
 	require.NoError(t, err)
 
-	spans := r.named("projection per-stream")
+	spans := r.Named("projection per-stream")
 	require.Len(t, spans, 1, "a call with nothing to project has no span")
 	assert.Equal(t, cmd.SpanID(), spans[0].Parent.SpanID())
 	a := spanAttrs(spans[0])
-	assert.Equal(t, "tenant-1", a[telemetry.AttrTenant].AsString())
-	assert.Equal(t, int64(1), a[telemetry.AttrProcessed].AsInt64())
-	assert.Equal(t, int64(1), sumOf(t, r.collect(t)[telemetry.MetricProjectionEvents], telemetry.AttrProjection.String("per-stream")))
+	assert.Equal(t, "tenant-1", a[otelwire.AttrTenant].AsString())
+	assert.Equal(t, int64(1), a[otelwire.AttrProcessed].AsInt64())
+	assert.Equal(t, int64(1), oteltest.SumInt(t, r.collect(t)[otelwire.MetricProjectionEvents], otelwire.AttrProjection.String("per-stream")))
 }
 
 // The lag tracker's arithmetic, step by step.

@@ -7,15 +7,15 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Metadata keys written and read by this package. They are the same strings
-// as store.MetaTraceParent, store.MetaTraceState, store.MetaCorrelationID,
+// Metadata keys written and read by this package: the strings of
+// store.MetaTraceParent, store.MetaTraceState, store.MetaCorrelationID,
 // store.MetaCausationID and store.MetaMessageID.
 const (
-	MetaTraceParent   = "traceparent"
-	MetaTraceState    = "tracestate"
-	MetaCorrelationID = "correlationId"
-	MetaCausationID   = "causationId"
-	MetaMessageID     = "messageId"
+	metaTraceParent   = "traceparent"
+	metaTraceState    = "tracestate"
+	metaCorrelationID = "correlationId"
+	metaCausationID   = "causationId"
+	metaMessageID     = "messageId"
 )
 
 type ctxKey int
@@ -103,14 +103,14 @@ func InjectMetadata(ctx context.Context, md map[string]any) map[string]any {
 		md = make(map[string]any, 4)
 	}
 	if sc.IsValid() {
-		delete(md, MetaTraceState)
+		delete(md, metaTraceState)
 		traceContext.Inject(ctx, metadataCarrier(md))
 	}
-	if corr != "" && metadataCarrier(md).Get(MetaCorrelationID) == "" {
-		md[MetaCorrelationID] = corr
+	if corr != "" && metadataCarrier(md).Get(metaCorrelationID) == "" {
+		md[metaCorrelationID] = corr
 	}
-	if caus != "" && metadataCarrier(md).Get(MetaCausationID) == "" {
-		md[MetaCausationID] = caus
+	if caus != "" && metadataCarrier(md).Get(metaCausationID) == "" {
+		md[metaCausationID] = caus
 	}
 	return md
 }
@@ -119,7 +119,7 @@ func InjectMetadata(ctx context.Context, md map[string]any) map[string]any {
 // metadata by InjectMetadata (marked remote), and whether there was a valid
 // one.
 func SpanContextFromMetadata(md map[string]any) (trace.SpanContext, bool) {
-	if metadataCarrier(md).Get(MetaTraceParent) == "" {
+	if metadataCarrier(md).Get(metaTraceParent) == "" {
 		return trace.SpanContext{}, false
 	}
 	sc := trace.SpanContextFromContext(traceContext.Extract(context.Background(), metadataCarrier(md)))
@@ -141,46 +141,15 @@ func SpanContextFromMetadata(md map[string]any) (trace.SpanContext, bool) {
 func ExtractMetadata(ctx context.Context, md map[string]any) context.Context {
 	c := metadataCarrier(md)
 	ctx = traceContext.Extract(ctx, c)
-	msg := c.Get(MetaMessageID)
-	corr := c.Get(MetaCorrelationID)
+	msg := c.Get(metaMessageID)
+	corr := c.Get(metaCorrelationID)
 	if corr == "" {
 		corr = msg
 	}
 	ctx = WithCorrelationID(ctx, corr)
 	caus := msg
 	if caus == "" {
-		caus = c.Get(MetaCausationID)
+		caus = c.Get(metaCausationID)
 	}
 	return WithCausationID(ctx, caus)
-}
-
-// InjectHeaders writes the trace context of ctx, in the format of the
-// configured propagator, and its correlation and causation ids into h (a
-// message header map, e.g. of an actor message sent to another process) and
-// returns h (a new map when h is nil).
-func (t *Telemetry) InjectHeaders(ctx context.Context, h map[string]string) map[string]string {
-	if h == nil {
-		h = make(map[string]string, 4)
-	}
-	if t != nil {
-		t.propagator.Inject(ctx, propagation.MapCarrier(h))
-	}
-	if id := CorrelationID(ctx); id != "" {
-		h[MetaCorrelationID] = id
-	}
-	if id := CausationID(ctx); id != "" {
-		h[MetaCausationID] = id
-	}
-	return h
-}
-
-// ExtractHeaders returns a copy of ctx carrying the trace context and the
-// correlation and causation ids found in h by the configured propagator: the
-// receiving side of InjectHeaders.
-func (t *Telemetry) ExtractHeaders(ctx context.Context, h map[string]string) context.Context {
-	if t != nil {
-		ctx = t.propagator.Extract(ctx, propagation.MapCarrier(h))
-	}
-	ctx = WithCorrelationID(ctx, h[MetaCorrelationID])
-	return WithCausationID(ctx, h[MetaCausationID])
 }

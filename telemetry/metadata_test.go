@@ -9,7 +9,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/telemetry"
@@ -131,27 +130,6 @@ func TestCorrelationHelpers(t *testing.T) {
 	ctx = telemetry.WithCausationID(telemetry.WithCorrelationID(ctx, "a"), "b")
 	assert.Equal(t, "a", telemetry.CorrelationID(ctx))
 	assert.Equal(t, "b", telemetry.CausationID(ctx))
-}
-
-func TestHeadersCarryTraceContextWithTheConfiguredPropagator(t *testing.T) {
-	t.Parallel()
-	tel, err := telemetry.New(&telemetry.Config{Propagator: propagation.TraceContext{}})
-	require.NoError(t, err)
-	sc := spanContext(t, "")
-	ctx := telemetry.WithCorrelationID(trace.ContextWithSpanContext(context.Background(), sc), "corr")
-	h := tel.InjectHeaders(ctx, nil)
-	assert.Equal(t, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", h["traceparent"])
-	assert.Equal(t, "corr", h["correlationId"])
-
-	got := tel.ExtractHeaders(context.Background(), h)
-	assert.Equal(t, sc.SpanID(), trace.SpanContextFromContext(got).SpanID())
-	assert.Equal(t, "corr", telemetry.CorrelationID(got))
-
-	// a propagator without trace context fields writes none
-	quiet, err := telemetry.New(&telemetry.Config{Propagator: propagation.Baggage{}})
-	require.NoError(t, err)
-	h = quiet.InjectHeaders(ctx, map[string]string{})
-	assert.NotContains(t, h, "traceparent")
 }
 
 func TestLogHandlerAddsTraceAndSpanIds(t *testing.T) {

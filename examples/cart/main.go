@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/troupehq/troupe/examples/cart/service"
@@ -230,8 +231,18 @@ func openDatabase(ctx context.Context, getenv func(string) string, obs *observab
 	if err != nil {
 		return nil, "", closeAll, fmt.Errorf("DATABASE_URL: %w", err)
 	}
-	if obs.tracerProvider != nil {
-		cfg.ConnConfig.Tracer = telemetry.NewPgxTracer(&telemetry.PgxConfig{TracerProvider: obs.tracerProvider})
+	if obs.tracerProvider != nil || obs.meterProvider != nil {
+		// A client span per statement under the span in the query's context
+		// (the append, the projection batch), and the db.client.* metrics.
+		// Pool acquire spans are left out to keep the trees short.
+		opts := []otelpgx.Option{otelpgx.WithDisableAcquireTracer()}
+		if obs.tracerProvider != nil {
+			opts = append(opts, otelpgx.WithTracerProvider(obs.tracerProvider))
+		}
+		if obs.meterProvider != nil {
+			opts = append(opts, otelpgx.WithMeterProvider(obs.meterProvider))
+		}
+		cfg.ConnConfig.Tracer = otelpgx.NewTracer(opts...)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -87,7 +87,7 @@ func TestDemoOnPostgres(t *testing.T) {
 	require.Regexp(t, regexp.MustCompile(`(?m)^[0-9a-f-]{36}\s+USD\s+40\s+[0-9a-f-]{36}\s+true\s+false\s+\[\{"sku": "SKU-123"`), out.String())
 	require.Regexp(t, regexp.MustCompile(`(?m)^    │   └── WITH \[client\]`), out.String())
 	// The projection batch covers the read-model writes and the checkpoint.
-	require.Regexp(t, regexp.MustCompile(`(?m)^        [├└]── BATCH \[client\]`), out.String())
+	require.Regexp(t, regexp.MustCompile(`(?m)^        [├└]── batch start \[client\]`), out.String())
 	require.Regexp(t, regexp.MustCompile(`(?m)^        [├└]── UPDATE \[client\]`), out.String())
 	require.Regexp(t, regexp.MustCompile(`(?m)^        └── COMMIT \[client\]`), out.String())
 	require.Empty(t, errOut.String(), "the demo logs nothing at its default level")

@@ -15,7 +15,7 @@ import (
 // shownAttributes are the span attributes the trace tree prints.
 var shownAttributes = []attribute.Key{"http.response.status_code", "troupe.tenant", "troupe.stream_id",
 	"troupe.outcome", "troupe.events", "troupe.version", "troupe.expected_version", "troupe.global_position.last",
-	"db.rows_affected", "db.operation.batch.size"}
+	"pgx.rows_affected", "db.operation.batch.size"}
 
 // renderTrace prints the spans of trace id as an indented tree, children in
 // start order, each with its duration and a few attributes.

@@ -32,7 +32,7 @@ type Config struct {
 	// Pool is the PostgreSQL database holding the events, the tenants
 	// registry and the carts read model; it must have been migrated with
 	// postgres.Migrate (New creates the carts table itself). Set its
-	// ConnConfig.Tracer to a telemetry.PgxTracer to see the SQL in traces.
+	// ConnConfig.Tracer to an otelpgx.NewTracer() to see the SQL in traces.
 	// Defaults to nil: the service then runs on store/memory with an
 	// in-process tenant registry and read model, and nothing survives the
 	// process.

@@ -10,9 +10,9 @@ import (
 	"sync"
 
 	"github.com/troupehq/troupe/examples/cart/cart"
+	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/memory"
-	"github.com/troupehq/troupe/telemetry"
 )
 
 type cartKey struct{ tenant, cart string }
@@ -24,7 +24,7 @@ type cartKey struct{ tenant, cart string }
 type memReadModel struct {
 	es     *memory.Store
 	codec  store.Codec
-	tel    *telemetry.Telemetry
+	tel    *otelwire.Telemetry
 	name   string
 	logger *slog.Logger
 
@@ -36,7 +36,7 @@ type memReadModel struct {
 	done       chan struct{}
 }
 
-func newMemReadModel(es *memory.Store, codec store.Codec, tel *telemetry.Telemetry, name string, logger *slog.Logger) *memReadModel {
+func newMemReadModel(es *memory.Store, codec store.Codec, tel *otelwire.Telemetry, name string, logger *slog.Logger) *memReadModel {
 	return &memReadModel{es: es, codec: codec, tel: tel, name: name, logger: logger,
 		carts: map[cartKey]cart.State{}, changed: make(chan struct{})}
 }
@@ -126,8 +126,8 @@ func (m *memReadModel) apply(ctx context.Context, res store.ReadAllResult) {
 }
 
 // batchOf describes a batch of events for its span.
-func batchOf(name, tenant string, events []store.Event) telemetry.Batch {
-	b := telemetry.Batch{Name: name, Tenant: tenant, Size: len(events),
+func batchOf(name, tenant string, events []store.Event) otelwire.Batch {
+	b := otelwire.Batch{Name: name, Tenant: tenant, Size: len(events),
 		Metadata: func(i int) map[string]any { return events[i].Metadata }}
 	if len(events) > 0 {
 		b.FirstPosition = int64(events[0].GlobalPosition)

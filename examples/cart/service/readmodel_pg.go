@@ -10,11 +10,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/examples/cart/cart"
 	"github.com/troupehq/troupe/projection"
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/telemetry"
 )
 
 //go:embed schema.sql
@@ -86,7 +86,7 @@ type pgReadModel struct {
 	proj *projection.Projection
 }
 
-func newPGReadModel(pool *pgxpool.Pool, es store.EventStore, codec store.Codec, tel *telemetry.Telemetry,
+func newPGReadModel(pool *pgxpool.Pool, es store.EventStore, codec store.Codec, tp trace.TracerProvider,
 	cfg Config, logger *slog.Logger) (*pgReadModel, error) {
 	snap, err := projection.NewSnapshotProjection(projection.SnapshotConfig[cart.State]{
 		Table:      DefaultReadModelTable,
@@ -116,7 +116,8 @@ func newPGReadModel(pool *pgxpool.Pool, es store.EventStore, codec store.Codec, 
 		Logger:        logger,
 		// A "projection carts" span per batch (a child of the command span
 		// that wrote its events), its metrics and the lag gauges.
-		Telemetry: tel,
+		TracerProvider: tp,
+		MeterProvider:  cfg.MeterProvider,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("carts projection: %w", err)

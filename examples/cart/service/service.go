@@ -13,10 +13,10 @@ import (
 
 	"github.com/troupehq/troupe/actor"
 	"github.com/troupehq/troupe/examples/cart/cart"
+	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/memory"
 	"github.com/troupehq/troupe/store/postgres"
-	"github.com/troupehq/troupe/telemetry"
 	"github.com/troupehq/troupe/tenancy"
 )
 
@@ -32,7 +32,6 @@ const ScopeName = "github.com/troupehq/troupe/examples/cart"
 type Service struct {
 	cfg       Config
 	log       *slog.Logger
-	tel       *telemetry.Telemetry
 	tracer    trace.Tracer
 	es        store.EventStore
 	host      *actor.Host
@@ -62,15 +61,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	tel, err := telemetry.New(&telemetry.Config{TracerProvider: tp, MeterProvider: cfg.MeterProvider})
-	if err != nil {
-		return nil, fmt.Errorf("cart service telemetry: %w", err)
-	}
 	codec := store.NewJSONCodec()
 	if err := cart.RegisterEvents(codec); err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, tel: tel, tracer: tp.Tracer(ScopeName)}
+	s := &Service{cfg: cfg, log: cfg.Logger, tracer: tp.Tracer(ScopeName)}
 
 	if cfg.Pool != nil {
 		if err := ensureSchema(ctx, cfg.Pool); err != nil {
@@ -84,18 +79,25 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tenancy manager: %w", err)
 		}
-		rm, err := newPGReadModel(cfg.Pool, pg, codec, tel, cfg, cfg.Logger)
+		rm, err := newPGReadModel(cfg.Pool, pg, codec, tp, cfg, cfg.Logger)
 		if err != nil {
 			return nil, err
 		}
 		s.es, s.tenants, s.rm = pg, pgTenants{m: m}, rm
 	} else {
+		// The in-memory read model records its batches as the projections
+		// do, with Troupe's own (internal) instrumentation.
+		tel, err := otelwire.New(&otelwire.Config{TracerProvider: tp, MeterProvider: cfg.MeterProvider})
+		if err != nil {
+			return nil, fmt.Errorf("cart service telemetry: %w", err)
+		}
 		mem := memory.New()
 		s.es, s.tenants = mem, newMemTenants()
 		s.rm = newMemReadModel(mem, codec, tel, cfg.ProjectionName, cfg.Logger)
 	}
 
-	host, err := actor.New(actor.Config{Store: s.es, Codec: codec, Logger: cfg.Logger, Telemetry: tel})
+	host, err := actor.New(actor.Config{Store: s.es, Codec: codec, Logger: cfg.Logger,
+		TracerProvider: tp, MeterProvider: cfg.MeterProvider})
 	if err != nil {
 		return nil, fmt.Errorf("actor host: %w", err)
 	}
@@ -185,7 +187,3 @@ func (s *Service) Handler() http.Handler { return s.handler }
 
 // Store returns the event store the service appends to.
 func (s *Service) Store() store.EventStore { return s.es }
-
-// Telemetry returns the instrumentation the service, its host and its
-// projection record with.
-func (s *Service) Telemetry() *telemetry.Telemetry { return s.tel }

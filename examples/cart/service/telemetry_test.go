@@ -1,18 +1,15 @@
 package service_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/troupehq/troupe/examples/cart/service"
-	"github.com/troupehq/troupe/telemetry"
+	"github.com/troupehq/troupe/internal/oteltest"
 )
 
 // One request's trace on PostgreSQL: the HTTP span, the command span under
@@ -20,21 +17,14 @@ import (
 // the projection reports its events and lag.
 func TestTraceAndProjectionMetrics(t *testing.T) {
 	t.Parallel()
-	spans := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() {
-		_ = tp.Shutdown(context.Background())
-		_ = mp.Shutdown(context.Background())
-	})
-	e := newPG(t, func(c *service.Config) { c.TracerProvider, c.MeterProvider = tp, mp })
+	rec := oteltest.New(t)
+	e := newPG(t, func(c *service.Config) { c.TracerProvider, c.MeterProvider = rec.TracerProvider, rec.MeterProvider })
 	e.createTenant(t, "acme")
 	cartID, pos := e.createCart(t, "acme")
 	e.getCart(t, "acme", cartID, pos)
 
 	byName := map[string][]tracetest.SpanStub{}
-	for _, s := range spans.GetSpans() {
+	for _, s := range rec.Spans.GetSpans() {
 		byName[s.Name] = append(byName[s.Name], s)
 	}
 	require.Len(t, byName["cart.CreateCart"], 1)
@@ -46,33 +36,23 @@ func TestTraceAndProjectionMetrics(t *testing.T) {
 	assert.Equal(t, cmd.SpanContext.TraceID(), batch.SpanContext.TraceID())
 	assert.Equal(t, cmd.SpanContext.SpanID(), batch.Parent.SpanID())
 	var underHTTP bool
-	for _, s := range spans.GetSpans() {
+	for _, s := range rec.Spans.GetSpans() {
 		if s.SpanContext.SpanID() == cmd.Parent.SpanID() {
 			underHTTP = s.Name == "POST /api/tenants/{tenantId}/carts"
 		}
 	}
 	assert.True(t, underHTTP, "the command span is a child of the HTTP span")
 
-	var rm metricdata.ResourceMetrics
-	require.NoError(t, reader.Collect(context.Background(), &rm))
-	var projected, lagPoints int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			switch m.Name {
-			case telemetry.MetricProjectionEvents:
-				for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-					projected += dp.Value
-				}
-			case telemetry.MetricProjectionLagEvents:
-				for _, dp := range m.Data.(metricdata.Gauge[int64]).DataPoints {
-					v, _ := dp.Attributes.Value(telemetry.AttrProjection)
-					assert.Equal(t, service.DefaultProjectionName, v.AsString())
-					assert.Zero(t, dp.Value, "caught up")
-					lagPoints++
-				}
-			}
-		}
+	metrics := rec.Metrics(t)
+	assert.Equal(t, int64(1), oteltest.SumInt(t, metrics["troupe.projection.events"]))
+	var lagPoints int64
+	lag, ok := metrics["troupe.projection.lag.events"].Data.(metricdata.Gauge[int64])
+	require.True(t, ok, "the lag is observed")
+	for _, dp := range lag.DataPoints {
+		v, _ := dp.Attributes.Value("troupe.projection")
+		assert.Equal(t, service.DefaultProjectionName, v.AsString())
+		assert.Zero(t, dp.Value, "caught up")
+		lagPoints++
 	}
-	assert.Equal(t, int64(1), projected)
 	assert.Equal(t, int64(1), lagPoints)
 }

@@ -1,10 +1,11 @@
-package telemetry_test
+package otelwire_test
 
 import (
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,22 +14,28 @@ import (
 )
 
 // TestDocsListEveryAttributeAndMetric keeps docs/telemetry.md complete: every
-// exported Attr*, Metric*, Log* and Meta* constant of the package must
-// appear there, in backquotes.
+// Attr* and Metric* constant of this package, and every Log* and meta* (event
+// metadata key) constant of package telemetry, must appear there, in
+// backquotes.
 func TestDocsListEveryAttributeAndMetric(t *testing.T) {
 	t.Parallel()
-	doc, err := os.ReadFile("../docs/telemetry.md")
+	doc, err := os.ReadFile("../../docs/telemetry.md")
 	require.NoError(t, err)
 
 	fset := token.NewFileSet()
 	var names []string
-	entries, err := os.ReadDir(".")
-	require.NoError(t, err)
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
-			continue
+	var files []string
+	for _, dir := range []string{".", "../../telemetry"} {
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".go") && !strings.HasSuffix(e.Name(), "_test.go") {
+				files = append(files, filepath.Join(dir, e.Name()))
+			}
 		}
-		f, err := parser.ParseFile(fset, e.Name(), nil, 0)
+	}
+	for _, file := range files {
+		f, err := parser.ParseFile(fset, file, nil, 0)
 		require.NoError(t, err)
 		for _, d := range f.Decls {
 			g, ok := d.(*ast.GenDecl)
@@ -38,7 +45,7 @@ func TestDocsListEveryAttributeAndMetric(t *testing.T) {
 			for _, spec := range g.Specs {
 				vs := spec.(*ast.ValueSpec)
 				for i, id := range vs.Names {
-					if !hasAnyPrefix(id.Name, "Attr", "Metric", "Log", "Meta") || i >= len(vs.Values) {
+					if !hasAnyPrefix(id.Name, "Attr", "Metric", "Log", "meta") || i >= len(vs.Values) {
 						continue
 					}
 					lit := stringLit(vs.Values[i])

@@ -1,41 +1,28 @@
-package telemetry_test
+package otelwire_test
 
 import (
 	"context"
 	"fmt"
 	"testing"
 
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-
+	"github.com/troupehq/troupe/internal/oteltest"
+	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/telemetry"
 )
 
-// discard is a span exporter that drops everything.
-type discard struct{}
-
-func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
-func (discard) Shutdown(context.Context) error                             { return nil }
-
 // benchTelemetry returns a Telemetry with no-op providers (off) or with SDK
-// providers sampling every span into a discarding exporter and aggregating
-// metrics for a manual reader (on).
-func benchTelemetry(b *testing.B, on bool) *telemetry.Telemetry {
+// providers that do all their work and keep nothing (on).
+func benchTelemetry(b *testing.B, on bool) *otelwire.Telemetry {
 	b.Helper()
 	if !on {
-		tel, err := telemetry.New(nil)
+		tel, err := otelwire.New(nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		return tel
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(discard{}), sdktrace.WithSampler(sdktrace.AlwaysSample()))
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-	b.Cleanup(func() {
-		_ = tp.Shutdown(context.Background())
-		_ = mp.Shutdown(context.Background())
-	})
-	tel, err := telemetry.New(&telemetry.Config{TracerProvider: tp, MeterProvider: mp})
+	tp, mp := oteltest.Discarding(b)
+	tel, err := otelwire.New(&otelwire.Config{TracerProvider: tp, MeterProvider: mp})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -55,9 +42,9 @@ func BenchmarkCommandPath(b *testing.B) {
 				ctx, cs := tel.StartCommand(base, cart42, "AddItem")
 				md1 := telemetry.InjectMetadata(ctx, nil)
 				md2 := telemetry.InjectMetadata(ctx, nil)
-				actx, as := tel.StartAppend(ctx, telemetry.Append{Stream: cart42, Events: 2, ExpectedVersion: "7"})
-				as.End(actx, telemetry.OutcomeOK, 9, nil)
-				cs.End(ctx, telemetry.OutcomeOK, 2, nil)
+				actx, as := tel.StartAppend(ctx, otelwire.Append{Stream: cart42, Events: 2, ExpectedVersion: "7"})
+				as.End(actx, otelwire.OutcomeOK, 9, nil)
+				cs.End(ctx, otelwire.OutcomeOK, 2, nil)
 				_, _ = md1, md2
 			}
 		})
@@ -77,9 +64,9 @@ func BenchmarkProjectionBatch(b *testing.B) {
 				for i := 0; i < 10; i++ {
 					events = append(events, telemetry.InjectMetadata(ctx, map[string]any{"messageId": fmt.Sprint(c, "-", i)}))
 				}
-				cs.End(ctx, telemetry.OutcomeOK, 10, nil)
+				cs.End(ctx, otelwire.OutcomeOK, 10, nil)
 			}
-			batch := telemetry.Batch{Name: "carts", Size: len(events), Metadata: func(i int) map[string]any { return events[i] }}
+			batch := otelwire.Batch{Name: "carts", Size: len(events), Metadata: func(i int) map[string]any { return events[i] }}
 			b.ReportAllocs()
 			for b.Loop() {
 				ctx, bs := tel.StartProjectionBatch(context.Background(), batch)

@@ -1,4 +1,4 @@
-package telemetry
+package otelwire
 
 import (
 	"errors"
@@ -10,11 +10,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-)
 
-// ScopeName is the instrumentation scope of every tracer and meter Troupe
-// creates.
-const ScopeName = "github.com/troupehq/troupe"
+	"github.com/troupehq/troupe/telemetry"
+)
 
 // Config configures a [Telemetry]. The zero value (or a nil *Config) uses the
 // OpenTelemetry globals, which are no-ops until the application installs an
@@ -99,9 +97,9 @@ func New(cfg *Config) (*Telemetry, error) {
 	}
 	c = c.withDefaults()
 	t := &Telemetry{
-		tracer:     c.TracerProvider.Tracer(ScopeName),
+		tracer:     c.TracerProvider.Tracer(telemetry.ScopeName),
 		propagator: c.Propagator,
-		meter:      c.MeterProvider.Meter(ScopeName),
+		meter:      c.MeterProvider.Meter(telemetry.ScopeName),
 	}
 	if err := t.createInstruments(); err != nil {
 		return nil, fmt.Errorf("telemetry: creating instruments: %w", err)

@@ -1,4 +1,4 @@
-package telemetry_test
+package otelwire_test
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/troupehq/troupe/internal/oteltest"
+	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/telemetry"
 )
 
@@ -23,15 +25,15 @@ func command(t *testing.T, r *rig, typ string, n int, firstMsg int) []map[string
 	var out []map[string]any
 	for i := 0; i < n; i++ {
 		md := telemetry.InjectMetadata(ctx, nil)
-		md[telemetry.MetaMessageID] = string(rune('a' + firstMsg + i))
+		md["messageId"] = string(rune('a' + firstMsg + i))
 		out = append(out, md)
 	}
-	cs.End(ctx, telemetry.OutcomeOK, n, nil)
+	cs.End(ctx, otelwire.OutcomeOK, n, nil)
 	return out
 }
 
-func batchOf(name string, events []map[string]any) telemetry.Batch {
-	return telemetry.Batch{
+func batchOf(name string, events []map[string]any) otelwire.Batch {
+	return otelwire.Batch{
 		Name: name, Tenant: "acme", Size: len(events), FirstPosition: 10, LastPosition: 10 + int64(len(events)) - 1,
 		Metadata: func(i int) map[string]any { return events[i] },
 	}
@@ -42,7 +44,7 @@ func TestProjectionBatchOfOneCommandIsAChildOfTheCommandSpan(t *testing.T) {
 	for _, n := range []int{1, 3} {
 		r := newRig(t)
 		events := command(t, r, "AddItem", n, 0)
-		cmd := r.span(t, "cart.AddItem")
+		cmd := r.One(t, "cart.AddItem")
 
 		ctx, b := r.tel.StartProjectionBatch(context.Background(), batchOf("carts", events))
 		// a read-model write inside the batch hangs off it
@@ -50,23 +52,23 @@ func TestProjectionBatchOfOneCommandIsAChildOfTheCommandSpan(t *testing.T) {
 		w.End()
 		b.End(ctx, n, nil)
 
-		batch := r.span(t, "projection carts")
+		batch := r.One(t, "projection carts")
 		assert.Equal(t, cmd.SpanContext.TraceID(), batch.SpanContext.TraceID(), "shares the command's trace")
 		assert.Equal(t, cmd.SpanContext.SpanID(), batch.Parent.SpanID(), "child of the command span")
 		assert.True(t, batch.Parent.IsRemote())
 		assert.Empty(t, batch.Links)
 		assert.Equal(t, trace.SpanKindConsumer, batch.SpanKind)
-		assert.Equal(t, batch.SpanContext.SpanID(), r.span(t, "INSERT").Parent.SpanID())
+		assert.Equal(t, batch.SpanContext.SpanID(), r.One(t, "INSERT").Parent.SpanID())
 
-		a := attrs(batch.Attributes)
-		assert.Equal(t, "carts", a[telemetry.AttrProjection].AsString())
-		assert.Equal(t, "acme", a[telemetry.AttrTenant].AsString())
-		assert.Equal(t, int64(n), a[telemetry.AttrEvents].AsInt64())
-		assert.Equal(t, int64(n), a[telemetry.AttrProcessed].AsInt64())
-		assert.Equal(t, int64(1), a[telemetry.AttrLinkedCommands].AsInt64())
-		assert.Equal(t, int64(10), a[telemetry.AttrFirstPosition].AsInt64())
-		assert.Equal(t, int64(10+n-1), a[telemetry.AttrLastPosition].AsInt64())
-		assert.Equal(t, "ok", a[telemetry.AttrOutcome].AsString())
+		a := oteltest.Attrs(batch.Attributes)
+		assert.Equal(t, "carts", a[otelwire.AttrProjection].AsString())
+		assert.Equal(t, "acme", a[otelwire.AttrTenant].AsString())
+		assert.Equal(t, int64(n), a[otelwire.AttrEvents].AsInt64())
+		assert.Equal(t, int64(n), a[otelwire.AttrProcessed].AsInt64())
+		assert.Equal(t, int64(1), a[otelwire.AttrLinkedCommands].AsInt64())
+		assert.Equal(t, int64(10), a[otelwire.AttrFirstPosition].AsInt64())
+		assert.Equal(t, int64(10+n-1), a[otelwire.AttrLastPosition].AsInt64())
+		assert.Equal(t, "ok", a[otelwire.AttrOutcome].AsString())
 	}
 }
 
@@ -85,14 +87,14 @@ func TestProjectionBatchLinksToEachDistinctCommandOnce(t *testing.T) {
 	b.End(ctx, len(events), nil)
 	root.End()
 
-	batch := r.span(t, "consumer mailer")
+	batch := r.One(t, "consumer mailer")
 	assert.Equal(t, root.SpanContext().SpanID(), batch.Parent.SpanID(), "keeps the parent from ctx")
 	require.Len(t, batch.Links, 3)
 	for i, name := range []string{"cart.Create", "cart.AddItem", "cart.Checkout"} {
-		assert.Equal(t, r.span(t, name).SpanContext.SpanID(), batch.Links[i].SpanContext.SpanID(), "link %d", i)
-		assert.Equal(t, r.span(t, name).SpanContext.TraceID(), batch.Links[i].SpanContext.TraceID())
+		assert.Equal(t, r.One(t, name).SpanContext.SpanID(), batch.Links[i].SpanContext.SpanID(), "link %d", i)
+		assert.Equal(t, r.One(t, name).SpanContext.TraceID(), batch.Links[i].SpanContext.TraceID())
 	}
-	assert.Equal(t, int64(3), attrs(batch.Attributes)[telemetry.AttrLinkedCommands].AsInt64())
+	assert.Equal(t, int64(3), oteltest.Attrs(batch.Attributes)[otelwire.AttrLinkedCommands].AsInt64())
 }
 
 func TestProjectionBatchWithoutTraceContextKeepsItsParent(t *testing.T) {
@@ -100,12 +102,12 @@ func TestProjectionBatchWithoutTraceContextKeepsItsParent(t *testing.T) {
 	r := newRig(t)
 	ctx, b := r.tel.StartProjectionBatch(context.Background(), batchOf("carts", []map[string]any{{}, nil}))
 	b.End(ctx, 2, nil)
-	_, b2 := r.tel.StartProjectionBatch(context.Background(), telemetry.Batch{Name: "empty"})
+	_, b2 := r.tel.StartProjectionBatch(context.Background(), otelwire.Batch{Name: "empty"})
 	b2.End(ctx, 0, nil)
-	batch := r.span(t, "projection carts")
+	batch := r.One(t, "projection carts")
 	assert.False(t, batch.Parent.IsValid())
 	assert.Empty(t, batch.Links)
-	r.span(t, "projection empty")
+	r.One(t, "projection empty")
 }
 
 func TestProjectionMetrics(t *testing.T) {
@@ -119,24 +121,24 @@ func TestProjectionMetrics(t *testing.T) {
 	_, failed := r.tel.StartProjectionBatch(ctx, batchOf("carts", events))
 	failed.End(ctx, 0, errors.New("deadlock detected"))
 
-	proj := telemetry.AttrProjection.String("carts")
-	assert.Equal(t, int64(3), sumPoint(t, r.metric(t, telemetry.MetricProjectionEvents), setOf(proj)))
-	assert.Equal(t, int64(1), sumPoint(t, r.metric(t, telemetry.MetricProjectionDeadLettered),
-		setOf(proj, telemetry.AttrEventType.String("ItemAddedToCart"))))
-	n, _ := histCount[float64](t, r.metric(t, telemetry.MetricProjectionBatchDuration), setOf(proj, telemetry.AttrOutcome.String("ok")))
+	proj := otelwire.AttrProjection.String("carts")
+	assert.Equal(t, int64(3), sumPoint(t, r.metric(t, otelwire.MetricProjectionEvents), setOf(proj)))
+	assert.Equal(t, int64(1), sumPoint(t, r.metric(t, otelwire.MetricProjectionDeadLettered),
+		setOf(proj, otelwire.AttrEventType.String("ItemAddedToCart"))))
+	n, _ := histCount[float64](t, r.metric(t, otelwire.MetricProjectionBatchDuration), setOf(proj, otelwire.AttrOutcome.String("ok")))
 	assert.Equal(t, uint64(1), n)
-	n, _ = histCount[float64](t, r.metric(t, telemetry.MetricProjectionBatchDuration), setOf(proj, telemetry.AttrOutcome.String("error")))
+	n, _ = histCount[float64](t, r.metric(t, otelwire.MetricProjectionBatchDuration), setOf(proj, otelwire.AttrOutcome.String("error")))
 	assert.Equal(t, uint64(1), n)
 
 	var sawDeadLetter, sawError bool
-	for _, s := range r.spans.GetSpans() {
+	for _, s := range r.Spans.GetSpans() {
 		if s.Name != "projection carts" {
 			continue
 		}
 		for _, e := range s.Events {
 			if e.Name == "dead_lettered" {
 				sawDeadLetter = true
-				assert.Equal(t, "ItemAddedToCart", attrs(e.Attributes)[telemetry.AttrEventType].AsString())
+				assert.Equal(t, "ItemAddedToCart", oteltest.Attrs(e.Attributes)[otelwire.AttrEventType].AsString())
 			}
 		}
 		if s.Status.Code == codes.Error {
@@ -151,17 +153,17 @@ func TestProjectionMetrics(t *testing.T) {
 func TestProjectionLagIsObservedOnCollectionUntilUnregistered(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	lag := telemetry.ProjectionLag{Projection: "carts", Events: 42, Behind: 1500 * time.Millisecond}
-	reg, err := r.tel.ObserveProjectionLag(func(_ context.Context, observe func(telemetry.ProjectionLag)) {
+	lag := otelwire.ProjectionLag{Projection: "carts", Events: 42, Behind: 1500 * time.Millisecond}
+	reg, err := r.tel.ObserveProjectionLag(func(_ context.Context, observe func(otelwire.ProjectionLag)) {
 		observe(lag)
-		observe(telemetry.ProjectionLag{Projection: "mailer"})
+		observe(otelwire.ProjectionLag{Projection: "mailer"})
 	})
 	require.NoError(t, err)
 
-	proj := setOf(telemetry.AttrProjection.String("carts"))
+	proj := setOf(otelwire.AttrProjection.String("carts"))
 	gauge := func(name string) metricdata.Metrics { return r.metric(t, name) }
-	ev := gauge(telemetry.MetricProjectionLagEvents).Data.(metricdata.Gauge[int64])
-	tm := gauge(telemetry.MetricProjectionLagTime).Data.(metricdata.Gauge[float64])
+	ev := gauge(otelwire.MetricProjectionLagEvents).Data.(metricdata.Gauge[int64])
+	tm := gauge(otelwire.MetricProjectionLagTime).Data.(metricdata.Gauge[float64])
 	require.Len(t, ev.DataPoints, 2)
 	for _, dp := range ev.DataPoints {
 		if dp.Attributes.Equals(&proj) {
@@ -178,9 +180,9 @@ func TestProjectionLagIsObservedOnCollectionUntilUnregistered(t *testing.T) {
 	assert.True(t, found)
 
 	require.NoError(t, reg.Unregister())
-	for _, sm := range r.collect(t).ScopeMetrics {
+	for _, sm := range r.Collect(t).ScopeMetrics {
 		for _, m := range sm.Metrics {
-			if g, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == telemetry.MetricProjectionLagEvents {
+			if g, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == otelwire.MetricProjectionLagEvents {
 				assert.Empty(t, g.DataPoints, "no observations after Unregister")
 			}
 		}

@@ -1,4 +1,4 @@
-package telemetry
+package otelwire
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // Stream names the stream an operation is about.
@@ -60,10 +62,10 @@ func (t *Telemetry) StartCommand(ctx context.Context, s Stream, commandType stri
 	if span.IsRecording() {
 		kv := s.spanAttrs(make([]attribute.KeyValue, 0, 6))
 		kv = append(kv, AttrCommandType.String(commandType))
-		if id := CorrelationID(ctx); id != "" {
+		if id := telemetry.CorrelationID(ctx); id != "" {
 			kv = append(kv, AttrCorrelationID.String(id))
 		}
-		if id := CausationID(ctx); id != "" {
+		if id := telemetry.CausationID(ctx); id != "" {
 			kv = append(kv, AttrCausationID.String(id))
 		}
 		span.SetAttributes(kv...)

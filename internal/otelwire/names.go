@@ -1,4 +1,4 @@
-package telemetry
+package otelwire
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // Attribute keys set on Troupe's spans and metrics. docs/telemetry.md says
@@ -129,4 +131,4 @@ const (
 	ReasonFailed  = "failed"  // stopped after an ambiguous failure, reloads on next use
 )
 
-var nooptracer = noop.NewTracerProvider().Tracer(ScopeName)
+var nooptracer = noop.NewTracerProvider().Tracer(telemetry.ScopeName)

@@ -1,4 +1,4 @@
-package telemetry
+package otelwire
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/embedded"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/troupehq/troupe/telemetry"
 )
 
 // Batch describes a batch of events a projection or consumer is about to
@@ -100,6 +102,12 @@ func (t *Telemetry) startBatch(ctx context.Context, prefix string, b Batch) (con
 	return ctx, &BatchSpan{t: t, span: span, name: b.Name, start: time.Now()}
 }
 
+// traceParent returns the raw W3C trace parent saved in md, or "".
+func traceParent(md map[string]any) string {
+	s, _ := md["traceparent"].(string)
+	return s
+}
+
 // commandSpans returns the distinct valid span contexts saved in the
 // batch's event metadata, in order of first appearance.
 func commandSpans(b Batch) []trace.SpanContext {
@@ -113,7 +121,7 @@ func commandSpans(b Batch) []trace.SpanContext {
 	)
 	for i := 0; i < b.Size; i++ {
 		md := b.Metadata(i)
-		raw := metadataCarrier(md).Get(MetaTraceParent)
+		raw := traceParent(md)
 		// Events of one command are adjacent, so most repeats are caught
 		// without the map.
 		if raw == "" || raw == last {
@@ -127,7 +135,7 @@ func commandSpans(b Batch) []trace.SpanContext {
 			continue
 		}
 		seen[raw] = struct{}{}
-		if sc, ok := SpanContextFromMetadata(md); ok {
+		if sc, ok := telemetry.SpanContextFromMetadata(md); ok {
 			out = append(out, sc)
 		}
 	}

@@ -1,4 +1,0 @@
-package telemetry
-
-// StatementNameForTest exposes statementName to the external tests.
-var StatementNameForTest = statementName
