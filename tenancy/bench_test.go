@@ -40,7 +40,7 @@ func BenchmarkAppendWithTenantPartitions(b *testing.B) {
 	counts := []int{1, 100, 1000}
 	type database struct {
 		connString string
-		ids        []tenancy.TenantID
+		ids        []store.TenantID
 	}
 	dbs := make([]database, len(counts))
 	for k, n := range counts {
@@ -51,7 +51,7 @@ func BenchmarkAppendWithTenantPartitions(b *testing.B) {
 		require.NoError(b, err)
 		start := time.Now()
 		for i := range n {
-			id := tenancy.TenantID(fmt.Sprintf("tenant-%04d", i))
+			id := store.TenantID(fmt.Sprintf("tenant-%04d", i))
 			_, _, err := mgr.Create(ctx, id, "")
 			require.NoError(b, err)
 			dbs[k].ids = append(dbs[k].ids, id)

@@ -1,18 +1,13 @@
-// Package tenancy defines tenant identities, how they travel through a
-// context, and the tenant lifecycle in PostgreSQL.
+// Package tenancy runs the tenant lifecycle in PostgreSQL: it registers
+// tenants and gives each its own partition of every tenant table.
 //
 // A tenant is an event-store partition: every stream, message, checkpoint,
 // aggregate snapshot and partitioned read-model row carries a partition
 // value, and the same stream id in two tenants is two independent streams.
-// Single-tenant applications use [DefaultPartition].
-//
-// # Tenant ids
-//
-// [Validate] accepts 1 to [MaxLength] (63) bytes of ASCII letters, digits,
-// '_' and '-'; ids are case-sensitive. Everything else (quotes, semicolons,
-// spaces, non-ASCII, invalid UTF-8) is rejected with an error matching
-// [ErrInvalidTenantID] that says what is wrong and where, before any SQL is
-// built, so an id can never carry SQL.
+// Tenant ids ([store.TenantID], validated by [store.ValidateTenantID]) and
+// how they travel through a context ([store.WithTenant]) are defined in the
+// backend-neutral store package; single-tenant applications use
+// [store.DefaultPartition] and need nothing from this package.
 //
 // # Partitions
 //
@@ -44,7 +39,7 @@
 //
 // # Failures
 //
-// Invalid ids match [ErrInvalidTenantID]; unknown tenants [ErrTenantNotFound];
+// Invalid ids match [store.ErrInvalidTenantID]; unknown tenants [ErrTenantNotFound];
 // name clashes [ErrPartitionConflict]; unpartitioned registered tables
 // [ErrNotPartitioned]; tables kept locked by others past the retry budget
 // [ErrBusy]. A failed Create or Drop changes nothing.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/troupehq/troupe/store"
 )
 
 // DB is what the tenancy functions need from a database handle.
@@ -101,7 +103,7 @@ func (c Config) validate() error {
 
 // Tenant is a registered tenant.
 type Tenant struct {
-	ID      TenantID
+	ID      store.TenantID
 	Name    string
 	Created time.Time
 }
@@ -273,7 +275,7 @@ JOIN pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = t.parent`
 // relation named by PartitionName that is a partition of the parent for
 // exactly the tenant's value. A relation of that name that is anything else
 // is not returned (Create then reports ErrPartitionConflict).
-func partitionsOf(ctx context.Context, q DB, tables []table, id TenantID) (map[uint32]Partition, error) {
+func partitionsOf(ctx context.Context, q DB, tables []table, id store.TenantID) (map[uint32]Partition, error) {
 	oids := make([]uint32, len(tables))
 	schemas := make([]string, len(tables))
 	names := make([]string, len(tables))
@@ -326,7 +328,7 @@ func (m *Manager) Tables(ctx context.Context) ([]string, error) {
 // partitions named by [PartitionName] that hold exactly the tenant's value.
 // A tenant without partitions (never created, or dropped) has none; its
 // rows, if any, are in the DEFAULT partitions.
-func (m *Manager) Partitions(ctx context.Context, id TenantID) ([]Partition, error) {
+func (m *Manager) Partitions(ctx context.Context, id store.TenantID) ([]Partition, error) {
 	if err := id.Validate(); err != nil {
 		return nil, err
 	}
@@ -369,7 +371,7 @@ func (m *Manager) registry() string {
 // Troupe did not create, matches [ErrPartitionConflict]; tables that stay
 // locked by other transactions return [ErrBusy] after Config.LockAttempts
 // tries. In every error case nothing is changed.
-func (m *Manager) Create(ctx context.Context, id TenantID, name string) (t Tenant, created bool, err error) {
+func (m *Manager) Create(ctx context.Context, id store.TenantID, name string) (t Tenant, created bool, err error) {
 	if err := id.Validate(); err != nil {
 		return Tenant{}, false, fmt.Errorf("create tenant: %w", err)
 	}
@@ -420,7 +422,7 @@ func (m *Manager) Create(ctx context.Context, id TenantID, name string) (t Tenan
 // partition is locked exclusively until commit. The statements are sent in
 // a few multi-statement round trips, so creating a tenant costs about the
 // same with 1 or 1,000 tenants.
-func createPartitions(ctx context.Context, tx pgx.Tx, tables []table, id TenantID) ([]Partition, int64, error) {
+func createPartitions(ctx context.Context, tx pgx.Tx, tables []table, id store.TenantID) ([]Partition, int64, error) {
 	if len(tables) == 0 {
 		return nil, 0, nil
 	}
@@ -546,7 +548,7 @@ func insertableColumns(ctx context.Context, tx pgx.Tx, oid uint32) (string, erro
 
 // Get returns the registered tenant id, or an error matching
 // [ErrTenantNotFound].
-func (m *Manager) Get(ctx context.Context, id TenantID) (Tenant, error) {
+func (m *Manager) Get(ctx context.Context, id store.TenantID) (Tenant, error) {
 	if err := id.Validate(); err != nil {
 		return Tenant{}, fmt.Errorf("get tenant: %w", err)
 	}
@@ -592,7 +594,7 @@ func (m *Manager) List(ctx context.Context) ([]Tenant, error) {
 // Config.LockTimeout for it, backs off and retries so that other tenants'
 // traffic is never queued behind it for long, and returns [ErrBusy] after
 // Config.LockAttempts tries, having changed nothing.
-func (m *Manager) Drop(ctx context.Context, id TenantID) error {
+func (m *Manager) Drop(ctx context.Context, id store.TenantID) error {
 	if err := id.Validate(); err != nil {
 		return fmt.Errorf("drop tenant: %w", err)
 	}
@@ -681,7 +683,7 @@ JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.name AND c.relkind =
 // deleteUnpartitioned deletes tenant id's rows from the schema's
 // unpartitionedTables. A table that does not exist is skipped; one
 // without a partition column is an error (the schema predates v4).
-func (m *Manager) deleteUnpartitioned(ctx context.Context, tx pgx.Tx, id TenantID) (int64, error) {
+func (m *Manager) deleteUnpartitioned(ctx context.Context, tx pgx.Tx, id store.TenantID) (int64, error) {
 	rows, err := tx.Query(ctx, unpartitionedSQL, m.cfg.Schema, unpartitionedTables)
 	if err != nil {
 		return 0, fmt.Errorf("find unpartitioned tenant tables: %w", err)
@@ -716,7 +718,7 @@ func (m *Manager) deleteUnpartitioned(ctx context.Context, tx pgx.Tx, id TenantI
 // run runs fn in a transaction holding the tenant's advisory lock, with
 // lock_timeout set, and retries the whole transaction when a lock could not
 // be taken in time or PostgreSQL broke a deadlock by aborting it.
-func (m *Manager) run(ctx context.Context, op string, id TenantID, fn func(pgx.Tx) error) error {
+func (m *Manager) run(ctx context.Context, op string, id store.TenantID, fn func(pgx.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := m.attempt(ctx, id, fn)
 		if err == nil {
@@ -735,7 +737,7 @@ func (m *Manager) run(ctx context.Context, op string, id TenantID, fn func(pgx.T
 	}
 }
 
-func (m *Manager) attempt(ctx context.Context, id TenantID, fn func(pgx.Tx) error) (err error) {
+func (m *Manager) attempt(ctx context.Context, id store.TenantID, fn func(pgx.Tx) error) (err error) {
 	tx, err := m.cfg.DB.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)

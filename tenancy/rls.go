@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/troupehq/troupe/store"
 )
 
 // SettingName is the PostgreSQL setting that scopes a transaction to one
@@ -37,7 +39,7 @@ func EventTables() []string {
 // the policies created by [EnableRowLevelSecurity] let it see and write
 // only rows whose partition is id. It validates id first (an invalid id
 // matches [ErrInvalidTenantID] and nothing is sent).
-func SetTenant(ctx context.Context, tx pgx.Tx, id TenantID) error {
+func SetTenant(ctx context.Context, tx pgx.Tx, id store.TenantID) error {
 	if err := id.Validate(); err != nil {
 		return fmt.Errorf("set tenant: %w", err)
 	}

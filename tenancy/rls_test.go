@@ -55,7 +55,7 @@ func appRole(t *testing.T, owner *pgxpool.Pool) *pgxpool.Pool {
 
 // asTenant runs fn in a transaction of pool scoped to tenant id and rolls
 // it back.
-func asTenant(t *testing.T, pool *pgxpool.Pool, id tenancy.TenantID, fn func(tx pgx.Tx)) {
+func asTenant(t *testing.T, pool *pgxpool.Pool, id store.TenantID, fn func(tx pgx.Tx)) {
 	t.Helper()
 	ctx := testContext(t)
 	tx, err := pool.Begin(ctx)
@@ -181,7 +181,7 @@ func TestRowLevelSecurity(t *testing.T) {
 	// The owner is not filtered; invalid ids never reach SQL.
 	assert.Equal(t, 7, count(t, e.pool, `SELECT count(*) FROM messages`))
 	asTenant(t, app, "", func(tx pgx.Tx) {
-		assert.ErrorIs(t, tenancy.SetTenant(ctx, tx, "x'; RESET ALL; --"), tenancy.ErrInvalidTenantID)
+		assert.ErrorIs(t, tenancy.SetTenant(ctx, tx, "x'; RESET ALL; --"), store.ErrInvalidTenantID)
 	})
 
 	// Disabling lifts the policies.

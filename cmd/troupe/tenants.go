@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/tenancy"
 )
 
@@ -37,7 +38,7 @@ type tenantsCreateCmd struct {
 }
 
 func (c *tenantsCreateCmd) Run(a *app) error {
-	id, err := tenancy.Parse(c.ID)
+	id, err := store.ParseTenantID(c.ID)
 	if err != nil {
 		return err
 	}
@@ -97,7 +98,7 @@ type tenantsDropCmd struct {
 var errNotConfirmed = errors.New("not confirmed: nothing was dropped")
 
 func (c *tenantsDropCmd) Run(a *app) error {
-	id, err := tenancy.Parse(c.ID)
+	id, err := store.ParseTenantID(c.ID)
 	if err != nil {
 		return err
 	}

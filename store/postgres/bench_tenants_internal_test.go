@@ -62,7 +62,7 @@ func BenchmarkAppendStatementsWithTenants(b *testing.B) {
 		}
 		for i := range n {
 			id := fmt.Sprintf("tenant-%04d", i)
-			if _, _, err := mgr.Create(ctx, tenancy.TenantID(id), ""); err != nil {
+			if _, _, err := mgr.Create(ctx, store.TenantID(id), ""); err != nil {
 				b.Fatal(err)
 			}
 			tenants[k] = append(tenants[k], id)

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/internal/pgtest"
+	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/tenancy"
 )
 
@@ -31,7 +32,7 @@ func TestPoolAppendPlansNameNoPartition(t *testing.T) {
 	require.NoError(t, Migrate(ctx, pool))
 	mgr, err := tenancy.NewManager(&tenancy.Config{DB: pool, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
-	for _, id := range []tenancy.TenantID{"tenant-a", "tenant-b", "tenant-c"} {
+	for _, id := range []store.TenantID{"tenant-a", "tenant-b", "tenant-c"} {
 		_, _, err := mgr.Create(ctx, id, "")
 		require.NoError(t, err)
 	}

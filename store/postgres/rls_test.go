@@ -37,7 +37,7 @@ type rlsEnv struct {
 // newRLSEnv migrates a fresh database, creates tenants (each with its own
 // partitions), enables row-level security and connects as an application
 // role that owns nothing and has no BYPASSRLS.
-func newRLSEnv(t testing.TB, tenants ...tenancy.TenantID) rlsEnv {
+func newRLSEnv(t testing.TB, tenants ...store.TenantID) rlsEnv {
 	t.Helper()
 	ctx := context.Background()
 	owner := pgtest.NewPool(t)
