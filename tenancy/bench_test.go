@@ -47,7 +47,7 @@ func BenchmarkAppendWithTenantPartitions(b *testing.B) {
 		dbs[k].connString = pgtest.NewDatabase(b)
 		setup := benchPool(ctx, b, dbs[k].connString)
 		require.NoError(b, postgres.Migrate(ctx, setup))
-		mgr, err := tenancy.NewManager(&tenancy.Config{DB: setup, Logger: slog.New(slog.DiscardHandler)})
+		mgr, err := tenancy.NewManager(setup, &tenancy.Config{Logger: slog.New(slog.DiscardHandler)})
 		require.NoError(b, err)
 		start := time.Now()
 		for i := range n {

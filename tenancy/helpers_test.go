@@ -44,11 +44,10 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool, cfg *tenancy.Config) env {
 	if cfg != nil {
 		c = *cfg
 	}
-	c.DB = pool
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	mgr, err := tenancy.NewManager(&c)
+	mgr, err := tenancy.NewManager(pool, &c)
 	require.NoError(t, err)
 	st, err := postgres.New(pool, nil)
 	require.NoError(t, err)

@@ -205,7 +205,7 @@ func TestIsolationEventStore(t *testing.T) {
 	t.Run("postgres_row_level_security", func(t *testing.T) {
 		t.Parallel()
 		e := newTwoTenants(t)
-		require.NoError(t, tenancy.EnableRowLevelSecurity(testContext(t), e.pool))
+		require.NoError(t, postgres.EnableRowLevelSecurity(testContext(t), e.pool))
 		appPool := appRole(t, e.pool)
 		app, err := postgres.New(appPool, &postgres.Config{Logger: quiet, RowLevelSecurity: true})
 		require.NoError(t, err)

@@ -20,20 +20,23 @@ var eventTables = []string{"streams", "messages", "aggregate_snapshots", "subscr
 func TestNewManagerValidatesConfig(t *testing.T) {
 	t.Parallel()
 	var cfgErr *tenancy.ConfigError
-	_, err := tenancy.NewManager(nil)
-	require.ErrorAs(t, err, &cfgErr)
-	assert.Equal(t, "DB", cfgErr.Field)
-	assert.ErrorIs(t, err, tenancy.ErrInvalidConfig)
+	_, err := tenancy.NewManager(nil, nil)
+	require.ErrorContains(t, err, "db is nil")
 
 	pool := newEnv(t, nil).pool
+	m, err := tenancy.NewManager(pool, nil)
+	require.NoError(t, err, "nil config means every default")
+	require.NotNil(t, m)
 	for field, cfg := range map[string]tenancy.Config{
-		"LockTimeout":  {DB: pool, LockTimeout: -1},
-		"LockAttempts": {DB: pool, LockAttempts: -1},
-		"Tables[1]":    {DB: pool, Tables: []string{"carts", "a.b.c"}},
+		"LockTimeout":  {LockTimeout: -1},
+		"LockAttempts": {LockAttempts: -1},
+		"Tables[1]":    {Tables: []string{"carts", "a.b.c"}},
 	} {
-		_, err := tenancy.NewManager(&cfg)
+		_, err := tenancy.NewManager(pool, &cfg)
 		require.ErrorAs(t, err, &cfgErr, field)
 		assert.Equal(t, field, cfgErr.Field)
+		assert.ErrorIs(t, err, tenancy.ErrInvalidConfig)
+		assert.Contains(t, err.Error(), "tenancy.Config."+field+": ")
 	}
 }
 
@@ -285,7 +288,7 @@ func TestRegisteredTables(t *testing.T) {
 	assert.Zero(t, count(t, e.pool, `SELECT count(*) FROM readmodels."Carts"`))
 
 	for _, bad := range []string{"readmodels.plain", "readmodels.missing"} {
-		m, err := tenancy.NewManager(&tenancy.Config{DB: e.pool, Tables: []string{bad}})
+		m, err := tenancy.NewManager(e.pool, &tenancy.Config{Tables: []string{bad}})
 		require.NoError(t, err)
 		_, _, err = m.Create(ctx, "acme", "")
 		assert.ErrorIs(t, err, tenancy.ErrNotPartitioned, bad)

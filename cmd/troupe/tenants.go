@@ -24,7 +24,7 @@ type tenantsCmd struct {
 // withTenants runs fn with a tenancy manager on the configured database.
 func (a *app) withTenants(fn func(*tenancy.Manager) error) error {
 	return a.withPool(func(pool *pgxpool.Pool) error {
-		m, err := tenancy.NewManager(&tenancy.Config{DB: pool, Logger: a.logger})
+		m, err := tenancy.NewManager(pool, &tenancy.Config{Logger: a.logger})
 		if err != nil {
 			return err
 		}

@@ -17,7 +17,7 @@
 // With Config.RowLevelSecurity on, the store scopes every transaction it
 // runs for a partition to that partition (tenancy.SetTenantSQL, queued in
 // the same pgx.Batch as the statement, so still one round trip), for the
-// policies of tenancy.EnableRowLevelSecurity: a pool connected as a
+// policies of postgres.EnableRowLevelSecurity: a pool connected as a
 // non-owner application role then reaches the rows of the partition each
 // call names and nothing else, and raw SQL in a transaction the store has
 // scoped sees only that tenant. ReadAll without a partition sets no tenant

@@ -42,13 +42,13 @@ func newRLSEnv(t testing.TB, tenants ...store.TenantID) rlsEnv {
 	ctx := context.Background()
 	owner := pgtest.NewPool(t)
 	require.NoError(t, postgres.Migrate(ctx, owner))
-	mgr, err := tenancy.NewManager(&tenancy.Config{DB: owner, Logger: slog.New(slog.DiscardHandler)})
+	mgr, err := tenancy.NewManager(owner, &tenancy.Config{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	for _, id := range tenants {
 		_, _, err := mgr.Create(ctx, id, "")
 		require.NoError(t, err)
 	}
-	require.NoError(t, tenancy.EnableRowLevelSecurity(ctx, owner))
+	require.NoError(t, postgres.EnableRowLevelSecurity(ctx, owner))
 
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)

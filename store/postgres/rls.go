@@ -1,4 +1,4 @@
-package tenancy
+package postgres
 
 import (
 	"context"
@@ -6,39 +6,28 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/troupehq/troupe/internal/pgtenant"
 	"github.com/troupehq/troupe/store"
 )
 
-// SettingName is the PostgreSQL setting that scopes a transaction to one
-// tenant under row-level security.
-const SettingName = "troupe.tenant"
+// TenantSettingName is the PostgreSQL setting that scopes a transaction to
+// one tenant under row-level security.
+const TenantSettingName = pgtenant.SettingName
 
-// PolicyName is the name of the row-level security policy
+// TenantPolicyName is the name of the row-level security policy
 // [EnableRowLevelSecurity] creates on each table and partition.
-const PolicyName = "troupe_tenant_isolation"
+const TenantPolicyName = pgtenant.PolicyName
 
 // SetTenantSQL scopes the current transaction to the tenant given as $1.
 // [SetTenant] runs it; a store that sends its statements as a pgx.Batch
 // (one implicit transaction) can queue it as the batch's first statement
 // instead, saving a round trip.
-const SetTenantSQL = "SELECT set_config('" + SettingName + "', $1, true)"
-
-// policyUsing is the row filter: rows of the tenant the transaction is
-// scoped to. With no tenant set, current_setting(…, true) is NULL (or the
-// empty string after an earlier transaction set it), which matches no row:
-// unscoped access fails closed.
-const policyUsing = "partition = current_setting('" + SettingName + "', true)"
-
-// EventTables returns the event-store tables that row-level security
-// always covers: streams, messages, subscriptions and aggregate_snapshots.
-func EventTables() []string {
-	return []string{"streams", "messages", "subscriptions", "aggregate_snapshots"}
-}
+const SetTenantSQL = "SELECT set_config('" + TenantSettingName + "', $1, true)"
 
 // SetTenant scopes tx to tenant id for row-level security: until tx ends,
 // the policies created by [EnableRowLevelSecurity] let it see and write
 // only rows whose partition is id. It validates id first (an invalid id
-// matches [ErrInvalidTenantID] and nothing is sent).
+// matches [store.ErrInvalidTenantID] and nothing is sent).
 func SetTenant(ctx context.Context, tx pgx.Tx, id store.TenantID) error {
 	if err := id.Validate(); err != nil {
 		return fmt.Errorf("set tenant: %w", err)
@@ -49,47 +38,47 @@ func SetTenant(ctx context.Context, tx pgx.Tx, id store.TenantID) error {
 	return nil
 }
 
-// EnableRowLevelSecurity turns on row-level security, keyed by the
-// tenant a transaction is scoped to with [SetTenant], on the event tables
-// ([EventTables]) and on the extra tables given (read models that opt in;
-// "table" or "schema.table", each needing a text column "partition").
+// EnableRowLevelSecurity turns on row-level security, keyed by the tenant a
+// transaction is scoped to with [SetTenant], on the tenant tables registered
+// for it in the database (the tenant_tables rows with row_level_security:
+// streams, messages, subscriptions and aggregate_snapshots, plus whatever an
+// application registered) and on the extra tables given (read models that
+// opt in; "table" or "schema.table", each needing a text column
+// "partition").
 //
 // Each table and every one of its existing partitions (queries naming a
 // partition directly are filtered too) gets RLS enabled and the policy
-// [PolicyName]: a row is visible and writable only when its partition
-// equals the transaction's tenant. Partitions created later by
-// [Manager.Create] get the same. Re-running it is harmless.
+// [TenantPolicyName]: a row is visible and writable only when its partition
+// column equals the transaction's tenant. Partitions created later by the
+// tenancy package's Manager get the same. Re-running it is harmless.
 //
 // Table owners and roles with BYPASSRLS are not filtered: connect the
 // application as a separate, non-owner role for the policies to apply, and
 // run migrations, tenant lifecycle and cross-tenant work (projections
-// reading every tenant) as the owner. It runs in one transaction and takes
-// ACCESS EXCLUSIVE locks on the tables: run it at deploy time.
+// reading every tenant) as the owner. It runs in one transaction (a
+// savepoint when db is a transaction) and takes ACCESS EXCLUSIVE locks on
+// the tables: run it at deploy time, after [Migrate].
 func EnableRowLevelSecurity(ctx context.Context, db DB, tables ...string) error {
 	return alterRowLevelSecurity(ctx, db, true, tables)
 }
 
-// DisableRowLevelSecurity undoes [EnableRowLevelSecurity] on the event
+// DisableRowLevelSecurity undoes [EnableRowLevelSecurity] on the registered
 // tables and the given tables and all their partitions.
 func DisableRowLevelSecurity(ctx context.Context, db DB, tables ...string) error {
 	return alterRowLevelSecurity(ctx, db, false, tables)
 }
+
+// rlsTable is a table row-level security is turned on or off for: a
+// sanitized name and its partition column.
+type rlsTable struct{ ident, column string }
 
 func alterRowLevelSecurity(ctx context.Context, db DB, enable bool, tables []string) (err error) {
 	what := "disable row-level security"
 	if enable {
 		what = "enable row-level security"
 	}
-	names := EventTables()
-	seen := map[string]bool{}
-	for _, n := range names {
-		seen[n] = true
-	}
-	for _, t := range tables {
-		if !seen[t] {
-			seen[t] = true
-			names = append(names, t)
-		}
+	if isNil(db) {
+		return fmt.Errorf("%s: db is nil", what)
 	}
 	tx, err := db.Begin(ctx)
 	if err != nil {
@@ -100,30 +89,49 @@ func alterRowLevelSecurity(ctx context.Context, db DB, enable bool, tables []str
 			_ = tx.Rollback(ctx)
 		}
 	}()
-	b := &pgx.Batch{}
-	for _, name := range names {
-		parts, err := splitTableName(name)
+	registered, err := pgtenant.Tables(ctx, tx, "")
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	var targets []rlsTable
+	seen := map[string]bool{}
+	for _, t := range registered {
+		if t.RLS && !seen[t.Qualified()] {
+			seen[t.Qualified()] = true
+			targets = append(targets, rlsTable{ident: t.Qualified(), column: t.Column})
+		}
+	}
+	for _, name := range tables {
+		parts, err := pgtenant.SplitTableName(name)
 		if err != nil {
 			return fmt.Errorf("%s: table %w", what, err)
 		}
-		ident := pgx.Identifier(parts).Sanitize()
+		targets = append(targets, rlsTable{ident: pgx.Identifier(parts).Sanitize(), column: pgtenant.DefaultColumn})
+	}
+	b := &pgx.Batch{}
+	done := map[uint32]bool{}
+	for _, t := range targets {
 		var oid *uint32
 		var hasColumn bool
 		err = tx.QueryRow(ctx, `SELECT to_regclass($1)::oid, EXISTS (SELECT 1 FROM pg_attribute
-			WHERE attrelid = to_regclass($1) AND attname = 'partition' AND NOT attisdropped)`, ident).Scan(&oid, &hasColumn)
+			WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped)`, t.ident, t.column).Scan(&oid, &hasColumn)
 		if err != nil {
-			return fmt.Errorf("%s: look up table %s: %w", what, ident, err)
+			return fmt.Errorf("%s: look up table %s: %w", what, t.ident, err)
 		}
 		if oid == nil {
-			return fmt.Errorf("%s: table %s does not exist", what, ident)
+			return fmt.Errorf("%s: table %s does not exist", what, t.ident)
 		}
 		if !hasColumn {
-			return fmt.Errorf("%s: table %s has no column \"partition\"", what, ident)
+			return fmt.Errorf("%s: table %s has no column %q", what, t.ident, t.column)
 		}
+		if done[*oid] {
+			continue
+		}
+		done[*oid] = true
 		rows, err := tx.Query(ctx, `SELECT n.nspname, c.relname FROM pg_partition_tree($1::oid::regclass) t
 			JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace ORDER BY t.level, c.relname`, *oid)
 		if err != nil {
-			return fmt.Errorf("%s: list partitions of %s: %w", what, ident, err)
+			return fmt.Errorf("%s: list partitions of %s: %w", what, t.ident, err)
 		}
 		rels, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
 			var schema, rel string
@@ -131,15 +139,15 @@ func alterRowLevelSecurity(ctx context.Context, db DB, enable bool, tables []str
 			return pgx.Identifier{schema, rel}.Sanitize(), err
 		})
 		if err != nil {
-			return fmt.Errorf("%s: list partitions of %s: %w", what, ident, err)
+			return fmt.Errorf("%s: list partitions of %s: %w", what, t.ident, err)
 		}
 		for _, rel := range rels {
 			var stmts []string
 			if enable {
-				stmts = policyStatements(rel, false)
+				stmts = pgtenant.PolicyStatements(rel, t.column, false)
 			} else {
 				stmts = []string{
-					`DROP POLICY IF EXISTS ` + PolicyName + ` ON ` + rel,
+					`DROP POLICY IF EXISTS ` + TenantPolicyName + ` ON ` + rel,
 					`ALTER TABLE ` + rel + ` NO FORCE ROW LEVEL SECURITY`,
 					`ALTER TABLE ` + rel + ` DISABLE ROW LEVEL SECURITY`,
 				}
@@ -156,17 +164,4 @@ func alterRowLevelSecurity(ctx context.Context, db DB, enable bool, tables []str
 		return fmt.Errorf("%s: commit: %w", what, err)
 	}
 	return nil
-}
-
-// policyStatements enables row-level security on the (sanitized) relation
-// rel and (re)creates the tenant policy on it.
-func policyStatements(rel string, force bool) []string {
-	stmts := []string{`ALTER TABLE ` + rel + ` ENABLE ROW LEVEL SECURITY`}
-	if force {
-		stmts = append(stmts, `ALTER TABLE `+rel+` FORCE ROW LEVEL SECURITY`)
-	}
-	return append(stmts,
-		`DROP POLICY IF EXISTS `+PolicyName+` ON `+rel,
-		`CREATE POLICY `+PolicyName+` ON `+rel+` USING (`+policyUsing+`) WITH CHECK (`+policyUsing+`)`,
-	)
 }
