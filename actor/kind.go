@@ -32,7 +32,7 @@ type Kind[C, E, S any] struct {
 	// states that are discarded when an append fails).
 	Decider decider.Decider[C, E, S]
 	// Route returns the tenant (partition) and stream id a command is
-	// for. An empty tenant means tenancy.DefaultPartition. Required.
+	// for. An empty tenant means store.DefaultPartition. Required.
 	Route func(cmd C) (tenant string, stream store.StreamID)
 	// CommandName names a command in telemetry (the command span is
 	// "<kind>.<name>", and the name is a metric attribute, so keep the set

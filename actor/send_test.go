@@ -15,7 +15,6 @@ import (
 	"github.com/troupehq/troupe/decider"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/memory"
-	"github.com/troupehq/troupe/tenancy"
 )
 
 func TestSendAndState(t *testing.T) {
@@ -62,12 +61,12 @@ func TestSendAndState(t *testing.T) {
 	assert.Equal(t, "Incremented", evs[0].Type)
 	assert.Equal(t, "counter", evs[0].StreamType)
 	assert.Equal(t, "acme", evs[0].Partition)
-	assert.Empty(t, readAll(t, st, tenancy.DefaultPartition, "c1"), "another tenant's stream of the same id is untouched")
+	assert.Empty(t, readAll(t, st, store.DefaultPartition, "c1"), "another tenant's stream of the same id is untouched")
 
 	// The empty tenant is the default partition.
 	_, err = agg.Send(ctx, counterCmd{Stream: "c1"})
 	require.NoError(t, err)
-	assert.Len(t, readAll(t, st, tenancy.DefaultPartition, "c1"), 1)
+	assert.Len(t, readAll(t, st, store.DefaultPartition, "c1"), 1)
 }
 
 func TestSendMetadata(t *testing.T) {

@@ -24,7 +24,7 @@ import (
 // AllPartitions is the partition under which a projection over every
 // partition keeps its checkpoint, status and lease, and the argument
 // Resetter.ResetReadModel gets for it. No tenant can be named so:
-// tenancy.Validate rejects '*'.
+// store.ValidateTenantID rejects '*'.
 const AllPartitions = "*"
 
 // Defaults of Config.

@@ -78,7 +78,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 
 // ProjectOptions are the options of one ProjectEvents call.
 type ProjectOptions struct {
-	// Partition the stream lives in. Defaults to tenancy.DefaultPartition.
+	// Partition the stream lives in. Defaults to store.DefaultPartition.
 	Partition string
 	// BatchSize is the most events projected by the call. Defaults to
 	// DefaultRunnerBatchSize.

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/tenancy"
 )
 
 // recorder is a handler recording the events it got, in order, with a name.
@@ -92,7 +91,7 @@ func TestRunnerEmptyRegistryAndMissingStream(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, Result{}, res)
 	// The checkpoint is created, at 0, in the default partition.
-	pos, ok := streamCheckpoint(t, pool, "sub", tenancy.DefaultPartition, "missing")
+	pos, ok := streamCheckpoint(t, pool, "sub", store.DefaultPartition, "missing")
 	require.True(t, ok)
 	require.Zero(t, pos)
 
@@ -132,7 +131,7 @@ func TestRunnerHandlerErrorRollsBack(t *testing.T) {
 
 	// Rolled back: the checkpoint did not pass the failing event, and the
 	// writes of the events before it in the batch are undone.
-	pos, _ := streamCheckpoint(t, pool, "sub", tenancy.DefaultPartition, "c1")
+	pos, _ := streamCheckpoint(t, pool, "sub", store.DefaultPartition, "c1")
 	require.Zero(t, pos)
 	var n int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM applied`).Scan(&n))

@@ -7,7 +7,7 @@ import (
 
 // AggregateOptions configure AggregateStream.
 type AggregateOptions struct {
-	// Partition the stream lives in. Defaults to tenancy.DefaultPartition.
+	// Partition the stream lives in. Defaults to DefaultPartition.
 	Partition string
 	// ExpectedVersion, when set, is checked against the stream read: a
 	// mismatch returns the same *VersionConflictError an append would.

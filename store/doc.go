@@ -3,6 +3,19 @@
 // interface that every backend (store/postgres, store/memory) implements and
 // that store/storetest checks.
 //
+// # Tenants
+//
+// A tenant is a partition of the store: every stream lives in exactly one,
+// and the same stream id in two tenants is two independent streams.
+// Single-tenant applications use [DefaultPartition]. [ValidateTenantID]
+// accepts 1 to [MaxTenantIDLength] (63) bytes of ASCII letters, digits, '_'
+// and '-' (case-sensitive) and rejects everything else with an error
+// matching [ErrInvalidTenantID] that says what is wrong and where, so an id
+// can never carry SQL. [WithTenant] and [TenantFromContext] carry a
+// [TenantID] through a context. The PostgreSQL tenant lifecycle (partitions
+// per tenant) is in the tenancy package; row-level security in
+// store/postgres.
+//
 // # Guarantees
 //
 //   - An append either commits all its events at contiguous stream positions

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
-
-	"github.com/troupehq/troupe/tenancy"
 )
 
 func FuzzJSONCodecDecode(f *testing.F) {
@@ -61,9 +59,9 @@ func FuzzPrepareAppend(f *testing.F) {
 		out, opts, err := PrepareAppend(StreamID(stream), in, AppendOptions{Partition: partition})
 		p := partition
 		if p == "" {
-			p = tenancy.DefaultPartition
+			p = DefaultPartition
 		}
-		valid := stream != "" && len(stream) <= MaxStreamIDLength && tenancy.Validate(p) == nil &&
+		valid := stream != "" && len(stream) <= MaxStreamIDLength && ValidateTenantID(p) == nil &&
 			typ != "" && len(data) > 0 && json.Valid(data)
 		if !valid {
 			if !errors.Is(err, ErrInvalidArgument) {

@@ -113,7 +113,7 @@ func (e Event) String() string {
 
 // AppendOptions are the options of one append.
 type AppendOptions struct {
-	// Partition the stream lives in. Defaults to tenancy.DefaultPartition.
+	// Partition the stream lives in. Defaults to DefaultPartition.
 	Partition string
 	// StreamType is recorded when the append creates the stream and is
 	// never changed afterwards. Defaults to DefaultStreamType.
@@ -145,7 +145,7 @@ func (r AppendResult) LastPosition() Position {
 
 // ReadOptions select part of one stream.
 type ReadOptions struct {
-	// Partition the stream lives in. Defaults to tenancy.DefaultPartition.
+	// Partition the stream lives in. Defaults to DefaultPartition.
 	Partition string
 	// From is the first stream position returned (inclusive). 0 or 1 reads
 	// from the start.
@@ -193,7 +193,7 @@ type ReadAllResult struct {
 
 // ArchiveOptions select the stream to archive.
 type ArchiveOptions struct {
-	// Partition the stream lives in. Defaults to tenancy.DefaultPartition.
+	// Partition the stream lives in. Defaults to DefaultPartition.
 	Partition string
 }
 

@@ -4,14 +4,12 @@ import (
 	"encoding/json"
 
 	"github.com/google/uuid"
-
-	"github.com/troupehq/troupe/tenancy"
 )
 
-// Partition returns p, or tenancy.DefaultPartition when p is empty.
+// Partition returns p, or DefaultPartition when p is empty.
 func Partition(p string) string {
 	if p == "" {
-		return tenancy.DefaultPartition
+		return DefaultPartition
 	}
 	return p
 }
@@ -28,7 +26,7 @@ func PrepareAppend(stream StreamID, events []EventData, opts AppendOptions) ([]E
 		return nil, opts, err
 	}
 	opts.Partition = Partition(opts.Partition)
-	if err := tenancy.Validate(opts.Partition); err != nil {
+	if err := ValidateTenantID(opts.Partition); err != nil {
 		return nil, opts, InvalidArgument("partition: %v", err)
 	}
 	if opts.StreamType == "" {
@@ -79,7 +77,7 @@ func ValidateStreamID(stream StreamID) error {
 // rejects invalid ones.
 func ValidatePartition(p string) (string, error) {
 	p = Partition(p)
-	if err := tenancy.Validate(p); err != nil {
+	if err := ValidateTenantID(p); err != nil {
 		return p, InvalidArgument("partition: %v", err)
 	}
 	return p, nil

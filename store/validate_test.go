@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
-
-	"github.com/troupehq/troupe/tenancy"
 )
 
 func TestPrepareAppendDefaults(t *testing.T) {
@@ -21,7 +19,7 @@ func TestPrepareAppendDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if opts.Partition != tenancy.DefaultPartition || opts.StreamType != DefaultStreamType || opts.ExpectedVersion != Exact(4) {
+	if opts.Partition != DefaultPartition || opts.StreamType != DefaultStreamType || opts.ExpectedVersion != Exact(4) {
 		t.Errorf("options = %+v", opts)
 	}
 	if _, err := uuid.Parse(out[0].MessageID); err != nil {
@@ -65,7 +63,7 @@ func TestPrepareAppendRejects(t *testing.T) {
 		{"no_events", "s", nil, AppendOptions{}, "no events"},
 		{"semicolon_partition", "s", []EventData{ok}, AppendOptions{Partition: "bad;partition"}, "partition"},
 		{"space_partition", "s", []EventData{ok}, AppendOptions{Partition: "a b"}, "partition"},
-		{"long_partition", "s", []EventData{ok}, AppendOptions{Partition: strings.Repeat("p", tenancy.MaxLength+1)}, "partition"},
+		{"long_partition", "s", []EventData{ok}, AppendOptions{Partition: strings.Repeat("p", MaxTenantIDLength+1)}, "partition"},
 		{"no_type", "s", []EventData{ok, {Data: json.RawMessage(`{}`)}}, AppendOptions{}, "event 1 has no type"},
 		{"no_data", "s", []EventData{{Type: "A"}}, AppendOptions{}, "no data"},
 		{"invalid_json", "s", []EventData{{Type: "A", Data: json.RawMessage(`{"a":}`)}}, AppendOptions{}, "not valid JSON"},
@@ -93,7 +91,7 @@ func TestPrepareAppendRejects(t *testing.T) {
 
 func TestValidatePartition(t *testing.T) {
 	t.Parallel()
-	if p, err := ValidatePartition(""); err != nil || p != tenancy.DefaultPartition {
+	if p, err := ValidatePartition(""); err != nil || p != DefaultPartition {
 		t.Errorf(`ValidatePartition("") = %q, %v`, p, err)
 	}
 	if p, err := ValidatePartition("tenant_1-a"); err != nil || p != "tenant_1-a" {
@@ -104,7 +102,7 @@ func TestValidatePartition(t *testing.T) {
 			t.Errorf("ValidatePartition(%q) = %v, want ErrInvalidArgument", bad, err)
 		}
 	}
-	if got := Partition(""); got != tenancy.DefaultPartition {
+	if got := Partition(""); got != DefaultPartition {
 		t.Errorf(`Partition("") = %q`, got)
 	}
 	if got := Partition("t"); got != "t" {

@@ -40,18 +40,18 @@ func BenchmarkAppendWithTenantPartitions(b *testing.B) {
 	counts := []int{1, 100, 1000}
 	type database struct {
 		connString string
-		ids        []tenancy.TenantID
+		ids        []store.TenantID
 	}
 	dbs := make([]database, len(counts))
 	for k, n := range counts {
 		dbs[k].connString = pgtest.NewDatabase(b)
 		setup := benchPool(ctx, b, dbs[k].connString)
 		require.NoError(b, postgres.Migrate(ctx, setup))
-		mgr, err := tenancy.NewManager(&tenancy.Config{DB: setup, Logger: slog.New(slog.DiscardHandler)})
+		mgr, err := tenancy.NewManager(setup, &tenancy.Config{Logger: slog.New(slog.DiscardHandler)})
 		require.NoError(b, err)
 		start := time.Now()
 		for i := range n {
-			id := tenancy.TenantID(fmt.Sprintf("tenant-%04d", i))
+			id := store.TenantID(fmt.Sprintf("tenant-%04d", i))
 			_, _, err := mgr.Create(ctx, id, "")
 			require.NoError(b, err)
 			dbs[k].ids = append(dbs[k].ids, id)

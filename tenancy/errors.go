@@ -34,7 +34,7 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	return fmt.Sprintf("invalid tenancy config: %s: %s", e.Field, e.Reason)
+	return fmt.Sprintf("tenancy.Config.%s: %s", e.Field, e.Reason)
 }
 
 // Is reports whether target is ErrInvalidConfig.

@@ -44,18 +44,17 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool, cfg *tenancy.Config) env {
 	if cfg != nil {
 		c = *cfg
 	}
-	c.DB = pool
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	mgr, err := tenancy.NewManager(&c)
+	mgr, err := tenancy.NewManager(pool, &c)
 	require.NoError(t, err)
 	st, err := postgres.New(pool, nil)
 	require.NoError(t, err)
 	return env{pool: pool, mgr: mgr, store: st}
 }
 
-func (e env) create(t testing.TB, id tenancy.TenantID) {
+func (e env) create(t testing.TB, id store.TenantID) {
 	t.Helper()
 	_, _, err := e.mgr.Create(testContext(t), id, "tenant "+string(id))
 	require.NoError(t, err)
@@ -66,7 +65,7 @@ func event(typ string, n int) store.EventData {
 	return store.EventData{Type: typ, Data: data}
 }
 
-func (e env) append(t testing.TB, tenant tenancy.TenantID, stream store.StreamID, events ...store.EventData) store.AppendResult {
+func (e env) append(t testing.TB, tenant store.TenantID, stream store.StreamID, events ...store.EventData) store.AppendResult {
 	t.Helper()
 	res, err := e.store.AppendToStream(testContext(t), stream, events, store.AppendOptions{Partition: string(tenant), StreamType: "test"})
 	require.NoError(t, err)
@@ -76,7 +75,7 @@ func (e env) append(t testing.TB, tenant tenancy.TenantID, stream store.StreamID
 // rowTables returns, for the rows of table (SQL text: a name or a quoted,
 // qualified name) with the given partition value, the relation each row is
 // stored in (tableoid::regclass) and how many.
-func rowTables(t testing.TB, pool *pgxpool.Pool, table string, partition tenancy.TenantID) map[string]int {
+func rowTables(t testing.TB, pool *pgxpool.Pool, table string, partition store.TenantID) map[string]int {
 	t.Helper()
 	rows, err := pool.Query(testContext(t), fmt.Sprintf(
 		`SELECT tableoid::regclass::text, count(*) FROM %s WHERE partition = $1 GROUP BY 1`, table), string(partition))
@@ -99,7 +98,7 @@ func count(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) int {
 	return n
 }
 
-func mustName(t testing.TB, table string, id tenancy.TenantID) string {
+func mustName(t testing.TB, table string, id store.TenantID) string {
 	t.Helper()
 	name, err := tenancy.PartitionName(table, id)
 	require.NoError(t, err)

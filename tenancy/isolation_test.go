@@ -30,8 +30,8 @@ import (
 // A's data, and both see their own data correctly.
 
 const (
-	tenantA tenancy.TenantID = "tenant-a"
-	tenantB tenancy.TenantID = "tenant-b"
+	tenantA store.TenantID = "tenant-a"
+	tenantB store.TenantID = "tenant-b"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -54,7 +54,7 @@ func newTwoTenants(t *testing.T) env {
 
 // cartEvent is an event of the cart workload: its data names the tenant
 // it was written for, so a leaked event is recognisable.
-func cartEvent(typ string, tenant tenancy.TenantID, qty int) store.EventData {
+func cartEvent(typ string, tenant store.TenantID, qty int) store.EventData {
 	data, _ := json.Marshal(map[string]any{"tenant": string(tenant), "qty": qty})
 	return store.EventData{Type: typ, Data: data}
 }
@@ -72,12 +72,12 @@ func writtenFor(t *testing.T, e store.Event) string {
 // items), cart-2 (opened); B gets cart-1 (opened, 5 items), cart-2
 // (opened, 7 items). Message ids are the same in both tenants. It returns
 // the position of each tenant's last event.
-func appendCarts(t *testing.T, es store.EventStore) map[tenancy.TenantID]store.Position {
+func appendCarts(t *testing.T, es store.EventStore) map[store.TenantID]store.Position {
 	t.Helper()
 	ctx := testContext(t)
-	last := map[tenancy.TenantID]store.Position{}
+	last := map[store.TenantID]store.Position{}
 	steps := []struct {
-		tenant tenancy.TenantID
+		tenant store.TenantID
 		stream store.StreamID
 		events []store.EventData
 	}{
@@ -101,7 +101,7 @@ func appendCarts(t *testing.T, es store.EventStore) map[tenancy.TenantID]store.P
 }
 
 // cartCounts is what each tenant's workload holds: events per stream.
-var cartCounts = map[tenancy.TenantID]map[store.StreamID]int{
+var cartCounts = map[store.TenantID]map[store.StreamID]int{
 	tenantA: {"cart-1": 3, "cart-2": 1},
 	tenantB: {"cart-1": 2, "cart-2": 2},
 }
@@ -139,7 +139,7 @@ func checkStoreIsolation(t *testing.T, es, readAll store.EventStore) {
 
 	// Read-all limited to B returns B's events only (all of them); the
 	// whole log has both tenants'.
-	want := map[tenancy.TenantID]int{tenantA: 4, tenantB: 5}
+	want := map[store.TenantID]int{tenantA: 4, tenantB: 5}
 	waitFor(t, "the global log", func() bool {
 		res, err := readAll.ReadAll(ctx, store.ReadAllOptions{})
 		require.NoError(t, err)
@@ -205,7 +205,7 @@ func TestIsolationEventStore(t *testing.T) {
 	t.Run("postgres_row_level_security", func(t *testing.T) {
 		t.Parallel()
 		e := newTwoTenants(t)
-		require.NoError(t, tenancy.EnableRowLevelSecurity(testContext(t), e.pool))
+		require.NoError(t, postgres.EnableRowLevelSecurity(testContext(t), e.pool))
 		appPool := appRole(t, e.pool)
 		app, err := postgres.New(appPool, &postgres.Config{Logger: quiet, RowLevelSecurity: true})
 		require.NoError(t, err)
@@ -370,8 +370,8 @@ func TestIsolationProjections(t *testing.T) {
 		seen *recorder // the projection's per-event handler
 		got  *recorder // the consumer
 	}
-	runners := map[tenancy.TenantID]*runner{}
-	for _, tenant := range []tenancy.TenantID{tenantA, tenantB} {
+	runners := map[store.TenantID]*runner{}
+	for _, tenant := range []store.TenantID{tenantA, tenantB} {
 		r := &runner{seen: &recorder{}, got: &recorder{}}
 		var err error
 		r.p, err = projection.New(projection.Config{
@@ -437,7 +437,7 @@ func TestIsolationProjections(t *testing.T) {
 // tenantRows counts, for every table of the schema with a partition column
 // (partitioned tables through their parent, plain tables such as snapshots
 // directly), the rows of tenant id.
-func tenantRows(t *testing.T, pool *pgxpool.Pool, id tenancy.TenantID) map[string]int {
+func tenantRows(t *testing.T, pool *pgxpool.Pool, id store.TenantID) map[string]int {
 	t.Helper()
 	ctx := testContext(t)
 	rows, err := pool.Query(ctx, `SELECT c.relname FROM pg_class c
@@ -462,7 +462,7 @@ func TestDropErasesEveryTable(t *testing.T) {
 	e := newTwoTenants(t)
 	ctx := testContext(t)
 	appendCarts(t, e.store)
-	for _, tenant := range []tenancy.TenantID{tenantA, tenantB} {
+	for _, tenant := range []store.TenantID{tenantA, tenantB} {
 		// Aggregate snapshots.
 		require.NoError(t, e.store.SaveSnapshot(ctx, store.Snapshot{Partition: string(tenant), Stream: "cart-1", Name: "cart", Version: 1, State: json.RawMessage(`{}`)}))
 		// A per-stream runner's checkpoint.
@@ -491,7 +491,7 @@ func TestDropErasesEveryTable(t *testing.T) {
 		require.NoError(t, c.Stop(ctx))
 	}
 
-	before := map[tenancy.TenantID]map[string]int{tenantA: tenantRows(t, e.pool, tenantA), tenantB: tenantRows(t, e.pool, tenantB)}
+	before := map[store.TenantID]map[string]int{tenantA: tenantRows(t, e.pool, tenantA), tenantB: tenantRows(t, e.pool, tenantB)}
 	tables := make([]string, 0, len(before[tenantA]))
 	for table := range before[tenantA] {
 		tables = append(tables, table)
@@ -499,7 +499,7 @@ func TestDropErasesEveryTable(t *testing.T) {
 	sort.Strings(tables)
 	require.Subset(t, tables, []string{"streams", "messages", "subscriptions", "aggregate_snapshots", "projection_stream_checkpoints",
 		"projection_dead_letters", "projection_status", "snapshots", "carts"})
-	for _, tenant := range []tenancy.TenantID{tenantA, tenantB} {
+	for _, tenant := range []store.TenantID{tenantA, tenantB} {
 		for table, n := range before[tenant] {
 			require.Positive(t, n, "the workload left no row of %s in %s: the test would prove nothing", tenant, table)
 		}

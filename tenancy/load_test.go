@@ -21,7 +21,7 @@ func TestDropUnderLoadOfAnotherTenant(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	ctx := testContext(t)
-	for _, id := range []tenancy.TenantID{"tenant-a", "tenant-b", "tenant-c"} {
+	for _, id := range []store.TenantID{"tenant-a", "tenant-b", "tenant-c"} {
 		e.create(t, id)
 	}
 	for i := range 20 {

@@ -20,20 +20,23 @@ var eventTables = []string{"streams", "messages", "aggregate_snapshots", "subscr
 func TestNewManagerValidatesConfig(t *testing.T) {
 	t.Parallel()
 	var cfgErr *tenancy.ConfigError
-	_, err := tenancy.NewManager(nil)
-	require.ErrorAs(t, err, &cfgErr)
-	assert.Equal(t, "DB", cfgErr.Field)
-	assert.ErrorIs(t, err, tenancy.ErrInvalidConfig)
+	_, err := tenancy.NewManager(nil, nil)
+	require.ErrorContains(t, err, "db is nil")
 
 	pool := newEnv(t, nil).pool
+	m, err := tenancy.NewManager(pool, nil)
+	require.NoError(t, err, "nil config means every default")
+	require.NotNil(t, m)
 	for field, cfg := range map[string]tenancy.Config{
-		"LockTimeout":  {DB: pool, LockTimeout: -1},
-		"LockAttempts": {DB: pool, LockAttempts: -1},
-		"Tables[1]":    {DB: pool, Tables: []string{"carts", "a.b.c"}},
+		"LockTimeout":  {LockTimeout: -1},
+		"LockAttempts": {LockAttempts: -1},
+		"Tables[1]":    {Tables: []string{"carts", "a.b.c"}},
 	} {
-		_, err := tenancy.NewManager(&cfg)
+		_, err := tenancy.NewManager(pool, &cfg)
 		require.ErrorAs(t, err, &cfgErr, field)
 		assert.Equal(t, field, cfgErr.Field)
+		assert.ErrorIs(t, err, tenancy.ErrInvalidConfig)
+		assert.Contains(t, err.Error(), "tenancy.Config."+field+": ")
 	}
 }
 
@@ -56,7 +59,7 @@ func TestLifecycle(t *testing.T) {
 	acme, created, err := e.mgr.Create(ctx, "acme", "Acme Inc.")
 	require.NoError(t, err)
 	assert.True(t, created)
-	assert.Equal(t, tenancy.TenantID("acme"), acme.ID)
+	assert.Equal(t, store.TenantID("acme"), acme.ID)
 	assert.Equal(t, "Acme Inc.", acme.Name)
 	assert.False(t, acme.Created.IsZero())
 
@@ -83,7 +86,7 @@ func TestLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, list, 2)
 	assert.Equal(t, acme, list[0])
-	assert.Equal(t, tenancy.TenantID("globex"), list[1].ID)
+	assert.Equal(t, store.TenantID("globex"), list[1].ID)
 	got, err := e.mgr.Get(ctx, "acme")
 	require.NoError(t, err)
 	assert.Equal(t, acme, got)
@@ -115,7 +118,7 @@ func TestLifecycle(t *testing.T) {
 	list, err = e.mgr.List(ctx)
 	require.NoError(t, err)
 	require.Len(t, list, 1)
-	assert.Equal(t, tenancy.TenantID("globex"), list[0].ID)
+	assert.Equal(t, store.TenantID("globex"), list[0].ID)
 
 	// A dropped tenant can be created again, empty.
 	_, created, err = e.mgr.Create(ctx, "acme", "Acme again")
@@ -130,19 +133,19 @@ func TestInvalidIDsAreRejectedBeforeSQL(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	ctx := testContext(t)
-	for _, id := range []tenancy.TenantID{
+	for _, id := range []store.TenantID{
 		"x'); DROP TABLE messages; --",
 		`x"; DROP TABLE messages; --`,
 		"acme; DELETE FROM streams",
-		"a b", "café", "日本", tenancy.TenantID(strings.Repeat("a", 64)), "",
+		"a b", "café", "日本", store.TenantID(strings.Repeat("a", 64)), "",
 	} {
 		_, _, err := e.mgr.Create(ctx, id, "evil")
-		assert.ErrorIs(t, err, tenancy.ErrInvalidTenantID, "Create(%q)", id)
-		assert.ErrorIs(t, e.mgr.Drop(ctx, id), tenancy.ErrInvalidTenantID, "Drop(%q)", id)
+		assert.ErrorIs(t, err, store.ErrInvalidTenantID, "Create(%q)", id)
+		assert.ErrorIs(t, e.mgr.Drop(ctx, id), store.ErrInvalidTenantID, "Drop(%q)", id)
 		_, err = e.mgr.Get(ctx, id)
-		assert.ErrorIs(t, err, tenancy.ErrInvalidTenantID, "Get(%q)", id)
+		assert.ErrorIs(t, err, store.ErrInvalidTenantID, "Get(%q)", id)
 		_, err = e.mgr.Partitions(ctx, id)
-		assert.ErrorIs(t, err, tenancy.ErrInvalidTenantID, "Partitions(%q)", id)
+		assert.ErrorIs(t, err, store.ErrInvalidTenantID, "Partitions(%q)", id)
 		_, err = e.store.AppendToStream(ctx, "s", []store.EventData{event("E", 1)}, store.AppendOptions{Partition: string(id)})
 		if id != "" { // "" is the default partition for the store
 			assert.ErrorIs(t, err, store.ErrInvalidArgument, "append to %q", id)
@@ -169,10 +172,10 @@ func TestTrickyIDsGetTheirOwnPartitions(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := testContext(t)
 	long := strings.Repeat("tenant_", 9)[:62]
-	ids := []tenancy.TenantID{
+	ids := []store.TenantID{
 		"a-b", "a_b", "A-B", "a", "A", "a__b", "a_-b", "-", "_",
-		tenancy.TenantID(long + "x"), tenancy.TenantID(long + "y"), tenancy.TenantID(long + "X"),
-		tenancy.TenantID(strings.Repeat("Z", 63)),
+		store.TenantID(long + "x"), store.TenantID(long + "y"), store.TenantID(long + "X"),
+		store.TenantID(strings.Repeat("Z", 63)),
 	}
 	for _, id := range ids {
 		e.create(t, id)
@@ -180,7 +183,7 @@ func TestTrickyIDsGetTheirOwnPartitions(t *testing.T) {
 	for i, id := range ids {
 		e.append(t, id, "same-stream", event("Created", i))
 	}
-	seen := map[string]tenancy.TenantID{}
+	seen := map[string]store.TenantID{}
 	for i, id := range ids {
 		for _, table := range []string{"messages", "streams"} {
 			want := mustName(t, table, id)
@@ -285,7 +288,7 @@ func TestRegisteredTables(t *testing.T) {
 	assert.Zero(t, count(t, e.pool, `SELECT count(*) FROM readmodels."Carts"`))
 
 	for _, bad := range []string{"readmodels.plain", "readmodels.missing"} {
-		m, err := tenancy.NewManager(&tenancy.Config{DB: e.pool, Tables: []string{bad}})
+		m, err := tenancy.NewManager(e.pool, &tenancy.Config{Tables: []string{bad}})
 		require.NoError(t, err)
 		_, _, err = m.Create(ctx, "acme", "")
 		assert.ErrorIs(t, err, tenancy.ErrNotPartitioned, bad)
@@ -365,7 +368,7 @@ func TestConcurrentLifecycleOfManyTenants(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 4 {
-				id := tenancy.TenantID(fmt.Sprintf("t%d-%d", w, i))
+				id := store.TenantID(fmt.Sprintf("t%d-%d", w, i))
 				if _, _, err := e.mgr.Create(ctx, id, ""); err != nil {
 					errs <- err
 					return

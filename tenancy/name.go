@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"unicode/utf8"
+
+	"github.com/troupehq/troupe/store"
 )
 
 // maxIdentifier is PostgreSQL's identifier limit (NAMEDATALEN-1), in bytes.
@@ -34,7 +36,7 @@ const hashedPrefixLen = maxIdentifier - 1 - 16
 // this tenant.
 //
 // An invalid id returns an error matching [ErrInvalidTenantID].
-func PartitionName(table string, id TenantID) (string, error) {
+func PartitionName(table string, id store.TenantID) (string, error) {
 	if err := id.Validate(); err != nil {
 		return "", err
 	}

@@ -1,12 +1,15 @@
 package tenancy
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/store"
 )
 
 func TestPartitionNameExamples(t *testing.T) {
@@ -18,9 +21,9 @@ func TestPartitionNameExamples(t *testing.T) {
 		{"messages", "A", "messages_t__a"},
 		{"messages", "a", "messages_t_a"},
 		{"streams", "default", "streams_t_default"}, // never the DEFAULT partition streams_default
-		{"streams", DefaultPartition, "streams_t_default__partition"},
+		{"streams", store.DefaultPartition, "streams_t_default__partition"},
 	} {
-		got, err := PartitionName(tc.table, TenantID(tc.id))
+		got, err := PartitionName(tc.table, store.TenantID(tc.id))
 		require.NoError(t, err)
 		assert.Equal(t, tc.want, got, "PartitionName(%q, %q)", tc.table, tc.id)
 	}
@@ -72,8 +75,8 @@ func TestPartitionNamesNeverCollide(t *testing.T) {
 	for _, table := range tables {
 		seen := make(map[string]string, len(ids))
 		for _, id := range ids {
-			require.NoError(t, Validate(id), id)
-			name, err := PartitionName(table, TenantID(id))
+			require.NoError(t, store.ValidateTenantID(id), id)
+			name, err := PartitionName(table, store.TenantID(id))
 			require.NoError(t, err)
 			if other, dup := seen[name]; dup && other != id {
 				t.Fatalf("table %q: ids %q and %q both map to %q", table, other, id, name)
@@ -124,19 +127,24 @@ func TestEscapeIsInjective(t *testing.T) {
 	}
 }
 
+var lowerName = regexp.MustCompile(`^[a-z0-9_]+$`)
+
 func FuzzPartitionName(f *testing.F) {
 	f.Add("a-b", "a_b")
 	f.Add("A", "a")
 	f.Add(strings.Repeat("x", 62)+"a", strings.Repeat("x", 62)+"b")
 	f.Add("a__b", "a_-b")
 	f.Fuzz(func(t *testing.T, a, b string) {
-		if Validate(a) != nil || Validate(b) != nil {
+		if store.ValidateTenantID(a) != nil || store.ValidateTenantID(b) != nil {
 			return
 		}
 		for _, table := range tables {
 			na, nb := partitionName(table, a), partitionName(table, b)
 			if len(na) > 63 || !utf8.ValidString(na) {
 				t.Fatalf("PartitionName(%q, %q) = %q: not a valid identifier", table, a, na)
+			}
+			if lowerName.MatchString(table) && !lowerName.MatchString(na) {
+				t.Fatalf("PartitionName(%q, %q) = %q: not a lowercase identifier", table, a, na)
 			}
 			if (a == b) != (na == nb) {
 				t.Fatalf("table %q: ids %q and %q map to %q and %q", table, a, b, na, nb)
@@ -146,4 +154,12 @@ func FuzzPartitionName(f *testing.F) {
 			t.Fatalf("escape of %q does not round-trip: %q", a, back)
 		}
 	})
+}
+
+func TestPartitionNameRejectsInvalidIDs(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"", "o'brien", "a b", strings.Repeat("a", store.MaxTenantIDLength+1)} {
+		_, err := PartitionName("messages", store.TenantID(id))
+		require.ErrorIs(t, err, store.ErrInvalidTenantID, "%q", id)
+	}
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
-	"github.com/troupehq/troupe/tenancy"
 )
 
 // appRole creates a login role that owns nothing and may read and write
@@ -55,14 +54,14 @@ func appRole(t *testing.T, owner *pgxpool.Pool) *pgxpool.Pool {
 
 // asTenant runs fn in a transaction of pool scoped to tenant id and rolls
 // it back.
-func asTenant(t *testing.T, pool *pgxpool.Pool, id tenancy.TenantID, fn func(tx pgx.Tx)) {
+func asTenant(t *testing.T, pool *pgxpool.Pool, id store.TenantID, fn func(tx pgx.Tx)) {
 	t.Helper()
 	ctx := testContext(t)
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback(ctx) }()
 	if id != "" {
-		require.NoError(t, tenancy.SetTenant(ctx, tx, id))
+		require.NoError(t, postgres.SetTenant(ctx, tx, id))
 	}
 	fn(tx)
 }
@@ -98,8 +97,8 @@ func TestRowLevelSecurity(t *testing.T) {
 	_, err = e.pool.Exec(ctx, `INSERT INTO carts VALUES ('tenant-a', 'c1'), ('tenant-b', 'c1'), ('tenant-b', 'c2')`)
 	require.NoError(t, err)
 
-	require.NoError(t, tenancy.EnableRowLevelSecurity(ctx, e.pool, "carts"))
-	require.NoError(t, tenancy.EnableRowLevelSecurity(ctx, e.pool, "carts"), "re-running is harmless")
+	require.NoError(t, postgres.EnableRowLevelSecurity(ctx, e.pool, "carts"))
+	require.NoError(t, postgres.EnableRowLevelSecurity(ctx, e.pool, "carts"), "re-running is harmless")
 	e.create(t, "tenant-c") // created after: its partitions must be covered too
 	e.append(t, "tenant-c", "s", event("E", 7))
 	app := appRole(t, e.pool)
@@ -152,7 +151,7 @@ func TestRowLevelSecurity(t *testing.T) {
 	require.NoError(t, err)
 	tx, err := conn.Begin(ctx)
 	require.NoError(t, err)
-	require.NoError(t, tenancy.SetTenant(ctx, tx, "tenant-b"))
+	require.NoError(t, postgres.SetTenant(ctx, tx, "tenant-b"))
 	require.NoError(t, tx.Commit(ctx))
 	var n int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM messages`).Scan(&n))
@@ -181,11 +180,11 @@ func TestRowLevelSecurity(t *testing.T) {
 	// The owner is not filtered; invalid ids never reach SQL.
 	assert.Equal(t, 7, count(t, e.pool, `SELECT count(*) FROM messages`))
 	asTenant(t, app, "", func(tx pgx.Tx) {
-		assert.ErrorIs(t, tenancy.SetTenant(ctx, tx, "x'; RESET ALL; --"), tenancy.ErrInvalidTenantID)
+		assert.ErrorIs(t, postgres.SetTenant(ctx, tx, "x'; RESET ALL; --"), store.ErrInvalidTenantID)
 	})
 
 	// Disabling lifts the policies.
-	require.NoError(t, tenancy.DisableRowLevelSecurity(ctx, e.pool, "carts"))
+	require.NoError(t, postgres.DisableRowLevelSecurity(ctx, e.pool, "carts"))
 	asTenant(t, app, "", func(tx pgx.Tx) {
 		assert.Equal(t, 7, txCount(t, tx, `SELECT count(*) FROM messages`))
 	})
@@ -197,9 +196,9 @@ func TestEnableRowLevelSecurityErrors(t *testing.T) {
 	ctx := testContext(t)
 	_, err := e.pool.Exec(ctx, `CREATE TABLE no_partition (x int)`)
 	require.NoError(t, err)
-	assert.ErrorContains(t, tenancy.EnableRowLevelSecurity(ctx, e.pool, "missing"), "does not exist")
-	assert.ErrorContains(t, tenancy.EnableRowLevelSecurity(ctx, e.pool, "no_partition"), `no column "partition"`)
-	assert.Error(t, tenancy.EnableRowLevelSecurity(ctx, e.pool, "a.b.c"))
+	assert.ErrorContains(t, postgres.EnableRowLevelSecurity(ctx, e.pool, "missing"), "does not exist")
+	assert.ErrorContains(t, postgres.EnableRowLevelSecurity(ctx, e.pool, "no_partition"), `no column "partition"`)
+	assert.Error(t, postgres.EnableRowLevelSecurity(ctx, e.pool, "a.b.c"))
 	// All or nothing: the event tables were left alone.
 	assert.Zero(t, count(t, e.pool, `SELECT count(*) FROM pg_class WHERE relrowsecurity`))
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/troupehq/troupe/tenancy"
+	"github.com/troupehq/troupe/store"
 )
 
 // Exit statuses.
@@ -128,7 +128,7 @@ func run(ctx context.Context, args []string, io streams, getenv func(string) str
 		kong.Writers(io.Out, io.Err),
 		kong.Exit(func(int) {}), // never exit the process: run returns the status
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Vars{"default_partition": tenancy.DefaultPartition},
+		kong.Vars{"default_partition": store.DefaultPartition},
 	)
 	if err != nil {
 		fmt.Fprintf(io.Err, "troupe: %v\n", err)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
-	"github.com/troupehq/troupe/tenancy"
 )
 
 type streamsCmd struct {
@@ -66,7 +65,7 @@ func (c *streamsReadCmd) Run(a *app) error {
 	if c.Limit < 0 {
 		return usagef("--limit must not be negative, got %d", c.Limit)
 	}
-	if err := tenancy.Validate(c.Partition); err != nil {
+	if err := store.ValidateTenantID(c.Partition); err != nil {
 		return fmt.Errorf("--partition: %w", err)
 	}
 	return a.withStore(func(es *postgres.Store) error {
@@ -137,7 +136,7 @@ type streamsArchiveCmd struct {
 }
 
 func (c *streamsArchiveCmd) Run(a *app) error {
-	if err := tenancy.Validate(c.Partition); err != nil {
+	if err := store.ValidateTenantID(c.Partition); err != nil {
 		return fmt.Errorf("--partition: %w", err)
 	}
 	return a.withStore(func(es *postgres.Store) error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/tenancy"
 )
 
@@ -23,7 +24,7 @@ type tenantsCmd struct {
 // withTenants runs fn with a tenancy manager on the configured database.
 func (a *app) withTenants(fn func(*tenancy.Manager) error) error {
 	return a.withPool(func(pool *pgxpool.Pool) error {
-		m, err := tenancy.NewManager(&tenancy.Config{DB: pool, Logger: a.logger})
+		m, err := tenancy.NewManager(pool, &tenancy.Config{Logger: a.logger})
 		if err != nil {
 			return err
 		}
@@ -37,7 +38,7 @@ type tenantsCreateCmd struct {
 }
 
 func (c *tenantsCreateCmd) Run(a *app) error {
-	id, err := tenancy.Parse(c.ID)
+	id, err := store.ParseTenantID(c.ID)
 	if err != nil {
 		return err
 	}
@@ -97,7 +98,7 @@ type tenantsDropCmd struct {
 var errNotConfirmed = errors.New("not confirmed: nothing was dropped")
 
 func (c *tenantsDropCmd) Run(a *app) error {
-	id, err := tenancy.Parse(c.ID)
+	id, err := store.ParseTenantID(c.ID)
 	if err != nil {
 		return err
 	}

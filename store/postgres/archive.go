@@ -55,7 +55,7 @@ func (s *Store) ArchiveStream(ctx context.Context, stream store.StreamID, opts s
 	if s.inTx() {
 		return run(s.tx)
 	}
-	if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return run(tx) }); err != nil {
+	if err := pgx.BeginFunc(ctx, s.base, func(tx pgx.Tx) error { return run(tx) }); err != nil {
 		return err
 	}
 	return nil

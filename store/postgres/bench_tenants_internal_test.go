@@ -14,7 +14,6 @@ import (
 
 	"github.com/troupehq/troupe/internal/pgtest"
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/tenancy"
 )
 
 // BenchmarkAppendStatementsWithTenants compares, side by side, three ways
@@ -56,13 +55,9 @@ func BenchmarkAppendStatementsWithTenants(b *testing.B) {
 		if err := Migrate(ctx, pool); err != nil {
 			b.Fatal(err)
 		}
-		mgr, err := tenancy.NewManager(&tenancy.Config{DB: pool, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			b.Fatal(err)
-		}
 		for i := range n {
 			id := fmt.Sprintf("tenant-%04d", i)
-			if _, _, err := mgr.Create(ctx, tenancy.TenantID(id), ""); err != nil {
+			if err := createTenant(ctx, pool, id); err != nil {
 				b.Fatal(err)
 			}
 			tenants[k] = append(tenants[k], id)
@@ -85,7 +80,7 @@ func BenchmarkAppendStatementsWithTenants(b *testing.B) {
 				if expected == "exact" {
 					opts.ExpectedVersion = store.Exact(versions[key])
 				}
-				es := &Store{pool: pools[k], logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+				es := &Store{base: pools[k], logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 				t0 := time.Now()
 				var next int64
 				var err error

@@ -29,3 +29,17 @@ var (
 	_ DB = (*pgx.Conn)(nil)
 	_ DB = (pgx.Tx)(nil)
 )
+
+// isNil reports whether db is nil, also as a nil *pgxpool.Pool or *pgx.Conn
+// in a non-nil interface.
+func isNil(db DB) bool {
+	switch d := db.(type) {
+	case nil:
+		return true
+	case *pgxpool.Pool:
+		return d == nil
+	case *pgx.Conn:
+		return d == nil
+	}
+	return false
+}

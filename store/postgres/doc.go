@@ -9,15 +9,26 @@
 //	res, err := es.AppendToStream(ctx, "cart-1", events,
 //		store.AppendOptions{Partition: "tenant-a", ExpectedVersion: store.Exact(3)})
 //
-// To join a transaction of your own, use [Store.WithTx]; to let the store
-// open one, use [Store.WithSession].
+// [New], [Migrate] and [MigrateStatus] take a [DB]: a *pgxpool.Pool, a
+// *pgx.Conn or a pgx.Tx. To join a transaction of your own, pass it to New
+// or use [Store.WithTx]; to let the store open one, use [Store.WithSession].
+//
+// # Tenant tables
+//
+// The schema records which tables hold tenants' rows in the tenant_tables
+// registry (migration 005): each migration registers the tables it creates,
+// with their partition column, whether they are partitioned by tenant, the
+// order tenant lifecycle operations lock them in, and whether row-level
+// security covers them. The tenancy package's Manager and
+// [EnableRowLevelSecurity] read it; applications register their read-model
+// tables in it from their own migrations (docs/tenancy.md).
 //
 // # Row-level security
 //
 // With Config.RowLevelSecurity on, the store scopes every transaction it
-// runs for a partition to that partition (tenancy.SetTenantSQL, queued in
+// runs for a partition to that partition ([SetTenantSQL], queued in
 // the same pgx.Batch as the statement, so still one round trip), for the
-// policies of tenancy.EnableRowLevelSecurity: a pool connected as a
+// policies of [EnableRowLevelSecurity]: a pool connected as a
 // non-owner application role then reaches the rows of the partition each
 // call names and nothing else, and raw SQL in a transaction the store has
 // scoped sees only that tenant. ReadAll without a partition sets no tenant

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 //go:embed migrations/*.sql
@@ -120,16 +119,21 @@ func parseMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 // Running Migrate on an up-to-date database changes nothing. On error the
 // migrations applied before the failing one stay applied; the failing one
 // is rolled back entirely.
-func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	if pool == nil {
-		return errors.New("migrate: pool is nil")
+//
+// db is a *pgxpool.Pool, a *pgx.Conn or a pgx.Tx. In a transaction of the
+// caller each migration runs in a savepoint and the advisory lock is held
+// until that transaction ends: nothing is applied until the caller commits,
+// and a rollback undoes every migration.
+func Migrate(ctx context.Context, db DB) error {
+	if isNil(db) {
+		return errors.New("migrate: db is nil")
 	}
 	ms, err := loadMigrations()
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	var applied []MigrationStatus
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, migrationLockSQL, migrationLockKey); err != nil {
 			return fmt.Errorf("take the migration lock: %w", err)
 		}
@@ -146,7 +150,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		if slices.ContainsFunc(applied, func(a MigrationStatus) bool { return a.Version == m.Version }) {
 			continue
 		}
-		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return applyMigration(ctx, tx, m) }); err != nil {
+		if err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error { return applyMigration(ctx, tx, m) }); err != nil {
 			return fmt.Errorf("migrate: apply %03d_%s: %w", m.Version, m.Name, err)
 		}
 	}
@@ -196,22 +200,23 @@ func readApplied(ctx context.Context, q querier) ([]MigrationStatus, error) {
 // MigrateStatus returns every embedded migration with whether it is
 // applied, plus the migrations applied to the database that this build does
 // not embed (Unknown), in version order. It changes nothing; a
-// database never migrated reports every migration as not applied.
-func MigrateStatus(ctx context.Context, pool *pgxpool.Pool) ([]MigrationStatus, error) {
-	if pool == nil {
-		return nil, errors.New("migration status: pool is nil")
+// database never migrated reports every migration as not applied. db is a
+// *pgxpool.Pool, a *pgx.Conn or a pgx.Tx.
+func MigrateStatus(ctx context.Context, db DB) ([]MigrationStatus, error) {
+	if isNil(db) {
+		return nil, errors.New("migration status: db is nil")
 	}
 	ms, err := loadMigrations()
 	if err != nil {
 		return nil, fmt.Errorf("migration status: %w", err)
 	}
 	var exists bool
-	if err := pool.QueryRow(ctx, migrationTableExistsSQL).Scan(&exists); err != nil {
+	if err := db.QueryRow(ctx, migrationTableExistsSQL).Scan(&exists); err != nil {
 		return nil, fmt.Errorf("migration status: look for %s: %w", MigrationsTable, err)
 	}
 	var applied []MigrationStatus
 	if exists {
-		if applied, err = readApplied(ctx, pool); err != nil {
+		if applied, err = readApplied(ctx, db); err != nil {
 			return nil, fmt.Errorf("migration status: %w", err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -133,11 +134,143 @@ func TestMigrateConcurrently(t *testing.T) {
 	}
 }
 
-func TestNewRejectsNilPool(t *testing.T) {
+func TestNewRejectsNilDB(t *testing.T) {
 	t.Parallel()
-	_, err := postgres.New(nil, nil)
-	require.ErrorContains(t, err, "pool")
-	require.Error(t, postgres.Migrate(t.Context(), nil))
-	_, err = postgres.MigrateStatus(t.Context(), nil)
-	require.Error(t, err)
+	for name, db := range map[string]postgres.DB{"nil": nil, "nil pool": (*pgxpool.Pool)(nil), "nil conn": (*pgx.Conn)(nil)} {
+		_, err := postgres.New(db, nil)
+		require.ErrorContains(t, err, "db is nil", name)
+		require.ErrorContains(t, postgres.Migrate(t.Context(), db), "db is nil", name)
+		_, err = postgres.MigrateStatus(t.Context(), db)
+		require.ErrorContains(t, err, "db is nil", name)
+	}
+}
+
+func allApplied(t *testing.T, db postgres.DB) bool {
+	t.Helper()
+	st, err := postgres.MigrateStatus(t.Context(), db)
+	require.NoError(t, err)
+	for _, m := range st {
+		if !m.Applied {
+			return false
+		}
+	}
+	return true
+}
+
+// Migrate and MigrateStatus take a pool, a single connection or the
+// caller's transaction; in a transaction nothing is applied until the
+// caller commits.
+func TestMigrateOnEveryHandle(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	t.Run("pool", func(t *testing.T) {
+		t.Parallel()
+		pool := pgtest.NewPool(t)
+		require.NoError(t, postgres.Migrate(ctx, pool))
+		require.True(t, allApplied(t, pool))
+	})
+	t.Run("conn", func(t *testing.T) {
+		t.Parallel()
+		conn, err := pgx.Connect(ctx, pgtest.NewDatabase(t))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close(context.Background()) })
+		require.NoError(t, postgres.Migrate(ctx, conn))
+		require.True(t, allApplied(t, conn))
+		require.NoError(t, postgres.Migrate(ctx, conn), "a second run is a no-op")
+	})
+	t.Run("tx", func(t *testing.T) {
+		t.Parallel()
+		pool := pgtest.NewPool(t)
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		require.NoError(t, postgres.Migrate(ctx, tx))
+		require.True(t, allApplied(t, tx), "applied inside the transaction")
+		require.False(t, allApplied(t, pool), "nothing is applied for others before the caller commits")
+		require.NoError(t, tx.Rollback(ctx))
+		require.False(t, allApplied(t, pool), "a rollback undoes every migration")
+
+		tx, err = pool.Begin(ctx)
+		require.NoError(t, err)
+		require.NoError(t, postgres.Migrate(ctx, tx))
+		require.NoError(t, tx.Commit(ctx))
+		require.True(t, allApplied(t, pool))
+	})
+}
+
+// postgres.New on a transaction binds the store to it: its appends commit
+// or roll back with the caller's transaction.
+func TestNewOnATransaction(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.NewPool(t)
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, postgres.Migrate(ctx, tx))
+	s, err := postgres.New(tx, nil)
+	require.NoError(t, err)
+	_, err = s.AppendToStream(ctx, "in-tx", events("E", 2), store.AppendOptions{})
+	require.NoError(t, err)
+	res, err := s.ReadStream(ctx, "in-tx", store.ReadOptions{})
+	require.NoError(t, err)
+	require.Len(t, res.Events, 2, "the store reads its own transaction")
+	require.False(t, allApplied(t, pool), "nothing is visible outside before commit")
+	require.NoError(t, tx.Commit(ctx))
+
+	outside, err := postgres.New(pool, nil)
+	require.NoError(t, err)
+	res, err = outside.ReadStream(ctx, "in-tx", store.ReadOptions{})
+	require.NoError(t, err)
+	require.Len(t, res.Events, 2, "committed with the caller's transaction")
+}
+
+// Migration 005 registers the tenant tables of the earlier migrations;
+// running it on a database migrated by an older build (through 004) adds
+// the registry and keeps the data.
+func TestTenantTableRegistry(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.NewPool(t)
+	ms, err := postgres.Migrations()
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `CREATE TABLE troupe_schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now())`)
+	require.NoError(t, err)
+	for _, m := range ms {
+		if m.Version >= 5 {
+			break
+		}
+		_, err := pool.Exec(ctx, m.SQL)
+		require.NoError(t, err, m.Name)
+		_, err = pool.Exec(ctx, `INSERT INTO troupe_schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
+		require.NoError(t, err)
+	}
+	old, err := postgres.New(pool, nil)
+	require.NoError(t, err)
+	_, err = old.AppendToStream(ctx, "before", events("E", 1), store.AppendOptions{Partition: "acme"})
+	require.NoError(t, err)
+
+	require.NoError(t, postgres.Migrate(ctx, pool))
+	require.NoError(t, postgres.Migrate(ctx, pool))
+	rows, err := pool.Query(ctx, `SELECT relation::text, partition_column::text, partitioned, row_level_security
+		FROM tenant_tables ORDER BY lock_order`)
+	require.NoError(t, err)
+	type reg struct {
+		Table, Column    string
+		Partitioned, RLS bool
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[reg])
+	require.NoError(t, err)
+	require.Equal(t, []reg{
+		{"streams", "partition", true, true},
+		{"messages", "partition", true, true},
+		{"aggregate_snapshots", "partition", true, true},
+		{"subscriptions", "partition", true, true},
+		{"projection_dead_letters", "partition", true, false},
+		{"projection_status", "partition", true, false},
+		{"projection_stream_checkpoints", "partition", true, false},
+		{"snapshots", "partition", false, false},
+	}, got)
+	res, err := old.ReadStream(ctx, "before", store.ReadOptions{Partition: "acme"})
+	require.NoError(t, err)
+	require.Len(t, res.Events, 1)
 }

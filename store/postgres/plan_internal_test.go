@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"log/slog"
 	"regexp"
 	"strings"
 	"testing"
@@ -11,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/internal/pgtest"
-	"github.com/troupehq/troupe/tenancy"
 )
 
 // partitionRef matches a plan line naming a partition of streams or
@@ -29,11 +27,8 @@ func TestPoolAppendPlansNameNoPartition(t *testing.T) {
 	ctx := t.Context()
 	pool := pgtest.NewPool(t)
 	require.NoError(t, Migrate(ctx, pool))
-	mgr, err := tenancy.NewManager(&tenancy.Config{DB: pool, Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	for _, id := range []tenancy.TenantID{"tenant-a", "tenant-b", "tenant-c"} {
-		_, _, err := mgr.Create(ctx, id, "")
-		require.NoError(t, err)
+	for _, id := range []string{"tenant-a", "tenant-b", "tenant-c"} {
+		require.NoError(t, createTenant(ctx, pool, id))
 	}
 	genericPlan := func(sql, last string) string {
 		t.Helper()

@@ -231,7 +231,7 @@ func (s *Store) readAllRows(ctx context.Context, partition, sql string, args []a
 		return s.db().Query(ctx, sql, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
 	}
 	if !s.inTx() {
-		return scopedQuery(ctx, s.pool, scopeCustomPlanSQL, partition, sql, args...)
+		return scopedQuery(ctx, s.base, scopeCustomPlanSQL, partition, sql, args...)
 	}
 	if _, err := s.tx.Exec(ctx, scopeSQL, partition); err != nil {
 		return nil, err

@@ -37,18 +37,18 @@ type rlsEnv struct {
 // newRLSEnv migrates a fresh database, creates tenants (each with its own
 // partitions), enables row-level security and connects as an application
 // role that owns nothing and has no BYPASSRLS.
-func newRLSEnv(t testing.TB, tenants ...tenancy.TenantID) rlsEnv {
+func newRLSEnv(t testing.TB, tenants ...store.TenantID) rlsEnv {
 	t.Helper()
 	ctx := context.Background()
 	owner := pgtest.NewPool(t)
 	require.NoError(t, postgres.Migrate(ctx, owner))
-	mgr, err := tenancy.NewManager(&tenancy.Config{DB: owner, Logger: slog.New(slog.DiscardHandler)})
+	mgr, err := tenancy.NewManager(owner, &tenancy.Config{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	for _, id := range tenants {
 		_, _, err := mgr.Create(ctx, id, "")
 		require.NoError(t, err)
 	}
-	require.NoError(t, tenancy.EnableRowLevelSecurity(ctx, owner))
+	require.NoError(t, postgres.EnableRowLevelSecurity(ctx, owner))
 
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)

@@ -6,25 +6,23 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/troupehq/troupe/tenancy"
 )
 
 // With Config.RowLevelSecurity on, every statement the store runs for a
 // partition is preceded, in the same pgx.Batch, by a statement scoping the
-// transaction to that partition (tenancy.SetTenantSQL). A batch sent on the
+// transaction to that partition ([SetTenantSQL]). A batch sent on the
 // pool is one implicit transaction (one Sync), so the transaction-local
 // setting covers exactly the statement that follows it, at no extra round
 // trip; sent on a transaction, it stays in force until the transaction
 // ends or the store's next operation scopes it again.
 const (
-	scopeSQL = tenancy.SetTenantSQL
+	scopeSQL = SetTenantSQL
 
 	// scopeCustomPlanSQL also makes PostgreSQL plan the following
 	// statement for its actual parameters rather than reuse a generic plan
 	// of the prepared statement (see ReadAll). Only used in implicit
 	// transactions, where the setting ends with the batch.
-	scopeCustomPlanSQL = `SELECT set_config('` + tenancy.SettingName + `', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true)`
+	scopeCustomPlanSQL = `SELECT set_config('` + TenantSettingName + `', $1, true), set_config('plan_cache_mode', 'force_custom_plan', true)`
 )
 
 // scopedBatch sends scope (with partition as its argument) and then the

@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/troupehq/troupe/store"
 )
@@ -30,10 +29,10 @@ type Config struct {
 	Logger *slog.Logger
 	// RowLevelSecurity scopes every transaction the store runs for a
 	// partition to that partition, for the policies of
-	// tenancy.EnableRowLevelSecurity: before each partition-scoped
+	// [EnableRowLevelSecurity]: before each partition-scoped
 	// statement (append, read, read-all limited to a partition, archive,
 	// snapshots) the store sets the transaction's tenant with
-	// tenancy.SetTenantSQL, in the same pgx.Batch, so it costs no extra
+	// [SetTenantSQL], in the same pgx.Batch, so it costs no extra
 	// round trip. Turn it on when the pool connects as a non-owner
 	// application role under those policies. Defaults to false: no
 	// statement is added and the store runs exactly as without row-level
@@ -84,12 +83,13 @@ func (c *Config) withDefaults() Config {
 // Store is the PostgreSQL event store. It implements [store.EventStore] and
 // [store.SnapshotStore] and is safe for concurrent use.
 //
-// A Store made by [New] runs every operation on the pool, each in a
-// transaction of its own (an append is one statement, so one implicit
-// transaction). A Store returned by [Store.WithTx] or handed to a
-// [Store.WithSession] callback runs every operation on one transaction.
+// A Store made by [New] on a pool (or a connection) runs every operation in
+// a transaction of its own (an append is one statement, so one implicit
+// transaction). A Store made by [New] on a transaction, returned by
+// [Store.WithTx] or handed to a [Store.WithSession] callback runs every
+// operation on that one transaction.
 type Store struct {
-	pool   *pgxpool.Pool
+	base   DB     // the handle given to New
 	tx     pgx.Tx // nil unless the store is bound to a transaction
 	logger *slog.Logger
 	rls    bool // Config.RowLevelSecurity
@@ -102,11 +102,15 @@ var (
 	_ store.SnapshotStore = (*Store)(nil)
 )
 
-// New returns a Store on pool. The schema must have been migrated (see
+// New returns a Store on db: a *pgxpool.Pool (the usual case, safe for
+// concurrent use), a *pgx.Conn (one goroutine at a time) or a pgx.Tx (the
+// store is then bound to that transaction, as [Store.WithTx] would bind it:
+// its operations commit or roll back with it, and it must not be used after
+// the transaction ends). The schema must have been migrated (see
 // [Migrate]). cfg may be nil.
-func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
-	if pool == nil {
-		return nil, errors.New("postgres.New: pool is nil")
+func New(db DB, cfg *Config) (*Store, error) {
+	if isNil(db) {
+		return nil, errors.New("postgres.New: db is nil")
 	}
 	if cfg != nil {
 		if err := cfg.validate(); err != nil {
@@ -114,7 +118,11 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Store, error) {
 		}
 	}
 	c := cfg.withDefaults()
-	return &Store{pool: pool, logger: c.Logger, rls: c.RowLevelSecurity, notifier: c.Notifier}, nil
+	s := &Store{base: db, logger: c.Logger, rls: c.RowLevelSecurity, notifier: c.Notifier}
+	if tx, ok := db.(pgx.Tx); ok {
+		s.tx = tx
+	}
+	return s, nil
 }
 
 // WithTx returns a store whose operations all run on tx, the caller's
@@ -129,24 +137,18 @@ func (s *Store) WithTx(tx pgx.Tx) store.EventStore {
 
 // bound returns a copy of s bound to tx.
 func (s *Store) bound(tx pgx.Tx) *Store {
-	return &Store{pool: s.pool, tx: tx, logger: s.logger, rls: s.rls, notifier: s.notifier}
+	return &Store{base: s.base, tx: tx, logger: s.logger, rls: s.rls, notifier: s.notifier}
 }
 
-// querier is what the pool and a transaction have in common.
-type querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
-	Begin(ctx context.Context) (pgx.Tx, error)
-}
+// querier is where the store's statements run.
+type querier = DB
 
 // db returns where the store's statements run.
 func (s *Store) db() querier {
 	if s.tx != nil {
 		return s.tx
 	}
-	return s.pool
+	return s.base
 }
 
 // inTx reports whether the store is bound to a transaction.

@@ -6,7 +6,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/tenancy"
 )
 
 var aggregateTests = []test{
@@ -102,10 +101,10 @@ func testAggregateExpectedVersion(t *testing.T, s store.EventStore) {
 	require.NoError(t, aggregate("counter", store.Any))
 	require.NoError(t, aggregate("missing", store.NoStream))
 	require.NoError(t, aggregate("missing", store.Exact(0)))
-	requireConflict(t, aggregate("counter", store.Exact(2)), "counter", tenancy.DefaultPartition, store.Exact(2), 3, true)
-	requireConflict(t, aggregate("counter", store.NoStream), "counter", tenancy.DefaultPartition, store.NoStream, 3, true)
-	requireConflict(t, aggregate("missing", store.StreamExists), "missing", tenancy.DefaultPartition, store.StreamExists, 0, false)
-	requireConflict(t, aggregate("missing", store.Exact(1)), "missing", tenancy.DefaultPartition, store.Exact(1), 0, false)
+	requireConflict(t, aggregate("counter", store.Exact(2)), "counter", store.DefaultPartition, store.Exact(2), 3, true)
+	requireConflict(t, aggregate("counter", store.NoStream), "counter", store.DefaultPartition, store.NoStream, 3, true)
+	requireConflict(t, aggregate("missing", store.StreamExists), "missing", store.DefaultPartition, store.StreamExists, 0, false)
+	requireConflict(t, aggregate("missing", store.Exact(1)), "missing", store.DefaultPartition, store.Exact(1), 0, false)
 }
 
 func testAggregateUnknownType(t *testing.T, s store.EventStore) {

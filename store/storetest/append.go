@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/tenancy"
 )
 
 var appendTests = []test{
@@ -61,7 +60,7 @@ func testExpectedVersionMatrix(t *testing.T, s store.EventStore) {
 			}
 			res, err := s.AppendToStream(t.Context(), stream, evs("Appended", 2), store.AppendOptions{ExpectedVersion: tc.expected})
 			if !tc.ok {
-				requireConflict(t, err, stream, tenancy.DefaultPartition, tc.expected, before, tc.exists)
+				requireConflict(t, err, stream, store.DefaultPartition, tc.expected, before, tc.exists)
 				requireVersion(t, s, stream, "", tc.exists, before)
 				return
 			}
@@ -81,11 +80,11 @@ func testAppendDefaults(t *testing.T, s store.EventStore) {
 	require.Equal(t, store.Version(2), res.NextExpectedVersion)
 
 	// The empty partition is the default partition, on read and on write.
-	for _, p := range []string{"", tenancy.DefaultPartition} {
+	for _, p := range []string{"", store.DefaultPartition} {
 		got := requireVersion(t, s, "defaults", p, true, 2)
 		for i, e := range got.Events {
 			require.Equal(t, store.StreamID("defaults"), e.StreamID)
-			require.Equal(t, tenancy.DefaultPartition, e.Partition)
+			require.Equal(t, store.DefaultPartition, e.Partition)
 			require.Equal(t, store.DefaultStreamType, e.StreamType)
 			require.Equal(t, store.DefaultSchemaVersion, e.SchemaVersion)
 			require.Equal(t, store.Version(i+1), e.StreamPosition)

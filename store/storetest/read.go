@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/tenancy"
 )
 
 var readTests = []test{
@@ -90,7 +89,7 @@ func testPartitionScoping(t *testing.T, s store.EventStore) {
 
 	a := requireVersion(t, s, "shared-id", "tenant-a", true, 1)
 	b := requireVersion(t, s, "shared-id", "tenant-b", true, 2)
-	requireVersion(t, s, "shared-id", tenancy.DefaultPartition, false, 0)
+	requireVersion(t, s, "shared-id", store.DefaultPartition, false, 0)
 	require.Equal(t, "A", a.Events[0].Type)
 	require.Equal(t, "tenant-a", a.Events[0].Partition)
 	require.Equal(t, "a", a.Events[0].StreamType)

@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/tenancy"
 )
 
 var snapshotTests = []test{
@@ -67,7 +66,7 @@ func testSnapshots(t *testing.T, s store.EventStore) {
 
 	// The empty partition is the default partition.
 	save("", "cart-1", "cart", 4, `{"total":4}`)
-	requireSnapshot(tenancy.DefaultPartition, "cart-1", "cart", 4, `{"total":4}`)
+	requireSnapshot(store.DefaultPartition, "cart-1", "cart", 4, `{"total":4}`)
 	requireSnapshot("", "cart-1", "cart", 4, `{"total":4}`)
 	requireSnapshot("tenant-a", "cart-1", "cart", 7, `{"total":7}`)
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/troupehq/troupe/decider"
 	"github.com/troupehq/troupe/examples/cart/cart"
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/tenancy"
 )
 
 const cartPath = "/api/tenants/{tenantId}/carts/{cartId}"
@@ -78,9 +77,9 @@ func (s *Service) createTenant(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	t, created, err := s.tenants.create(r.Context(), tenancy.TenantID(in.TenantID), in.Name)
+	t, created, err := s.tenants.create(r.Context(), store.TenantID(in.TenantID), in.Name)
 	if err != nil {
-		if errors.Is(err, tenancy.ErrInvalidTenantID) {
+		if errors.Is(err, store.ErrInvalidTenantID) {
 			writeError(w, badRequest("field \"tenantId\": %v", validateTenantID(in.TenantID)))
 			return
 		}
@@ -246,7 +245,7 @@ func (s *Service) cartTarget(r *http.Request) (cartID string, aerr *apiError) {
 // tenantSyntax rejects a path tenant that can be neither a tenantId nor a
 // UUID, before the body is read.
 func tenantSyntax(id string) *apiError {
-	if tenancy.Validate(id) != nil {
+	if store.ValidateTenantID(id) != nil {
 		if _, err := parseCanonicalUUID(id); err != nil {
 			return badRequest("tenant id %s is neither a tenant id (%v) nor a tenant's UUID",
 				quoteShort(id), validateTenantID(id))

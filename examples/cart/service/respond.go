@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/troupehq/troupe/tenancy"
+	"github.com/troupehq/troupe/store"
 )
 
 // apiError is an error answer: its status and the message sent as
@@ -57,11 +57,11 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	writeJSON(w, e.status, errorBody{Error: e.msg})
 }
 
-// validateTenantID checks a tenant id with tenancy.Validate and words the
+// validateTenantID checks a tenant id with store.ValidateTenantID and words the
 // error for API clients.
 func validateTenantID(id string) error {
-	if err := tenancy.Validate(id); err != nil {
-		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), tenancy.ErrInvalidTenantID.Error()+": "))
+	if err := store.ValidateTenantID(id); err != nil {
+		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), store.ErrInvalidTenantID.Error()+": "))
 	}
 	return nil
 }

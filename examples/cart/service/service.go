@@ -75,7 +75,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("postgres event store: %w", err)
 		}
-		m, err := tenancy.NewManager(&tenancy.Config{DB: cfg.Pool, Logger: cfg.Logger})
+		m, err := tenancy.NewManager(cfg.Pool, &tenancy.Config{Logger: cfg.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("tenancy manager: %w", err)
 		}

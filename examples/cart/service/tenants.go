@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/tenancy"
 )
 
@@ -32,7 +33,7 @@ func TenantUUID(tenantID string) string {
 	return uuid.NewSHA1(tenantNamespace, []byte(tenantID)).String()
 }
 
-func tenantView(id tenancy.TenantID, name string) TenantView {
+func tenantView(id store.TenantID, name string) TenantView {
 	return TenantView{ID: TenantUUID(string(id)), TenantID: string(id), Name: name}
 }
 
@@ -42,9 +43,9 @@ var errTenantNotFound = errors.New("tenant not found")
 type tenantRegistry interface {
 	// create registers a tenant (and, with PostgreSQL, its partitions);
 	// created is false when it already existed.
-	create(ctx context.Context, id tenancy.TenantID, name string) (t TenantView, created bool, err error)
+	create(ctx context.Context, id store.TenantID, name string) (t TenantView, created bool, err error)
 	// get returns a tenant or errTenantNotFound.
-	get(ctx context.Context, id tenancy.TenantID) (TenantView, error)
+	get(ctx context.Context, id store.TenantID) (TenantView, error)
 	// list returns every tenant ordered by tenantId.
 	list(ctx context.Context) ([]TenantView, error)
 }
@@ -52,14 +53,14 @@ type tenantRegistry interface {
 // tenantIndex maps tenant UUIDs to tenantIds. A UUID is derived from its
 // tenantId, so an entry never goes stale; whether the tenant still exists is
 // asked of the registry every time.
-type tenantIndex struct{ byUUID sync.Map } // string → tenancy.TenantID
+type tenantIndex struct{ byUUID sync.Map } // string → store.TenantID
 
-func (x *tenantIndex) add(t TenantView) { x.byUUID.Store(t.ID, tenancy.TenantID(t.TenantID)) }
+func (x *tenantIndex) add(t TenantView) { x.byUUID.Store(t.ID, store.TenantID(t.TenantID)) }
 
 // find resolves a path id that is a tenantId or a tenant's UUID.
 func (x *tenantIndex) find(ctx context.Context, reg tenantRegistry, id string) (TenantView, error) {
-	if tenancy.Validate(id) == nil {
-		t, err := reg.get(ctx, tenancy.TenantID(id))
+	if store.ValidateTenantID(id) == nil {
+		t, err := reg.get(ctx, store.TenantID(id))
 		if !errors.Is(err, errTenantNotFound) {
 			return t, err
 		}
@@ -69,7 +70,7 @@ func (x *tenantIndex) find(ctx context.Context, reg tenantRegistry, id string) (
 		return TenantView{}, errTenantNotFound
 	}
 	if tid, ok := x.byUUID.Load(want); ok {
-		return reg.get(ctx, tid.(tenancy.TenantID))
+		return reg.get(ctx, tid.(store.TenantID))
 	}
 	all, err := reg.list(ctx)
 	if err != nil {
@@ -88,7 +89,7 @@ func (x *tenantIndex) find(ctx context.Context, reg tenantRegistry, id string) (
 // also gives every new tenant its partitions (carts included).
 type pgTenants struct{ m *tenancy.Manager }
 
-func (p pgTenants) create(ctx context.Context, id tenancy.TenantID, name string) (TenantView, bool, error) {
+func (p pgTenants) create(ctx context.Context, id store.TenantID, name string) (TenantView, bool, error) {
 	t, created, err := p.m.Create(ctx, id, name)
 	if err != nil {
 		return TenantView{}, false, fmt.Errorf("create tenant %s: %w", id, err)
@@ -96,7 +97,7 @@ func (p pgTenants) create(ctx context.Context, id tenancy.TenantID, name string)
 	return tenantView(t.ID, t.Name), created, nil
 }
 
-func (p pgTenants) get(ctx context.Context, id tenancy.TenantID) (TenantView, error) {
+func (p pgTenants) get(ctx context.Context, id store.TenantID) (TenantView, error) {
 	t, err := p.m.Get(ctx, id)
 	if errors.Is(err, tenancy.ErrTenantNotFound) {
 		return TenantView{}, errTenantNotFound
@@ -122,12 +123,12 @@ func (p pgTenants) list(ctx context.Context) ([]TenantView, error) {
 // memTenants is the in-process tenant registry of -store=memory.
 type memTenants struct {
 	mu      sync.Mutex
-	tenants map[tenancy.TenantID]tenancy.Tenant
+	tenants map[store.TenantID]tenancy.Tenant
 }
 
-func newMemTenants() *memTenants { return &memTenants{tenants: map[tenancy.TenantID]tenancy.Tenant{}} }
+func newMemTenants() *memTenants { return &memTenants{tenants: map[store.TenantID]tenancy.Tenant{}} }
 
-func (m *memTenants) create(_ context.Context, id tenancy.TenantID, name string) (TenantView, bool, error) {
+func (m *memTenants) create(_ context.Context, id store.TenantID, name string) (TenantView, bool, error) {
 	if err := id.Validate(); err != nil {
 		return TenantView{}, false, err
 	}
@@ -140,7 +141,7 @@ func (m *memTenants) create(_ context.Context, id tenancy.TenantID, name string)
 	return tenantView(id, name), true, nil
 }
 
-func (m *memTenants) get(_ context.Context, id tenancy.TenantID) (TenantView, error) {
+func (m *memTenants) get(_ context.Context, id store.TenantID) (TenantView, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := m.tenants[id]

@@ -1,4 +1,4 @@
-package tenancy_test
+package store_test
 
 import (
 	"context"
@@ -10,33 +10,33 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/troupehq/troupe/tenancy"
+	"github.com/troupehq/troupe/store"
 )
 
-func TestValidateAccepts(t *testing.T) {
+func TestValidateTenantIDAccepts(t *testing.T) {
 	t.Parallel()
 	for _, id := range []string{
 		"a", "Z", "0", "_", "-", "a-b", "a_b", "Acme", "tenant-42_eu",
-		tenancy.DefaultPartition,
-		strings.Repeat("a", tenancy.MaxLength),
+		store.DefaultPartition,
+		strings.Repeat("a", store.MaxTenantIDLength),
 		strings.Repeat("Z-", 31) + "9", // 63 bytes
 	} {
-		assert.NoError(t, tenancy.Validate(id), "%q", id)
-		got, err := tenancy.Parse(id)
+		assert.NoError(t, store.ValidateTenantID(id), "%q", id)
+		got, err := store.ParseTenantID(id)
 		assert.NoError(t, err)
-		assert.Equal(t, tenancy.TenantID(id), got)
-		assert.NoError(t, tenancy.TenantID(id).Validate())
+		assert.Equal(t, store.TenantID(id), got)
+		assert.NoError(t, store.TenantID(id).Validate())
 	}
 }
 
-func TestValidateRejects(t *testing.T) {
+func TestValidateTenantIDRejects(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, id string
 		want     []string // substrings of the error message
 	}{
 		{"empty", "", []string{"empty", "1 to 63"}},
-		{"one byte too long", strings.Repeat("a", tenancy.MaxLength+1), []string{"64 bytes, at most 63 allowed"}},
+		{"one byte too long", strings.Repeat("a", store.MaxTenantIDLength+1), []string{"64 bytes, at most 63 allowed"}},
 		{"far too long", strings.Repeat("a", 1000), []string{"1000 bytes"}},
 		{"single quote", "o'brien", []string{`'\''`, "at byte 1"}},
 		{"double quote", `a"b`, []string{`'"'`, "at byte 1"}},
@@ -58,60 +58,46 @@ func TestValidateRejects(t *testing.T) {
 		{"invalid utf-8", "a\xffb", []string{"invalid UTF-8 byte 0xff", "at byte 1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tenancy.Validate(tc.id)
+			err := store.ValidateTenantID(tc.id)
 			require.Error(t, err)
-			assert.ErrorIs(t, err, tenancy.ErrInvalidTenantID)
+			assert.ErrorIs(t, err, store.ErrInvalidTenantID)
 			for _, w := range tc.want {
 				assert.Contains(t, err.Error(), w)
 			}
-			_, err = tenancy.Parse(tc.id)
-			assert.ErrorIs(t, err, tenancy.ErrInvalidTenantID)
-			_, err = tenancy.PartitionName("messages", tenancy.TenantID(tc.id))
-			assert.ErrorIs(t, err, tenancy.ErrInvalidTenantID)
+			_, err = store.ParseTenantID(tc.id)
+			assert.ErrorIs(t, err, store.ErrInvalidTenantID)
 		})
 	}
 }
 
-func TestContext(t *testing.T) {
+func TestTenantContext(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	_, ok := tenancy.FromContext(ctx)
+	_, ok := store.TenantFromContext(ctx)
 	assert.False(t, ok)
-	_, ok = tenancy.FromContext(tenancy.WithTenant(ctx, ""))
+	_, ok = store.TenantFromContext(store.WithTenant(ctx, ""))
 	assert.False(t, ok, "an empty tenant counts as none")
-	got, ok := tenancy.FromContext(tenancy.WithTenant(ctx, "acme"))
+	got, ok := store.TenantFromContext(store.WithTenant(ctx, "acme"))
 	assert.True(t, ok)
-	assert.Equal(t, tenancy.TenantID("acme"), got)
-	inner := tenancy.WithTenant(tenancy.WithTenant(ctx, "acme"), "globex")
-	got, _ = tenancy.FromContext(inner)
-	assert.Equal(t, tenancy.TenantID("globex"), got)
+	assert.Equal(t, store.TenantID("acme"), got)
+	inner := store.WithTenant(store.WithTenant(ctx, "acme"), "globex")
+	got, _ = store.TenantFromContext(inner)
+	assert.Equal(t, store.TenantID("globex"), got)
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,63}$`)
 
-func FuzzValidate(f *testing.F) {
+func FuzzValidateTenantID(f *testing.F) {
 	for _, s := range []string{"", "a", "a-b", "a_b", "x'); DROP TABLE messages; --", "café", "\xff", strings.Repeat("a", 64)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		err := tenancy.Validate(s)
+		err := store.ValidateTenantID(s)
 		if validID.MatchString(s) != (err == nil) {
-			t.Fatalf("Validate(%q) = %v, regexp says valid=%v", s, err, validID.MatchString(s))
+			t.Fatalf("ValidateTenantID(%q) = %v, regexp says valid=%v", s, err, validID.MatchString(s))
 		}
-		if err != nil {
-			if !errors.Is(err, tenancy.ErrInvalidTenantID) {
-				t.Fatalf("Validate(%q) = %v, want ErrInvalidTenantID", s, err)
-			}
-			return
-		}
-		for _, table := range []string{"streams", "messages", "aggregate_snapshots", strings.Repeat("t", 63)} {
-			name, err := tenancy.PartitionName(table, tenancy.TenantID(s))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(name) > 63 || !regexp.MustCompile(`^[a-z0-9_]+$`).MatchString(name) {
-				t.Fatalf("PartitionName(%q, %q) = %q: not a short lowercase identifier", table, s, name)
-			}
+		if err != nil && !errors.Is(err, store.ErrInvalidTenantID) {
+			t.Fatalf("ValidateTenantID(%q) = %v, want ErrInvalidTenantID", s, err)
 		}
 	})
 }

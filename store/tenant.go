@@ -1,4 +1,4 @@
-package tenancy
+package store
 
 import (
 	"context"
@@ -13,31 +13,33 @@ import (
 type TenantID string
 
 // DefaultPartition is the partition used when none is given, for
-// single-tenant applications. It is a valid tenant id like any other: its
-// rows live in the DEFAULT partitions until it is given partitions of its
-// own with [Manager.Create].
+// single-tenant applications. It is a valid tenant id like any other (in
+// PostgreSQL its rows live in the DEFAULT partitions until the tenancy
+// package's Manager gives it partitions of its own).
 const DefaultPartition = "default_partition"
 
-// MaxLength is the longest tenant id accepted, in bytes.
-const MaxLength = 63
+// MaxTenantIDLength is the longest tenant id accepted, in bytes: PostgreSQL's
+// identifier limit.
+const MaxTenantIDLength = 63
 
 // ErrInvalidTenantID matches every tenant id validation failure.
 var ErrInvalidTenantID = errors.New("invalid tenant id")
 
-// Validate reports whether id is an acceptable tenant (partition) id:
-// 1 to MaxLength bytes of ASCII letters, digits, '_' and '-'. Anything else
+// ValidateTenantID reports whether id is an acceptable tenant (partition) id:
+// 1 to MaxTenantIDLength bytes of ASCII letters, digits, '_' and '-'. Anything else
 // (quotes, semicolons, spaces, control characters, non-ASCII letters,
 // invalid UTF-8) is rejected, so an id can never carry SQL, and it maps to a
-// partition table name without ambiguity (see [PartitionName]).
+// partition table name without ambiguity (the tenancy package's
+// PartitionName).
 //
 // The error matches [ErrInvalidTenantID] and says what is wrong: empty, too
 // long (with the length), or which character at which byte offset.
-func Validate(id string) error {
+func ValidateTenantID(id string) error {
 	if id == "" {
-		return fmt.Errorf("%w: empty (want 1 to %d ASCII letters, digits, '_' or '-')", ErrInvalidTenantID, MaxLength)
+		return fmt.Errorf("%w: empty (want 1 to %d ASCII letters, digits, '_' or '-')", ErrInvalidTenantID, MaxTenantIDLength)
 	}
-	if len(id) > MaxLength {
-		return fmt.Errorf("%w: %d bytes, at most %d allowed", ErrInvalidTenantID, len(id), MaxLength)
+	if len(id) > MaxTenantIDLength {
+		return fmt.Errorf("%w: %d bytes, at most %d allowed", ErrInvalidTenantID, len(id), MaxTenantIDLength)
 	}
 	for i := 0; i < len(id); i++ {
 		if validByte(id[i]) {
@@ -58,31 +60,32 @@ func validByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
 
-// Parse validates s and returns it as a TenantID.
-func Parse(s string) (TenantID, error) {
-	if err := Validate(s); err != nil {
+// ParseTenantID validates s and returns it as a TenantID.
+func ParseTenantID(s string) (TenantID, error) {
+	if err := ValidateTenantID(s); err != nil {
 		return "", err
 	}
 	return TenantID(s), nil
 }
 
-// Validate reports whether t is an acceptable tenant id; see [Validate].
-func (t TenantID) Validate() error { return Validate(string(t)) }
+// Validate reports whether t is an acceptable tenant id; see
+// [ValidateTenantID].
+func (t TenantID) Validate() error { return ValidateTenantID(string(t)) }
 
 // String returns the tenant id as a string.
 func (t TenantID) String() string { return string(t) }
 
-type ctxKey struct{}
+type tenantKey struct{}
 
 // WithTenant returns a copy of ctx that carries tenant t. It does not
 // validate t; whatever consumes the tenant does.
 func WithTenant(ctx context.Context, t TenantID) context.Context {
-	return context.WithValue(ctx, ctxKey{}, t)
+	return context.WithValue(ctx, tenantKey{}, t)
 }
 
-// FromContext returns the tenant carried by ctx, if any. An empty tenant
-// counts as none.
-func FromContext(ctx context.Context) (TenantID, bool) {
-	t, ok := ctx.Value(ctxKey{}).(TenantID)
+// TenantFromContext returns the tenant carried by ctx, if any. An empty
+// tenant counts as none.
+func TenantFromContext(ctx context.Context) (TenantID, bool) {
+	t, ok := ctx.Value(tenantKey{}).(TenantID)
 	return t, ok && t != ""
 }
