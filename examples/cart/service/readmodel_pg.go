@@ -96,6 +96,9 @@ type ProjectionConfig struct {
 	// Store is read with ReadAll. Defaults to a store/postgres store on the
 	// pool.
 	Store store.EventStore
+	// Codec decodes the cart events. Defaults to a JSON codec with
+	// cart.RegisterEvents.
+	Codec store.Codec
 	// BatchSize is the most events applied per transaction. Defaults to
 	// 500.
 	BatchSize int
@@ -131,9 +134,13 @@ func NewProjection(pool *pgxpool.Pool, cfg *ProjectionConfig) (*projection.Proje
 	if c.PollInterval == 0 {
 		c.PollInterval = DefaultProjectionPoll
 	}
-	codec := store.NewJSONCodec()
-	if err := cart.RegisterEvents(codec); err != nil {
-		return nil, err
+	codec := c.Codec
+	if codec == nil {
+		jc := store.NewJSONCodec()
+		if err := cart.RegisterEvents(jc); err != nil {
+			return nil, err
+		}
+		codec = jc
 	}
 	snap, err := projection.NewSnapshotProjection(projection.SnapshotConfig[cart.State]{
 		Table:      DefaultReadModelTable,
@@ -191,8 +198,8 @@ type pgReadModel struct {
 	proj *projection.Projection
 }
 
-func newPGReadModel(pool *pgxpool.Pool, es store.EventStore, tp trace.TracerProvider, cfg Config) (*pgReadModel, error) {
-	proj, err := NewProjection(pool, &ProjectionConfig{Name: cfg.ProjectionName, Store: es, PollInterval: cfg.ProjectionPollInterval,
+func newPGReadModel(pool *pgxpool.Pool, es store.EventStore, codec store.Codec, tp trace.TracerProvider, cfg Config) (*pgReadModel, error) {
+	proj, err := NewProjection(pool, &ProjectionConfig{Name: cfg.ProjectionName, Store: es, Codec: codec, PollInterval: cfg.ProjectionPollInterval,
 		Logger: cfg.Logger, TracerProvider: tp, MeterProvider: cfg.MeterProvider})
 	if err != nil {
 		return nil, err

@@ -84,7 +84,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tenancy manager: %w", err)
 		}
-		rm, err := newPGReadModel(cfg.Pool, pg, tp, cfg)
+		rm, err := newPGReadModel(cfg.Pool, pg, codec, tp, cfg)
 		if err != nil {
 			return nil, err
 		}
