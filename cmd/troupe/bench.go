@@ -7,6 +7,7 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/troupehq/troupe/cli"
 	"github.com/troupehq/troupe/cmd/troupe/internal/bench"
 )
 
@@ -35,7 +36,7 @@ type benchCmd struct {
 	CPUProfile        string        `name:"cpuprofile" placeholder:"FILE" type:"path" help:"Write a CPU profile of the whole run (go tool pprof FILE)."`
 }
 
-func (c *benchCmd) config(a *app) bench.Config {
+func (c *benchCmd) config(a *cli.Env) bench.Config {
 	var cfg bench.Config
 	if c.Quick {
 		cfg = bench.Quick()
@@ -75,19 +76,19 @@ func (c *benchCmd) config(a *app) bench.Config {
 		cfg.PgbenchSeconds = -1
 	}
 	if !c.StartPostgres {
-		cfg.DatabaseURL = a.databaseURL()
+		cfg.DatabaseURL = a.DatabaseURL()
 	}
-	cfg.Progress = a.io.Err
-	cfg.Logger = a.logger
+	cfg.Progress = a.Stderr()
+	cfg.Logger = a.Logger()
 	return cfg
 }
 
-func (c *benchCmd) Run(a *app) error {
+func (c *benchCmd) Run(a *cli.Env) error {
 	for name, v := range map[string]int{"--tenants": c.Tenants, "--carts": c.Carts, "--items": c.Items, "--runs": c.Runs,
 		"--lag-rate": c.LagRate, "--memory-streams": c.MemoryStreams, "--samples": c.Samples,
 		"--pgbench-seconds": c.PgbenchSeconds} {
 		if v < 0 {
-			return usagef("%s must be positive, got %d", name, v)
+			return cli.Usagef("%s must be positive, got %d", name, v)
 		}
 	}
 	if c.CPUProfile != "" {
@@ -101,17 +102,17 @@ func (c *benchCmd) Run(a *app) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	rep, err := bench.Run(a.ctx, c.config(a))
+	rep, err := bench.Run(a.Context(), c.config(a))
 	if err != nil {
 		return err
 	}
 	if c.JSON {
-		enc := json.NewEncoder(a.io.Out)
+		enc := json.NewEncoder(a.Stdout())
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
 			return fmt.Errorf("write the report: %w", err)
 		}
-	} else if err := rep.WriteTable(a.io.Out); err != nil {
+	} else if err := rep.WriteTable(a.Stdout()); err != nil {
 		return fmt.Errorf("write the report: %w", err)
 	}
 	if c.Plot != "" {
@@ -126,7 +127,7 @@ func (c *benchCmd) Run(a *app) error {
 		if werr != nil {
 			return fmt.Errorf("write the charts to %s: %w", c.Plot, werr)
 		}
-		fmt.Fprintf(a.io.Err, "bench: charts written to %s\n", c.Plot)
+		fmt.Fprintf(a.Stderr(), "bench: charts written to %s\n", c.Plot)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/cli"
 	"github.com/troupehq/troupe/cmd/troupe/internal/bench"
 	"github.com/troupehq/troupe/internal/pgtest"
 )
@@ -29,7 +30,7 @@ func TestBenchQuickTiny(t *testing.T) {
 	t.Parallel()
 	svg := filepath.Join(t.TempDir(), "bench.svg")
 	args := append(append([]string{}, tinyBench...), "--concurrency", "1,4", "--pgbench-seconds", "3", "--plot", svg)
-	r := ok(t, invocation{env: map[string]string{envDatabaseURL: pgtest.AdminConnString(t)}}, args...)
+	r := ok(t, invocation{env: map[string]string{cli.EnvDatabaseURL: pgtest.AdminConnString(t)}}, args...)
 
 	for _, mode := range []string{"actor", "stateless"} {
 		for _, c := range []string{"1", "4"} {

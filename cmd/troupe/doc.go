@@ -1,6 +1,6 @@
 // Command troupe is Troupe's operator tool: it migrates the schema, manages
-// tenants, reads and archives streams, reports and rebuilds projections, and
-// runs the benchmark.
+// tenants, reads and archives streams, reports on projections, and runs the
+// benchmark.
 //
 //	troupe [--database-url URL] <command> [flags]
 //
@@ -12,27 +12,20 @@
 //	streams read <id>               print a stream's events (JSON lines or a table)
 //	streams archive <id>            archive a stream
 //	projections status              name, state, checkpoint, lag and last error
-//	projections rebuild <name>      reset and replay a projection, with progress
+//	projections rebuild <name>      rebuild a registered projection (none here)
 //	bench                           the cart benchmark, actor host vs stateless
 //
-// Every command and subcommand takes --help. The database comes from
-// --database-url or, when that is empty, the DATABASE_URL environment
-// variable; bench starts a throwaway PostgreSQL when neither is set.
+// Every command but bench is package cli (github.com/troupehq/troupe/cli)
+// with no projection registered. `projections status` reports every
+// projection of the database, but rebuilding one needs its handlers, which
+// are code: a service embeds package cli in its own binary and registers its
+// projections there (the cart example does: `go run ./examples/cart admin
+// projections rebuild carts`).
 //
-// # Projections
-//
-// `projections status` is generic: it reads the checkpoint (subscriptions)
-// and status (projection_status) tables, so it reports every continuous
-// projection and consumer of the database, from any process. `projections
-// rebuild` needs the projection's handlers, which are code, so it rebuilds
-// the projections this binary knows: "carts", the snapshot read model of the
-// cart example's service (table carts, keyed by tenant_id, cart_id and
-// partition; the same projection as examples/cart/service). A
-// service with projections of its own rebuilds them through
-// projection.Projection.Rebuild; the status table shows the result either
-// way. A rebuild waits for the projection's lease when another process runs
-// it, and Ctrl-C stops it cleanly between batches: what was applied stays
-// committed with its checkpoint, and the projection catches up from there.
+// The database comes from --database-url or, when that is empty, the
+// DATABASE_URL environment variable; bench starts a throwaway PostgreSQL
+// when neither is set. bench measures a cart domain of its own
+// (internal/bench/benchcart), shaped like the cart example's.
 //
 // # Exit status
 //

@@ -5,6 +5,7 @@
 //	go run ./examples/cart                  # serve on :8080 (or $PORT, or -addr)
 //	go run ./examples/cart -demo            # scripted demo, then exit
 //	go run ./examples/cart -store=memory    # no PostgreSQL at all
+//	go run ./examples/cart admin --help     # operator commands (package cli)
 //
 // Without DATABASE_URL it starts a throwaway PostgreSQL from the binaries
 // installed on the machine (scripts/ensure-postgres.sh installs them) and
@@ -17,6 +18,12 @@
 // set. SIGINT or SIGTERM shut it down gracefully: the HTTP server drains,
 // the actor host answers the commands it accepted, the projection finishes
 // its batch, the throwaway database is stopped.
+//
+// `cart admin` embeds Troupe's operator command line (package cli) with the
+// service's "carts" projection registered: `cart admin migrate`, `cart
+// admin tenants ...`, `cart admin streams ...`, `cart admin projections
+// status` and `cart admin projections rebuild carts`, on the database named
+// by --database-url or DATABASE_URL.
 package main
 
 import (
@@ -45,6 +52,11 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if len(os.Args) > 1 && os.Args[1] == "admin" {
+		code := admin(ctx, os.Args[2:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+		stop()
+		os.Exit(code)
+	}
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 	stop()
 	switch {
@@ -74,7 +86,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs := flag.NewFlagSet("cart", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: go run ./examples/cart [flags]\n\n"+
+		fmt.Fprintf(stderr, "Usage: go run ./examples/cart [flags]\n       go run ./examples/cart admin <command> (--help lists them)\n\n"+
 			"Serves the shopping-cart API of Troupe's example. Without DATABASE_URL a throwaway\n"+
 			"PostgreSQL is started from the local binaries and removed on exit.\n\nFlags:\n")
 		fs.PrintDefaults()

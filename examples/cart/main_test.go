@@ -26,11 +26,16 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
+	// onWrite, when set, sees every write.
+	onWrite func(p []byte)
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.onWrite != nil {
+		s.onWrite(p)
+	}
 	return s.b.Write(p)
 }
 

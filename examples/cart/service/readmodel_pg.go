@@ -7,14 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/troupehq/troupe/cli"
 	"github.com/troupehq/troupe/examples/cart/cart"
 	"github.com/troupehq/troupe/projection"
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/postgres"
 )
 
 //go:embed schema.sql
@@ -24,9 +28,11 @@ var schemaSQL string
 // the carts table at once.
 const schemaLock = 0x7472_6f75_7065_0007
 
-// ensureSchema creates the carts read-model table if it is missing.
-func ensureSchema(ctx context.Context, pool *pgxpool.Pool) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+// EnsureSchema creates the carts read-model table if it is missing. The
+// event store's migrations must have been applied first. Concurrent calls
+// are serialised by an advisory lock.
+func EnsureSchema(ctx context.Context, db postgres.DB) error {
+	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLock)); err != nil {
 			return fmt.Errorf("lock the carts schema: %w", err)
 		}
@@ -80,14 +86,61 @@ func cartColumns(s cart.State) map[string]any {
 	return cols
 }
 
-// pgReadModel is the carts table and the continuous projection keeping it.
-type pgReadModel struct {
-	pool *pgxpool.Pool
-	proj *projection.Projection
+// ProjectionConfig configures NewProjection. A nil *ProjectionConfig means
+// every default.
+type ProjectionConfig struct {
+	// Name names the projection's checkpoint, lease and status row.
+	// Defaults to DefaultProjectionName ("carts").
+	Name string
+	// Store is read with ReadAll. Defaults to a store/postgres store on the
+	// pool.
+	Store store.EventStore
+	// Codec decodes the cart events. Defaults to a JSON codec with
+	// cart.RegisterEvents.
+	Codec store.Codec
+	// BatchSize is the most events applied per transaction. Defaults to
+	// 500.
+	BatchSize int
+	// PollInterval is how often the log is read when no notification
+	// wakes the projection. Defaults to DefaultProjectionPoll.
+	PollInterval time.Duration
+	// Logger receives the projection's diagnostics. Defaults to
+	// slog.Default().
+	Logger *slog.Logger
+	// TracerProvider makes the "projection carts" spans. Defaults to
+	// otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+	// MeterProvider records the projection's metrics. Defaults to
+	// otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
-func newPGReadModel(pool *pgxpool.Pool, es store.EventStore, codec store.Codec, tp trace.TracerProvider,
-	cfg Config, logger *slog.Logger) (*pgReadModel, error) {
+// NewProjection returns the continuous projection keeping the carts table
+// (see schema.sql), not yet running: a snapshot projection folding
+// cart.Evolve over each cart's events, one row per cart keyed by tenant,
+// cart and partition. It does not create the table: call EnsureSchema.
+func NewProjection(pool *pgxpool.Pool, cfg *ProjectionConfig) (*projection.Projection, error) {
+	var c ProjectionConfig
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Name == "" {
+		c.Name = DefaultProjectionName
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = defaultProjectionBatch
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultProjectionPoll
+	}
+	codec := c.Codec
+	if codec == nil {
+		jc := store.NewJSONCodec()
+		if err := cart.RegisterEvents(jc); err != nil {
+			return nil, err
+		}
+		codec = jc
+	}
 	snap, err := projection.NewSnapshotProjection(projection.SnapshotConfig[cart.State]{
 		Table:      DefaultReadModelTable,
 		Storage:    projection.SnapshotInTable,
@@ -107,20 +160,48 @@ func newPGReadModel(pool *pgxpool.Pool, es store.EventStore, codec store.Codec, 
 		return nil, fmt.Errorf("carts snapshot projection: %w", err)
 	}
 	proj, err := projection.New(projection.Config{
-		Name:          cfg.ProjectionName,
-		Pool:          pool,
-		Store:         es,
-		BatchHandlers: []projection.BatchHandler{snap},
-		BatchSize:     defaultProjectionBatch,
-		PollInterval:  cfg.ProjectionPollInterval,
-		Logger:        logger,
-		// A "projection carts" span per batch (a child of the command span
-		// that wrote its events), its metrics and the lag gauges.
-		TracerProvider: tp,
-		MeterProvider:  cfg.MeterProvider,
+		Name:           c.Name,
+		Pool:           pool,
+		Store:          c.Store,
+		BatchHandlers:  []projection.BatchHandler{snap},
+		BatchSize:      c.BatchSize,
+		PollInterval:   c.PollInterval,
+		Logger:         c.Logger,
+		TracerProvider: c.TracerProvider,
+		MeterProvider:  c.MeterProvider,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("carts projection: %w", err)
+	}
+	return proj, nil
+}
+
+// AdminProjections are the service's projections for its admin command
+// line (package cli): "carts", which creates its table when it is missing.
+func AdminProjections() []cli.Projection {
+	return []cli.Projection{{
+		Name: DefaultProjectionName,
+		Help: "the carts read model of the cart service",
+		New: func(ctx context.Context, pool *pgxpool.Pool, opts cli.ProjectionOptions) (*projection.Projection, error) {
+			if err := EnsureSchema(ctx, pool); err != nil {
+				return nil, err
+			}
+			return NewProjection(pool, &ProjectionConfig{BatchSize: opts.BatchSize, Logger: opts.Logger})
+		},
+	}}
+}
+
+// pgReadModel is the carts table and the continuous projection keeping it.
+type pgReadModel struct {
+	pool *pgxpool.Pool
+	proj *projection.Projection
+}
+
+func newPGReadModel(pool *pgxpool.Pool, es store.EventStore, codec store.Codec, tp trace.TracerProvider, cfg Config) (*pgReadModel, error) {
+	proj, err := NewProjection(pool, &ProjectionConfig{Name: cfg.ProjectionName, Store: es, Codec: codec, PollInterval: cfg.ProjectionPollInterval,
+		Logger: cfg.Logger, TracerProvider: tp, MeterProvider: cfg.MeterProvider})
+	if err != nil {
+		return nil, err
 	}
 	return &pgReadModel{pool: pool, proj: proj}, nil
 }

@@ -68,7 +68,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, log: cfg.Logger, tracer: tp.Tracer(ScopeName)}
 
 	if cfg.Pool != nil {
-		if err := ensureSchema(ctx, cfg.Pool); err != nil {
+		if err := EnsureSchema(ctx, cfg.Pool); err != nil {
 			return nil, err
 		}
 		pg, err := postgres.New(cfg.Pool, &postgres.Config{Logger: cfg.Logger})
@@ -79,7 +79,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tenancy manager: %w", err)
 		}
-		rm, err := newPGReadModel(cfg.Pool, pg, codec, tp, cfg, cfg.Logger)
+		rm, err := newPGReadModel(cfg.Pool, pg, codec, tp, cfg)
 		if err != nil {
 			return nil, err
 		}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/troupehq/troupe/examples/cart/cart"
+	"github.com/troupehq/troupe/cmd/troupe/internal/bench/benchcart"
 )
 
 // The workload never hands out a command the cart rules reject, even with
@@ -22,7 +22,7 @@ func TestWorkloadNeverRejected(t *testing.T) {
 	const tenants, carts, items, senders, perSender = 2, 3, 4, 16, 300
 	wl := newWorkload(tenants, carts, items, "t")
 	var mu sync.Mutex
-	states := map[string]cart.State{}
+	states := map[string]benchcart.State{}
 	kinds := map[string]int{}
 	var wg sync.WaitGroup
 	errs := make(chan error, senders)
@@ -41,12 +41,12 @@ func TestWorkloadNeverRejected(t *testing.T) {
 				mu.Lock()
 				s, found := states[key]
 				if !found {
-					s = cart.InitialState()
+					s = benchcart.InitialState()
 				}
-				evs, err := cart.Decide(cmd, s)
+				evs, err := benchcart.Decide(cmd, s)
 				if err == nil {
 					for _, e := range evs {
-						s = cart.Evolve(s, e)
+						s = benchcart.Evolve(s, e)
 					}
 					states[key] = s
 					kinds[commandName(cmd)]++
@@ -69,14 +69,14 @@ func TestWorkloadNeverRejected(t *testing.T) {
 	require.Positive(t, kinds["CheckoutCart"])
 	// Every checked-out cart got its K items first.
 	for key, s := range states {
-		if s.Status == cart.StatusCheckedOut {
+		if s.Status == benchcart.StatusCheckedOut {
 			require.Len(t, s.Items, items, key)
 		}
 		require.True(t, strings.HasPrefix(s.TenantID, "bench-t"), key)
 	}
 }
 
-// close wakes senders waiting for a free cart.
+// close wakes senders waiting for a free benchcart.
 func TestWorkloadCloseWakesWaiters(t *testing.T) {
 	t.Parallel()
 	wl := newWorkload(1, 1, 1, "t")

@@ -13,8 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/troupehq/troupe/cmd/troupe/internal/cartview"
-	"github.com/troupehq/troupe/examples/cart/cart"
+	"github.com/troupehq/troupe/cmd/troupe/internal/bench/benchcart"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
 )
@@ -294,7 +293,7 @@ func (b *bench) projectionCold(ctx context.Context, db *database, batch int) (Pr
 		return res, err
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, `DELETE FROM carts; DELETE FROM snapshots WHERE readmodel_table_name = 'carts'`); err != nil {
+	if _, err := pool.Exec(ctx, `DELETE FROM bench_carts; DELETE FROM snapshots WHERE readmodel_table_name = 'bench_carts'`); err != nil {
 		return res, fmt.Errorf("empty the read model: %w", err)
 	}
 	last, n, err := lastPosition(ctx, pool)
@@ -302,7 +301,7 @@ func (b *bench) projectionCold(ctx context.Context, db *database, batch int) (Pr
 		return res, err
 	}
 	res.Events = n
-	p, err := cartview.New(pool, cartview.Options{Name: fmt.Sprintf("bench_carts_cold_%d", batch), BatchSize: batch, Logger: b.cfg.Logger})
+	p, err := benchcart.NewProjection(pool, fmt.Sprintf("bench_carts_cold_%d", batch), batch, b.cfg.Logger)
 	if err != nil {
 		return res, err
 	}
@@ -323,8 +322,8 @@ func (b *bench) projectionCold(ctx context.Context, db *database, batch int) (Pr
 	// Check the projection really is at the end of the log: one row per
 	// cart stream.
 	var streams int64
-	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM carts), (SELECT count(*) FROM streams WHERE stream_type = $1)`,
-		cart.StreamType).Scan(&res.Carts, &streams); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM bench_carts), (SELECT count(*) FROM streams WHERE stream_type = $1)`,
+		benchcart.StreamType).Scan(&res.Carts, &streams); err != nil {
 		return res, fmt.Errorf("count the carts rows: %w", err)
 	}
 	if res.Carts != streams {
@@ -379,7 +378,7 @@ func (b *bench) lag(ctx context.Context) (res LagResult, err error) {
 		return res, err
 	}
 	defer projPool.Close()
-	p, err := cartview.New(projPool, cartview.Options{BatchSize: b.cfg.ProjectionBatches[0], Logger: b.cfg.Logger})
+	p, err := benchcart.NewProjection(projPool, benchcart.Table, b.cfg.ProjectionBatches[0], b.cfg.Logger)
 	if err != nil {
 		return res, err
 	}
@@ -538,18 +537,18 @@ func (b *bench) memory(ctx context.Context) (res MemoryResult, err error) {
 	total := m + memoryWarm
 	if err := parallel(ctx, 16, total, func(i int) error {
 		evs := []any{
-			cart.CartCreated{EventData: cart.CartCreatedData{Currency: "EUR"},
-				EventMeta: cart.EventMeta{TenantID: tenant, CartID: id(i), Version: 1}},
-			cart.ItemAddedToCart{EventData: cart.ItemAddedToCartData{Item: cart.Item{SKU: "sku-1", Name: "Item 1",
-				UnitPrice: cart.NewDecimal(1999, 2), Quantity: 1}},
-				EventMeta: cart.EventMeta{TenantID: tenant, CartID: id(i), Version: 1}},
+			benchcart.CartCreated{EventData: benchcart.CartCreatedData{Currency: "EUR"},
+				EventMeta: benchcart.EventMeta{TenantID: tenant, CartID: id(i), Version: 1}},
+			benchcart.ItemAddedToCart{EventData: benchcart.ItemAddedToCartData{Item: benchcart.Item{SKU: "sku-1", Name: "Item 1",
+				UnitPrice: benchcart.Price(1999), Quantity: 1}},
+				EventMeta: benchcart.EventMeta{TenantID: tenant, CartID: id(i), Version: 1}},
 		}
 		data, err := store.Encode(codec, evs...)
 		if err != nil {
 			return err
 		}
 		_, err = es.AppendToStream(ctx, store.StreamID(id(i)), data, store.AppendOptions{Partition: tenant,
-			StreamType: cart.StreamType, ExpectedVersion: store.Exact(0)})
+			StreamType: benchcart.StreamType, ExpectedVersion: store.Exact(0)})
 		return err
 	}); err != nil {
 		return res, fmt.Errorf("seed the carts: %w", err)
@@ -677,8 +676,8 @@ func (b *bench) streamLengths(ctx context.Context) (out []LengthResult, err erro
 			}
 			lats := make([]time.Duration, 0, b.cfg.LengthSamples)
 			for range b.cfg.LengthSamples {
-				cmd := cart.AddItem{TenantID: tenant, CartID: id, CreatedBy: "bench", Item: cart.Item{SKU: "sku-1",
-					Name: "Item 1", UnitPrice: cart.NewDecimal(1999, 2), Quantity: 1}}
+				cmd := benchcart.AddItem{TenantID: tenant, CartID: id, CreatedBy: "bench", Item: benchcart.Item{SKU: "sku-1",
+					Name: "Item 1", UnitPrice: benchcart.Price(1999), Quantity: 1}}
 				start := time.Now()
 				if _, err := cmdr.send(ctx, cmd); err != nil {
 					return nil, fmt.Errorf("%s command on a cart of %d events: %w", mode, n, err)
@@ -700,9 +699,9 @@ func (b *bench) streamLengths(ctx context.Context) (out []LengthResult, err erro
 // seedCart writes a cart of n events: CartCreated and n-1 ItemAddedToCart
 // of one SKU, in appends of seedChunk events.
 func seedCart(ctx context.Context, es store.EventStore, codec store.Codec, tenant, id string, n int) error {
-	meta := cart.EventMeta{TenantID: tenant, CartID: id, CreatedBy: "bench", Version: cart.EventSchemaVersion}
-	add := cart.ItemAddedToCart{EventData: cart.ItemAddedToCartData{Item: cart.Item{SKU: "sku-1", Name: "Item 1",
-		UnitPrice: cart.NewDecimal(1999, 2), Quantity: 1}}, EventMeta: meta}
+	meta := benchcart.EventMeta{TenantID: tenant, CartID: id, CreatedBy: "bench", Version: benchcart.EventSchemaVersion}
+	add := benchcart.ItemAddedToCart{EventData: benchcart.ItemAddedToCartData{Item: benchcart.Item{SKU: "sku-1", Name: "Item 1",
+		UnitPrice: benchcart.Price(1999), Quantity: 1}}, EventMeta: meta}
 	written := 0
 	for written < n {
 		size := min(seedChunk, n-written)
@@ -711,14 +710,14 @@ func seedCart(ctx context.Context, es store.EventStore, codec store.Codec, tenan
 			evs[i] = add
 		}
 		if written == 0 {
-			evs[0] = cart.CartCreated{EventData: cart.CartCreatedData{Currency: "EUR"}, EventMeta: meta}
+			evs[0] = benchcart.CartCreated{EventData: benchcart.CartCreatedData{Currency: "EUR"}, EventMeta: meta}
 		}
 		data, err := store.Encode(codec, evs...)
 		if err != nil {
 			return err
 		}
 		if _, err := es.AppendToStream(ctx, store.StreamID(id), data, store.AppendOptions{Partition: tenant,
-			StreamType: cart.StreamType, ExpectedVersion: store.Exact(store.Version(written))}); err != nil {
+			StreamType: benchcart.StreamType, ExpectedVersion: store.Exact(store.Version(written))}); err != nil {
 			return err
 		}
 		written += size
@@ -743,7 +742,7 @@ func (b *bench) scratchStore(ctx context.Context, conns int) (es *postgres.Store
 		return db.drop(ctx)
 	}
 	if es, err = postgres.New(pool, &postgres.Config{Logger: b.cfg.Logger}); err == nil {
-		codec, err = newCodec()
+		codec, err = benchcart.NewCodec()
 	}
 	if err != nil {
 		return nil, nil, nil, errors.Join(err, closeScratch())

@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/troupehq/troupe/actor"
+	"github.com/troupehq/troupe/cmd/troupe/internal/bench/benchcart"
 	"github.com/troupehq/troupe/decider"
-	"github.com/troupehq/troupe/examples/cart/cart"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -59,30 +59,21 @@ type outcome struct {
 
 // commander handles cart commands in one mode.
 type commander interface {
-	send(ctx context.Context, cmd cart.Command) (outcome, error)
+	send(ctx context.Context, cmd benchcart.Command) (outcome, error)
 	// conflicts returns the version conflicts met so far (retried or not).
 	conflicts() int64
 	close(ctx context.Context) error
 }
 
-// newCodec returns a codec with the cart events registered.
-func newCodec() (*store.JSONCodec, error) {
-	c := store.NewJSONCodec()
-	if err := cart.RegisterEvents(c); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
 // actorMode sends commands through an actor host.
 type actorMode struct {
 	host  *actor.Host
-	carts *actor.Aggregate[cart.Command, cart.Event, cart.State]
+	carts *actor.Aggregate[benchcart.Command, benchcart.Event, benchcart.State]
 }
 
 // newActorMode starts a host on es holding at most maxActors stream actors.
 func newActorMode(ctx context.Context, es store.EventStore, maxActors int, logger *slog.Logger) (*actorMode, error) {
-	codec, err := newCodec()
+	codec, err := benchcart.NewCodec()
 	if err != nil {
 		return nil, err
 	}
@@ -90,11 +81,11 @@ func newActorMode(ctx context.Context, es store.EventStore, maxActors int, logge
 	if err != nil {
 		return nil, fmt.Errorf("new actor host: %w", err)
 	}
-	carts, err := actor.Register(h, actor.Kind[cart.Command, cart.Event, cart.State]{
+	carts, err := actor.Register(h, actor.Kind[benchcart.Command, benchcart.Event, benchcart.State]{
 		Name:       "cart",
-		StreamType: cart.StreamType,
-		Decider:    cart.Decider(),
-		Route: func(c cart.Command) (string, store.StreamID) {
+		StreamType: benchcart.StreamType,
+		Decider:    benchcart.Decider(),
+		Route: func(c benchcart.Command) (string, store.StreamID) {
 			return c.Tenant(), store.StreamID(c.Cart())
 		},
 		CommandName: commandName,
@@ -108,20 +99,20 @@ func newActorMode(ctx context.Context, es store.EventStore, maxActors int, logge
 	return &actorMode{host: h, carts: carts}, nil
 }
 
-func commandName(c cart.Command) string {
+func commandName(c benchcart.Command) string {
 	switch c.(type) {
-	case cart.CreateCart:
+	case benchcart.CreateCart:
 		return "CreateCart"
-	case cart.AddItem:
+	case benchcart.AddItem:
 		return "AddItem"
-	case cart.CheckoutCart:
+	case benchcart.CheckoutCart:
 		return "CheckoutCart"
 	default:
 		return "Other"
 	}
 }
 
-func (m *actorMode) send(ctx context.Context, cmd cart.Command) (outcome, error) {
+func (m *actorMode) send(ctx context.Context, cmd benchcart.Command) (outcome, error) {
 	res, err := m.carts.Send(ctx, cmd)
 	if err != nil {
 		return outcome{}, err
@@ -148,23 +139,23 @@ type statelessMode struct {
 }
 
 func newStatelessMode(es store.EventStore) (*statelessMode, error) {
-	codec, err := newCodec()
+	codec, err := benchcart.NewCodec()
 	if err != nil {
 		return nil, err
 	}
 	return &statelessMode{es: es, codec: codec}, nil
 }
 
-func (m *statelessMode) send(ctx context.Context, cmd cart.Command) (outcome, error) {
+func (m *statelessMode) send(ctx context.Context, cmd benchcart.Command) (outcome, error) {
 	var out outcome
 	stream := store.StreamID(cmd.Cart())
 	for attempt := 1; ; attempt++ {
-		agg, err := store.AggregateStream(ctx, m.es, m.codec, stream, cart.InitialState(), cart.Evolve,
+		agg, err := store.AggregateStream(ctx, m.es, m.codec, stream, benchcart.InitialState(), benchcart.Evolve,
 			store.AggregateOptions{Partition: cmd.Tenant()})
 		if err != nil {
 			return out, err
 		}
-		evs, err := cart.Decide(cmd, agg.State)
+		evs, err := benchcart.Decide(cmd, agg.State)
 		if err != nil {
 			return out, decider.Rejected(err)
 		}
@@ -177,7 +168,7 @@ func (m *statelessMode) send(ctx context.Context, cmd cart.Command) (outcome, er
 			return out, err
 		}
 		res, err := m.es.AppendToStream(ctx, stream, data, store.AppendOptions{Partition: cmd.Tenant(),
-			StreamType: cart.StreamType, ExpectedVersion: store.Exact(agg.CurrentVersion)})
+			StreamType: benchcart.StreamType, ExpectedVersion: store.Exact(agg.CurrentVersion)})
 		if errors.Is(err, store.ErrVersionConflict) {
 			m.conflict.Add(1)
 			if attempt >= statelessRetry.attempts {

@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/troupehq/troupe/examples/cart/cart"
+	"github.com/troupehq/troupe/cmd/troupe/internal/bench/benchcart"
 	"github.com/troupehq/troupe/internal/pgtest"
 	"github.com/troupehq/troupe/store/postgres"
 )
@@ -44,14 +44,14 @@ func TestRoundTripsPerCommand(t *testing.T) {
 			defer func() { require.NoError(t, cmdr.close(context.WithoutCancel(ctx))) }()
 
 			const tenant, id = "t1", "cart-1"
-			_, err = cmdr.send(ctx, cart.CreateCart{TenantID: tenant, CartID: id, Currency: "EUR", CreatedBy: "test"})
+			_, err = cmdr.send(ctx, benchcart.CreateCart{TenantID: tenant, CartID: id, Currency: "EUR", CreatedBy: "test"})
 			require.NoError(t, err)
-			var cmds []cart.Command
+			var cmds []benchcart.Command
 			for i := range 5 {
-				cmds = append(cmds, cart.AddItem{TenantID: tenant, CartID: id, CreatedBy: "test", Item: cart.Item{
-					SKU: "sku-" + strconv.Itoa(i), Name: "Item", UnitPrice: cart.NewDecimal(199, 2), Quantity: 1}})
+				cmds = append(cmds, benchcart.AddItem{TenantID: tenant, CartID: id, CreatedBy: "test", Item: benchcart.Item{
+					SKU: "sku-" + strconv.Itoa(i), Name: "Item", UnitPrice: benchcart.Price(199), Quantity: 1}})
 			}
-			cmds = append(cmds, cart.CheckoutCart{TenantID: tenant, CartID: id, OrderID: "order-1", CreatedBy: "test"})
+			cmds = append(cmds, benchcart.CheckoutCart{TenantID: tenant, CartID: id, OrderID: "order-1", CreatedBy: "test"})
 			for _, cmd := range cmds {
 				before := rt.load()
 				out, err := cmdr.send(ctx, cmd)

@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/troupehq/troupe/examples/cart/cart"
+	"github.com/troupehq/troupe/cmd/troupe/internal/bench/benchcart"
 	"github.com/troupehq/troupe/internal/pgserver"
 )
 
@@ -74,9 +74,9 @@ FROM m;
 
 // pgbenchBody returns the JSON body of a typical cart event, as stored.
 func pgbenchBody() (string, error) {
-	b, err := json.Marshal(cart.ItemAddedToCart{
-		EventData: cart.ItemAddedToCartData{Item: cart.Item{SKU: "sku-1", Name: "Item 1", UnitPrice: cart.NewDecimal(199, 2), Quantity: 2}},
-		EventMeta: cart.EventMeta{TenantID: "bench-t1", CartID: "r1-c1-0", CreatedBy: "bench", Version: 1},
+	b, err := json.Marshal(benchcart.ItemAddedToCart{
+		EventData: benchcart.ItemAddedToCartData{Item: benchcart.Item{SKU: "sku-1", Name: "Item 1", UnitPrice: benchcart.Price(199), Quantity: 2}},
+		EventMeta: benchcart.EventMeta{TenantID: "bench-t1", CartID: "r1-c1-0", CreatedBy: "bench", Version: 1},
 	})
 	if err != nil {
 		return "", err

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/troupehq/troupe/cmd/troupe/internal/progress"
+	"github.com/troupehq/troupe/internal/progress"
 )
 
 // Report is the outcome of a benchmark run. It is what `troupe bench

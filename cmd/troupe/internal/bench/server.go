@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/troupehq/troupe/cmd/troupe/internal/cartview"
+	"github.com/troupehq/troupe/cmd/troupe/internal/bench/benchcart"
 	"github.com/troupehq/troupe/internal/pgserver"
 	"github.com/troupehq/troupe/store/postgres"
 )
@@ -84,7 +84,7 @@ func (s *server) newDatabase(ctx context.Context) (*database, error) {
 		_ = db.drop(ctx)
 		return nil, fmt.Errorf("migrate scratch database %s: %w", name, err)
 	}
-	if err := cartview.EnsureSchema(ctx, pool); err != nil {
+	if err := benchcart.EnsureSchema(ctx, pool); err != nil {
 		_ = db.drop(ctx)
 		return nil, err
 	}

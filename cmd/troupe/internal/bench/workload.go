@@ -6,11 +6,11 @@ import (
 	"math/rand/v2"
 	"sync"
 
-	"github.com/troupehq/troupe/examples/cart/cart"
+	"github.com/troupehq/troupe/cmd/troupe/internal/bench/benchcart"
 )
 
 // workload hands out the cart commands of T×N cart slots: each slot runs
-// create, K adds and checkout, then starts a new cart. It never hands out a
+// create, K adds and checkout, then starts a new benchcart. It never hands out a
 // command that could be rejected: adds only once the create is answered,
 // the checkout only once every add is answered.
 type workload struct {
@@ -68,7 +68,7 @@ func (w *workload) cartID(s *slot) string { return fmt.Sprintf("%s-c%d-%d", w.pr
 
 // next returns a command to send, waiting while every slot is busy. It
 // returns false once the workload is closed or ctx is done.
-func (w *workload) next(ctx context.Context, rng *rand.Rand) (cart.Command, token, bool) {
+func (w *workload) next(ctx context.Context, rng *rand.Rand) (benchcart.Command, token, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for {
@@ -87,7 +87,7 @@ func (w *workload) next(ctx context.Context, rng *rand.Rand) (cart.Command, toke
 }
 
 // take returns the slot's next command if it has one ready. w.mu is held.
-func (w *workload) take(s *slot) (cart.Command, token, bool) {
+func (w *workload) take(s *slot) (benchcart.Command, token, bool) {
 	id := w.cartID(s)
 	switch {
 	case !s.created:
@@ -95,20 +95,20 @@ func (w *workload) take(s *slot) (cart.Command, token, bool) {
 			return nil, token{}, false
 		}
 		s.creating = true
-		return cart.CreateCart{TenantID: s.tenant, CartID: id, Currency: "EUR", CreatedBy: "bench"},
+		return benchcart.CreateCart{TenantID: s.tenant, CartID: id, Currency: "EUR", CreatedBy: "bench"},
 			token{slot: s, gen: s.gen, kind: kindCreate}, true
 	case s.addsIssued < w.items:
 		s.addsIssued++
 		n := s.addsIssued
-		return cart.AddItem{TenantID: s.tenant, CartID: id, CreatedBy: "bench", Item: cart.Item{
+		return benchcart.AddItem{TenantID: s.tenant, CartID: id, CreatedBy: "bench", Item: benchcart.Item{
 				SKU: fmt.Sprintf("sku-%d", n), Name: fmt.Sprintf("Item %d", n),
-				UnitPrice: cart.NewDecimal(int64(100*n+99), 2), Quantity: 1 + n%3}},
+				UnitPrice: benchcart.Price(100*n + 99), Quantity: 1 + n%3}},
 			token{slot: s, gen: s.gen, kind: kindAdd}, true
 	case s.addsDone < w.items || s.checkingOut:
 		return nil, token{}, false
 	default:
 		s.checkingOut = true
-		return cart.CheckoutCart{TenantID: s.tenant, CartID: id, OrderID: "order-" + id, CreatedBy: "bench"},
+		return benchcart.CheckoutCart{TenantID: s.tenant, CartID: id, OrderID: "order-" + id, CreatedBy: "bench"},
 			token{slot: s, gen: s.gen, kind: kindCheckout}, true
 	}
 }

@@ -1,11 +1,10 @@
-package main
+package cli
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -14,35 +13,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/troupehq/troupe/cmd/troupe/internal/cartview"
-	"github.com/troupehq/troupe/cmd/troupe/internal/progress"
+	"github.com/troupehq/troupe/internal/progress"
 	"github.com/troupehq/troupe/projection"
 )
 
 type projectionsCmd struct {
 	Status  projectionsStatusCmd  `cmd:"" help:"Show every projection's state, checkpoint, lag and last error, as stored in the database."`
 	Rebuild projectionsRebuildCmd `cmd:"" help:"Reset a projection's read model and replay the log, with a progress bar. Ctrl-C stops it cleanly."`
-}
-
-// rebuildable are the projections this binary can rebuild, by name. A
-// projection's handlers are code, so only projections compiled in can be
-// replayed; the status command reports every projection regardless.
-var rebuildable = map[string]func(pool *pgxpool.Pool, a *app, batchSize int) (*projection.Projection, error){
-	cartview.DefaultName: func(pool *pgxpool.Pool, a *app, batchSize int) (*projection.Projection, error) {
-		if err := cartview.EnsureSchema(a.ctx, pool); err != nil {
-			return nil, err
-		}
-		return cartview.New(pool, cartview.Options{BatchSize: batchSize, Logger: a.logger})
-	},
-}
-
-func rebuildableNames() []string {
-	names := make([]string, 0, len(rebuildable))
-	for n := range rebuildable {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 type projectionsStatusCmd struct {
@@ -77,7 +54,7 @@ type position struct {
 	GlobalPosition int64  `json:"globalPosition"`
 }
 
-func (c *projectionsStatusCmd) Run(a *app) error {
+func (c *projectionsStatusCmd) Run(a *Env) error {
 	return a.withPool(func(pool *pgxpool.Pool) error {
 		sts, err := loadStatuses(a.ctx, pool)
 		if err != nil {
@@ -161,24 +138,31 @@ func errorText(st projection.Status) string {
 }
 
 type projectionsRebuildCmd struct {
-	Name      string `arg:"" name:"name" help:"Projection to rebuild. Known to this binary: carts (the cart example's read model)."`
+	Name      string `arg:"" name:"name" help:"Projection to rebuild. Registered in this binary: ${projections}."`
 	BatchSize int    `default:"500" help:"Events applied per transaction."`
 }
 
-func (c *projectionsRebuildCmd) Run(a *app) error {
-	build, ok := rebuildable[c.Name]
-	if !ok {
-		return fmt.Errorf("projection %q is not known to this binary (it can rebuild: %s); "+
-			"rebuild other projections from the service that defines them (projection.Projection.Rebuild)",
-			c.Name, strings.Join(rebuildableNames(), ", "))
-	}
+func (c *projectionsRebuildCmd) Run(a *Env) error {
 	if c.BatchSize <= 0 {
-		return usagef("--batch-size must be positive, got %d", c.BatchSize)
+		return Usagef("--batch-size must be positive, got %d", c.BatchSize)
+	}
+	reg, ok := a.projections[c.Name]
+	if !ok {
+		registered := "none"
+		if names := a.projectionNames(); len(names) > 0 {
+			registered = strings.Join(names, ", ")
+		}
+		return fmt.Errorf("projection %q is not registered in this binary (registered: %s); "+
+			"rebuild a projection from the binary of the service that defines it, which registers it with cli.Config.Projections",
+			c.Name, registered)
 	}
 	return a.withPool(func(pool *pgxpool.Pool) error {
-		p, err := build(pool, a, c.BatchSize)
+		p, err := reg.New(a.ctx, pool, ProjectionOptions{BatchSize: c.BatchSize, Logger: a.logger})
 		if err != nil {
-			return err
+			return fmt.Errorf("build projection %s: %w", c.Name, err)
+		}
+		if p.Name() != c.Name {
+			return fmt.Errorf("projection registered as %q is named %q: cli.Projection.Name must be the projection's name", c.Name, p.Name())
 		}
 		if st, err := projection.LoadStatus(a.ctx, pool, p.Name(), p.Partition()); err == nil && st.Active {
 			fmt.Fprintf(a.io.Err, "projection %s is running in another process (%s): its runner does the rebuild once this one takes the lease; Ctrl-C to give up\n",

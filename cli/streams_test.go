@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"encoding/json"
@@ -7,7 +7,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/troupehq/troupe/examples/cart/cart"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -15,21 +14,25 @@ func TestStreamsReadAndArchive(t *testing.T) {
 	t.Parallel()
 	url, pool := migratedDB(t)
 	es := newStore(t, pool)
-	codec := cartCodec(t)
-	appendCart(t, es, codec,
-		cart.CreateCart{TenantID: "acme", CartID: "c1", Currency: "EUR"},
-		cart.AddItem{TenantID: "acme", CartID: "c1", Item: item("a", 1999, 2)},
-		cart.CheckoutCart{TenantID: "acme", CartID: "c1", OrderID: "o-1"},
+	appendEvents := func(partition string, evs ...store.EventData) {
+		t.Helper()
+		_, err := es.AppendToStream(testCtx(t), "c1", evs, store.AppendOptions{Partition: partition, StreamType: "cart"})
+		require.NoError(t, err)
+	}
+	appendEvents("acme",
+		store.EventData{Type: "CartCreated", Data: json.RawMessage(`{"eventData": {"currency": "EUR"}}`)},
+		store.EventData{Type: "ItemAddedToCart", Data: json.RawMessage(`{"eventData":{"item":{"sku":"a","quantity":2}}}`)},
+		store.EventData{Type: "CartCheckedOut", Data: json.RawMessage(`{"eventData":{"orderId":"o-1","total":39.98}}`)},
 	)
 	// The same id in another partition is another stream.
-	appendCart(t, es, codec, cart.CreateCart{TenantID: "globex", CartID: "c1", Currency: "USD"})
+	appendEvents("globex", store.EventData{Type: "CartCreated", Data: json.RawMessage(`{"eventData":{"currency":"USD"}}`)})
 	db := func(args ...string) []string { return append([]string{"--database-url", url}, args...) }
 
 	// JSON lines (the default): one object per event, in stream order.
 	r := ok(t, invocation{}, db("streams", "read", "c1", "--partition", "acme")...)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	require.Len(t, lines, 3)
-	want := []string{cart.TypeCartCreated, cart.TypeItemAddedToCart, cart.TypeCartCheckedOut}
+	want := []string{"CartCreated", "ItemAddedToCart", "CartCheckedOut"}
 	var global int64
 	for i, line := range lines {
 		var e eventJSON
@@ -37,7 +40,7 @@ func TestStreamsReadAndArchive(t *testing.T) {
 		require.Equal(t, want[i], e.Type)
 		require.Equal(t, "c1", e.StreamID)
 		require.Equal(t, "acme", e.Partition)
-		require.Equal(t, cart.StreamType, e.StreamType)
+		require.Equal(t, "cart", e.StreamType)
 		require.Equal(t, int64(i+1), e.StreamPosition)
 		require.Greater(t, e.GlobalPosition, global)
 		global = e.GlobalPosition
@@ -79,10 +82,10 @@ func TestStreamsReadAndArchive(t *testing.T) {
 
 	// Missing streams and bad partitions fail with status 1.
 	r = troupe(t, invocation{}, db("streams", "read", "c1")...)
-	require.Equal(t, exitError, r.code)
+	require.Equal(t, ExitError, r.code)
 	require.Contains(t, r.stderr, `stream "c1" not found in partition "default_partition"`)
 	r = troupe(t, invocation{}, db("streams", "read", "c1", "-p", "bad partition")...)
-	require.Equal(t, exitError, r.code)
+	require.Equal(t, ExitError, r.code)
 	require.Contains(t, r.stderr, "--partition: invalid tenant id")
 
 	// Archive: afterwards the stream reads as missing, and a second
@@ -90,10 +93,10 @@ func TestStreamsReadAndArchive(t *testing.T) {
 	r = ok(t, invocation{}, db("streams", "archive", "c1", "--partition", "acme")...)
 	require.Equal(t, "archived stream c1 in partition acme\n", r.stdout)
 	r = troupe(t, invocation{}, db("streams", "read", "c1", "-p", "acme")...)
-	require.Equal(t, exitError, r.code)
+	require.Equal(t, ExitError, r.code)
 	require.Contains(t, r.stderr, "not found")
 	r = troupe(t, invocation{}, db("streams", "archive", "c1", "-p", "acme")...)
-	require.Equal(t, exitError, r.code)
+	require.Equal(t, ExitError, r.code)
 	require.Contains(t, r.stderr, `stream "c1" not found in partition "acme" (or already archived)`)
 	// The other partition's stream is untouched.
 	ok(t, invocation{}, db("streams", "read", "c1", "-p", "globex")...)

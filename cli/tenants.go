@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -22,7 +22,7 @@ type tenantsCmd struct {
 }
 
 // withTenants runs fn with a tenancy manager on the configured database.
-func (a *app) withTenants(fn func(*tenancy.Manager) error) error {
+func (a *Env) withTenants(fn func(*tenancy.Manager) error) error {
 	return a.withPool(func(pool *pgxpool.Pool) error {
 		m, err := tenancy.NewManager(pool, &tenancy.Config{Logger: a.logger})
 		if err != nil {
@@ -37,7 +37,7 @@ type tenantsCreateCmd struct {
 	Name string `help:"Display name of the tenant."`
 }
 
-func (c *tenantsCreateCmd) Run(a *app) error {
+func (c *tenantsCreateCmd) Run(a *Env) error {
 	id, err := store.ParseTenantID(c.ID)
 	if err != nil {
 		return err
@@ -60,7 +60,7 @@ type tenantsListCmd struct {
 	Format string `enum:"table,json" default:"table" help:"Output format (${enum})."`
 }
 
-func (c *tenantsListCmd) Run(a *app) error {
+func (c *tenantsListCmd) Run(a *Env) error {
 	return a.withTenants(func(m *tenancy.Manager) error {
 		ts, err := m.List(a.ctx)
 		if err != nil {
@@ -97,7 +97,7 @@ type tenantsDropCmd struct {
 // errNotConfirmed is returned when the user does not confirm a drop.
 var errNotConfirmed = errors.New("not confirmed: nothing was dropped")
 
-func (c *tenantsDropCmd) Run(a *app) error {
+func (c *tenantsDropCmd) Run(a *Env) error {
 	id, err := store.ParseTenantID(c.ID)
 	if err != nil {
 		return err
@@ -128,7 +128,7 @@ func (c *tenantsDropCmd) Run(a *app) error {
 // confirm asks question on standard error and reads the answer from
 // standard input: "y" or "yes" (any case) confirms, anything else (end of
 // input included) does not.
-func confirm(a *app, question string) (bool, error) {
+func confirm(a *Env, question string) (bool, error) {
 	fmt.Fprint(a.io.Err, question)
 	if a.io.In == nil {
 		fmt.Fprintln(a.io.Err)

@@ -1,4 +1,4 @@
-// Package progress draws progress bars for the troupe command on a
+// Package progress draws progress bars for the command-line tools on a
 // terminal stream (standard error): one line, redrawn in place with a
 // carriage return and at most every MinInterval, finished with a newline.
 //

@@ -1,11 +1,10 @@
-package main
+package cli
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,45 +13,56 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/troupehq/troupe/cmd/troupe/internal/cartview"
-	"github.com/troupehq/troupe/examples/cart/cart"
 	"github.com/troupehq/troupe/projection"
 	"github.com/troupehq/troupe/store"
 )
 
-// foldRows returns the carts rows a from-scratch fold of every live cart
-// stream gives, in ReadRows order.
-func foldRows(t testing.TB, pool *pgxpool.Pool) []cartview.Row {
+// tallies is a projection registered for the rebuild tests: one row per
+// stream counting its Tick events, in the table tallies.
+var tallies = Projection{
+	Name: "tallies",
+	Help: "Tick events per stream",
+	New: func(ctx context.Context, pool *pgxpool.Pool, opts ProjectionOptions) (*projection.Projection, error) {
+		if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS tallies (partition text, stream_id text, n int NOT NULL,
+			PRIMARY KEY (partition, stream_id))`); err != nil {
+			return nil, err
+		}
+		return projection.New(projection.Config{Name: "tallies", Pool: pool, BatchSize: opts.BatchSize, Logger: opts.Logger,
+			Handlers: projection.Registry{"Tick": {func(ctx context.Context, tx pgx.Tx, e store.Event) error {
+				_, err := tx.Exec(ctx, `INSERT INTO tallies VALUES ($1, $2, 1)
+					ON CONFLICT (partition, stream_id) DO UPDATE SET n = tallies.n + 1`, e.Partition, string(e.StreamID))
+				return err
+			}}},
+			Reset: func(ctx context.Context, tx pgx.Tx, _ string) error {
+				_, err := tx.Exec(ctx, `DELETE FROM tallies`)
+				return err
+			}})
+	},
+}
+
+// tally is one row of tallies: "partition/stream=n".
+func tallyRows(t testing.TB, pool *pgxpool.Pool, sql string) []string {
 	t.Helper()
-	ctx := testCtx(t)
-	es := newStore(t, pool)
-	codec := cartCodec(t)
-	rows, err := pool.Query(ctx, `SELECT stream_id, partition FROM streams WHERE NOT is_archived AND stream_type = $1`, cart.StreamType)
+	rows, err := pool.Query(testCtx(t), sql)
 	require.NoError(t, err)
-	type key struct{ id, partition string }
-	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (key, error) {
-		var k key
-		return k, r.Scan(&k.id, &k.partition)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var p, s string
+		var n int
+		err := r.Scan(&p, &s, &n)
+		return fmt.Sprintf("%s/%s=%d", p, s, n), err
 	})
 	require.NoError(t, err)
-	var out []cartview.Row
-	for _, k := range keys {
-		agg, err := store.AggregateStream(ctx, es, codec, store.StreamID(k.id), cart.InitialState(), cart.Evolve,
-			store.AggregateOptions{Partition: k.partition})
-		require.NoError(t, err)
-		out = append(out, cartview.RowFromState(k.partition, k.id, agg.State))
-	}
-	slices.SortFunc(out, func(a, b cartview.Row) int {
-		return strings.Compare(a.Partition+"\x00"+a.TenantID+"\x00"+a.CartID, b.Partition+"\x00"+b.TenantID+"\x00"+b.CartID)
-	})
 	return out
 }
 
-func readModel(t testing.TB, pool *pgxpool.Pool) []cartview.Row {
-	t.Helper()
-	rows, err := cartview.ReadRows(testCtx(t), pool)
-	require.NoError(t, err)
-	return rows
+// foldRows returns the tallies a from-scratch count of the log gives.
+func foldRows(t testing.TB, pool *pgxpool.Pool) []string {
+	return tallyRows(t, pool, `SELECT partition, stream_id, count(*)::int FROM messages
+		WHERE NOT is_archived AND message_type = 'Tick' GROUP BY 1, 2 ORDER BY 1, 2`)
+}
+
+func readModel(t testing.TB, pool *pgxpool.Pool) []string {
+	return tallyRows(t, pool, `SELECT partition, stream_id, n FROM tallies ORDER BY 1, 2`)
 }
 
 func eventCount(t testing.TB, pool *pgxpool.Pool) int64 {
@@ -62,46 +72,57 @@ func eventCount(t testing.TB, pool *pgxpool.Pool) int64 {
 	return n
 }
 
-// Must show: `projections rebuild` shows progress and leaves the read model
-// equal to a from-scratch fold, whatever state it was in.
+// ticks appends n Tick events (and one Other) to stream in partition.
+func ticks(t testing.TB, es store.EventStore, partition, stream string, n int) {
+	t.Helper()
+	evs := []store.EventData{{Type: "Other", Data: json.RawMessage(`{}`)}}
+	for range n {
+		evs = append(evs, store.EventData{Type: "Tick", Data: json.RawMessage(`{}`)})
+	}
+	_, err := es.AppendToStream(testCtx(t), store.StreamID(stream), evs, store.AppendOptions{Partition: partition})
+	require.NoError(t, err)
+}
+
+// `projections rebuild` shows progress and leaves the read model equal to
+// a from-scratch fold, whatever state it was in.
 func TestProjectionsRebuildEqualsFold(t *testing.T) {
 	t.Parallel()
 	url, pool := migratedDB(t)
 	es := newStore(t, pool)
-	seedCarts(t, es, []string{"acme", "globex"}, 10)
+	for i := range 10 {
+		ticks(t, es, "acme", fmt.Sprintf("s%d", i), i+1)
+		ticks(t, es, "globex", fmt.Sprintf("s%d", i), 2)
+	}
+	inv := invocation{projections: []Projection{tallies}}
 	db := func(args ...string) []string { return append([]string{"--database-url", url}, args...) }
 
 	// First build, from nothing (the table is created on demand).
-	r := ok(t, invocation{}, db("projections", "rebuild", "carts")...)
+	r := ok(t, inv, db("projections", "rebuild", "tallies")...)
 	events := eventCount(t, pool)
-	require.Contains(t, r.stdout, fmt.Sprintf("rebuilt projection carts: %d events replayed", events))
+	require.Contains(t, r.stdout, fmt.Sprintf("rebuilt projection tallies: %d events replayed", events))
 	want := foldRows(t, pool)
 	require.Len(t, want, 20)
 	require.Equal(t, want, readModel(t, pool))
 
 	// Damage the read model, and write more events.
 	ctx := testCtx(t)
-	_, err := pool.Exec(ctx, `UPDATE carts SET currency = 'XXX', is_cancelled = NOT is_cancelled WHERE cart_id = 'cart-1'`)
+	_, err := pool.Exec(ctx, `UPDATE tallies SET n = 99 WHERE stream_id = 's1'`)
 	require.NoError(t, err)
-	_, err = pool.Exec(ctx, `DELETE FROM carts WHERE cart_id = 'cart-2' AND partition = 'acme'`)
+	_, err = pool.Exec(ctx, `DELETE FROM tallies WHERE stream_id = 's2' AND partition = 'acme'`)
 	require.NoError(t, err)
-	_, err = pool.Exec(ctx, `INSERT INTO carts (tenant_id, cart_id, partition, currency) VALUES ('acme', 'ghost', 'acme', 'EUR')`)
+	_, err = pool.Exec(ctx, `INSERT INTO tallies VALUES ('acme', 'ghost', 3)`)
 	require.NoError(t, err)
-	_, err = pool.Exec(ctx, `UPDATE snapshots SET snapshot = '{"status":"cancelled"}' WHERE stream_id LIKE '%cart-3%'`)
-	require.NoError(t, err)
-	appendCart(t, es, cartCodec(t),
-		cart.CreateCart{TenantID: "initech", CartID: "late", Currency: "GBP"},
-		cart.AddItem{TenantID: "initech", CartID: "late", Item: item("z", 100, 3)},
-		cart.CheckoutCart{TenantID: "initech", CartID: "late", OrderID: "o-late"})
+	ticks(t, es, "initech", "late", 3)
 	require.NotEqual(t, foldRows(t, pool), readModel(t, pool))
 
 	stderr := &syncBuffer{}
-	r = ok(t, invocation{stderr: stderr}, db("projections", "rebuild", "carts", "--batch-size", "7")...)
+	inv.stderr = stderr
+	r = ok(t, inv, db("projections", "rebuild", "tallies", "--batch-size", "7")...)
 	events = eventCount(t, pool)
-	require.Contains(t, r.stdout, fmt.Sprintf("rebuilt projection carts: %d events replayed", events))
+	require.Contains(t, r.stdout, fmt.Sprintf("rebuilt projection tallies: %d events replayed", events))
 	frames := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\r")
 	require.GreaterOrEqual(t, len(frames), 3, "progress: %q", r.stderr)
-	require.Contains(t, frames[1], "rebuild carts [")
+	require.Contains(t, frames[1], "rebuild tallies [")
 	require.Contains(t, frames[1], fmt.Sprintf("  0%%  0/%d events", events))
 	require.Contains(t, frames[len(frames)-1], fmt.Sprintf("100%%  %d/%d events", events, events))
 	require.True(t, strings.HasSuffix(r.stderr, "\n"))
@@ -114,7 +135,7 @@ func TestProjectionsRebuildEqualsFold(t *testing.T) {
 	require.Regexp(t, `^NAME\s+PARTITION\s+STATE\s+CHECKPOINT\s+LAG\s+LAST ERROR$`, lines[0])
 	var lastGlobal int64
 	require.NoError(t, pool.QueryRow(ctx, `SELECT max(global_position) FROM messages`).Scan(&lastGlobal))
-	require.Regexp(t, fmt.Sprintf(`^carts\s+\*\s+stopped\s+%d\s+0\s+-$`, lastGlobal), lines[1])
+	require.Regexp(t, fmt.Sprintf(`^tallies\s+\*\s+stopped\s+%d\s+0\s+-$`, lastGlobal), lines[1])
 }
 
 // Ctrl-C during a rebuild stops it between batches with status 1 and a
@@ -123,49 +144,58 @@ func TestProjectionsRebuildCancel(t *testing.T) {
 	t.Parallel()
 	url, pool := migratedDB(t)
 	es := newStore(t, pool)
-	codec := cartCodec(t)
-	// 80 carts of 5 events, written one append per cart.
 	for i := range 80 {
-		id := fmt.Sprintf("c%d", i)
-		meta := cart.EventMeta{TenantID: "acme", CartID: id, Version: 1}
-		evs := []any{cart.CartCreated{EventData: cart.CartCreatedData{Currency: "EUR"}, EventMeta: meta}}
-		for j := range 3 {
-			evs = append(evs, cart.ItemAddedToCart{EventData: cart.ItemAddedToCartData{Item: item(fmt.Sprint(j), 100, 1)}, EventMeta: meta})
-		}
-		evs = append(evs, cart.CartCheckedOut{EventData: cart.CartCheckedOutData{OrderID: "o", Total: cart.NewDecimal(300, 2)}, EventMeta: meta})
-		data, err := store.Encode(codec, evs...)
-		require.NoError(t, err)
-		_, err = es.AppendToStream(testCtx(t), store.StreamID(id), data, store.AppendOptions{Partition: "acme", StreamType: cart.StreamType})
-		require.NoError(t, err)
+		ticks(t, es, "acme", fmt.Sprintf("s%d", i), 4) // 5 events each
 	}
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
 	stderr := &syncBuffer{onWrite: func(p []byte) {
-		if strings.Contains(string(p), "rebuild carts [") {
+		if strings.Contains(string(p), "rebuild tallies [") {
 			cancel() // as Ctrl-C would, once the progress bar shows
 		}
 	}}
-	r := troupe(t, invocation{ctx: ctx, stderr: stderr}, "--database-url", url, "projections", "rebuild", "carts", "--batch-size", "5")
-	require.Equal(t, exitError, r.code, r.stderr)
-	require.Regexp(t, `troupe: error: rebuild of carts cancelled after \d+ of 400 events`, r.stderr)
+	inv := invocation{ctx: ctx, stderr: stderr, projections: []Projection{tallies}}
+	r := troupe(t, inv, "--database-url", url, "projections", "rebuild", "tallies", "--batch-size", "5")
+	require.Equal(t, ExitError, r.code, r.stderr)
+	require.Regexp(t, `troupe: error: rebuild of tallies cancelled after \d+ of 400 events`, r.stderr)
 	require.Contains(t, r.stderr, "the read model is consistent with its checkpoint")
 
-	st, err := projection.LoadStatus(testCtx(t), pool, cartview.DefaultName, projection.AllPartitions)
+	st, err := projection.LoadStatus(testCtx(t), pool, "tallies", projection.AllPartitions)
 	require.NoError(t, err)
 	require.Positive(t, st.LagEvents, "a cancelled rebuild leaves events to apply")
 	require.False(t, st.Active)
 
-	r = ok(t, invocation{}, "--database-url", url, "projections", "rebuild", "carts", "--batch-size", "100")
+	r = ok(t, invocation{projections: []Projection{tallies}}, "--database-url", url, "projections", "rebuild", "tallies", "--batch-size", "100")
 	require.Contains(t, r.stdout, "400 events replayed")
 	require.Equal(t, foldRows(t, pool), readModel(t, pool))
 }
 
+// A name no projection is registered under is an error listing the
+// registered ones; so is a registration whose projection has another name
+// or cannot be built.
 func TestProjectionsRebuildUnknown(t *testing.T) {
 	t.Parallel()
 	url, _ := migratedDB(t)
 	r := troupe(t, invocation{}, "--database-url", url, "projections", "rebuild", "orders")
-	require.Equal(t, exitError, r.code)
-	require.Contains(t, r.stderr, `projection "orders" is not known to this binary (it can rebuild: carts)`)
+	require.Equal(t, ExitError, r.code)
+	require.Contains(t, r.stderr, `troupe: error: projection "orders" is not registered in this binary (registered: none)`)
+
+	r = troupe(t, invocation{projections: []Projection{tallies}}, "--database-url", url, "projections", "rebuild", "orders")
+	require.Equal(t, ExitError, r.code)
+	require.Contains(t, r.stderr, `projection "orders" is not registered in this binary (registered: tallies)`)
+
+	misnamed := tallies
+	misnamed.Name = "counts"
+	r = troupe(t, invocation{projections: []Projection{misnamed}}, "--database-url", url, "projections", "rebuild", "counts")
+	require.Equal(t, ExitError, r.code)
+	require.Contains(t, r.stderr, `projection registered as "counts" is named "tallies"`)
+
+	broken := Projection{Name: "broken", New: func(context.Context, *pgxpool.Pool, ProjectionOptions) (*projection.Projection, error) {
+		return nil, errors.New("no table")
+	}}
+	r = troupe(t, invocation{projections: []Projection{broken}}, "--database-url", url, "projections", "rebuild", "broken")
+	require.Equal(t, ExitError, r.code)
+	require.Contains(t, r.stderr, "troupe: error: build projection broken: no table")
 }
 
 // status lists every projection and consumer from the tables, with lag

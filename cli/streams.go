@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ type streamsCmd struct {
 }
 
 // withStore runs fn with a PostgreSQL store on the configured database.
-func (a *app) withStore(fn func(*postgres.Store) error) error {
+func (a *Env) withStore(fn func(*postgres.Store) error) error {
 	return a.withPool(func(pool *pgxpool.Pool) error {
 		es, err := postgres.New(pool, &postgres.Config{Logger: a.logger})
 		if err != nil {
@@ -58,12 +58,12 @@ type eventJSON struct {
 	Metadata       store.Metadata  `json:"metadata"`
 }
 
-func (c *streamsReadCmd) Run(a *app) error {
+func (c *streamsReadCmd) Run(a *Env) error {
 	if c.From < 1 {
-		return usagef("--from must be at least 1, got %d", c.From)
+		return Usagef("--from must be at least 1, got %d", c.From)
 	}
 	if c.Limit < 0 {
-		return usagef("--limit must not be negative, got %d", c.Limit)
+		return Usagef("--limit must not be negative, got %d", c.Limit)
 	}
 	if err := store.ValidateTenantID(c.Partition); err != nil {
 		return fmt.Errorf("--partition: %w", err)
@@ -135,7 +135,7 @@ type streamsArchiveCmd struct {
 	Partition string `short:"p" default:"${default_partition}" help:"Partition (tenant) of the stream."`
 }
 
-func (c *streamsArchiveCmd) Run(a *app) error {
+func (c *streamsArchiveCmd) Run(a *Env) error {
 	if err := store.ValidateTenantID(c.Partition); err != nil {
 		return fmt.Errorf("--partition: %w", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -18,7 +18,7 @@ type migrateCmd struct {
 
 type migrateApplyCmd struct{}
 
-func (migrateApplyCmd) Run(a *app) error {
+func (migrateApplyCmd) Run(a *Env) error {
 	return a.withPool(func(pool *pgxpool.Pool) error {
 		before, err := postgres.MigrateStatus(a.ctx, pool)
 		if err != nil {
@@ -67,7 +67,7 @@ func countApplied(ms []postgres.MigrationStatus) int {
 
 type migrateStatusCmd struct{}
 
-func (migrateStatusCmd) Run(a *app) error {
+func (migrateStatusCmd) Run(a *Env) error {
 	return a.withPool(func(pool *pgxpool.Pool) error {
 		ms, err := postgres.MigrateStatus(a.ctx, pool)
 		if err != nil {
@@ -92,7 +92,7 @@ func (migrateStatusCmd) Run(a *app) error {
 			return err
 		}
 		if pending > 0 {
-			fmt.Fprintf(a.io.Out, "%d migration(s) pending: run \"troupe migrate\"\n", pending)
+			fmt.Fprintf(a.io.Out, "%d migration(s) pending: run \"%s migrate\"\n", pending, a.name)
 		}
 		return nil
 	})

@@ -1,14 +1,18 @@
-package main
+package cli
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/internal/pgtest"
+	"github.com/troupehq/troupe/projection"
 	"github.com/troupehq/troupe/store/postgres"
 )
 
@@ -33,14 +37,13 @@ func TestHelpEverywhere(t *testing.T) {
 		{[]string{"streams", "archive"}, "Usage: troupe streams archive <id>"},
 		{[]string{"projections"}, "Usage: troupe projections"},
 		{[]string{"projections", "status"}, "Usage: troupe projections status"},
-		{[]string{"projections", "rebuild"}, "Known to this binary: carts"},
-		{[]string{"bench"}, "--quick"},
+		{[]string{"projections", "rebuild"}, "Registered in this binary: none"},
 	}
 	for _, c := range cases {
 		for _, flag := range []string{"--help", "-h"} {
 			args := append(append([]string{}, c.args...), flag)
 			r := troupe(t, invocation{}, args...)
-			require.Equal(t, exitOK, r.code, "troupe %v: %s", args, r.stderr)
+			require.Equal(t, ExitOK, r.code, "troupe %v: %s", args, r.stderr)
 			require.Contains(t, r.stdout, c.want, "troupe %v", args)
 			require.Contains(t, r.stdout, "--database-url", "troupe %v", args)
 			require.Empty(t, r.stderr, "troupe %v", args)
@@ -63,11 +66,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"streams", "read", "s", "--format", "xml"}, "--format must be one of"},
 		{[]string{"migrate", "--no-such-flag"}, "unknown flag --no-such-flag"},
 		{[]string{"streams", "read", "s", "--from", "0", "--database-url", "postgres://127.0.0.1:1/x"}, "--from must be at least 1"},
-		{[]string{"bench", "--tenants=-1"}, "--tenants must be positive"},
+		{[]string{"projections", "rebuild", "x", "--batch-size", "0", "--database-url", "postgres://127.0.0.1:1/x"}, "--batch-size must be positive"},
 	}
 	for _, c := range cases {
 		r := troupe(t, invocation{}, c.args...)
-		require.Equal(t, exitUsage, r.code, "troupe %v: %s", c.args, r.stderr)
+		require.Equal(t, ExitUsage, r.code, "troupe %v: %s", c.args, r.stderr)
 		require.Contains(t, r.stderr, c.want, "troupe %v", c.args)
 		require.Empty(t, r.stdout, "troupe %v", c.args)
 	}
@@ -78,11 +81,11 @@ func TestNoDatabase(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"migrate"}, {"tenants", "list"}, {"streams", "read", "s"}, {"projections", "status"}} {
 		r := troupe(t, invocation{}, args...)
-		require.Equal(t, exitError, r.code, "troupe %v", args)
+		require.Equal(t, ExitError, r.code, "troupe %v", args)
 		require.Contains(t, r.stderr, "no database: pass --database-url or set DATABASE_URL", "troupe %v", args)
 	}
 	r := troupe(t, invocation{}, "--database-url", "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=5", "migrate", "status")
-	require.Equal(t, exitError, r.code)
+	require.Equal(t, ExitError, r.code)
 	require.Contains(t, r.stderr, "troupe: error: connect to the database")
 }
 
@@ -90,7 +93,7 @@ func TestNoDatabase(t *testing.T) {
 // no flag) and status reports them.
 func TestMigrate(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{envDatabaseURL: pgtest.NewDatabase(t)}
+	env := map[string]string{EnvDatabaseURL: pgtest.NewDatabase(t)}
 
 	ms, err := postgres.Migrations()
 	require.NoError(t, err)
@@ -134,7 +137,7 @@ func TestTenants(t *testing.T) {
 	ok(t, invocation{}, db("tenants", "create", "globex")...)
 
 	r = troupe(t, invocation{}, db("tenants", "create", "bad id;")...)
-	require.Equal(t, exitError, r.code)
+	require.Equal(t, ExitError, r.code)
 	require.Contains(t, r.stderr, "invalid tenant id")
 
 	r = ok(t, invocation{}, db("tenants", "list")...)
@@ -165,7 +168,7 @@ func TestTenants(t *testing.T) {
 	// Not confirmed: "n", an empty line, end of input.
 	for _, answer := range []string{"n\n", "\n", "", "maybe\n"} {
 		r = troupe(t, invocation{stdin: strings.NewReader(answer)}, db("tenants", "drop", "acme")...)
-		require.Equal(t, exitError, r.code, "answer %q", answer)
+		require.Equal(t, ExitError, r.code, "answer %q", answer)
 		require.Contains(t, r.stderr, "Drop tenant acme and erase all its")
 		require.Contains(t, r.stderr, "not confirmed: nothing was dropped")
 		require.Equal(t, 1, partitions())
@@ -185,4 +188,97 @@ func TestTenants(t *testing.T) {
 	ok(t, invocation{}, db("tenants", "drop", "nobody", "-y")...)
 	r = ok(t, invocation{}, db("tenants", "list")...)
 	require.Equal(t, "ID  NAME  CREATED\n", r.stdout)
+}
+
+// echoCmd is a command a binary adds with Config.Commands.
+type echoCmd struct {
+	Words []string `arg:"" help:"Words to print."`
+	Loud  bool     `help:"Shout."`
+}
+
+func (c *echoCmd) Run(e *Env) error {
+	if len(c.Words) == 1 && c.Words[0] == "usage" {
+		return Usagef("usage mistake in %s", "echo")
+	}
+	out := strings.Join(c.Words, " ")
+	if c.Loud {
+		out = strings.ToUpper(out)
+	}
+	_, err := fmt.Fprintf(e.Stdout(), "%s (db %q)\n", out, e.DatabaseURL())
+	return err
+}
+
+// Commands added by the binary run next to the built-in ones, with the
+// run's Env; their usage mistakes exit with 2. Registered projections are
+// listed in the rebuild help, and Config.Name names the binary.
+func TestEmbedding(t *testing.T) {
+	t.Parallel()
+	cfg := func(stdout, stderr *syncBuffer) *Config {
+		return &Config{Name: "shop admin", Stdout: stdout, Stderr: stderr, Stdin: strings.NewReader(""),
+			Getenv:   func(k string) string { return map[string]string{EnvDatabaseURL: "postgres://env"}[k] },
+			Commands: []Command{{Name: "echo", Help: "Print words.", Cmd: &echoCmd{}}},
+			Projections: []Projection{
+				{Name: "orders", Help: "the orders table", New: func(context.Context, *pgxpool.Pool, ProjectionOptions) (*projection.Projection, error) {
+					return nil, errors.New("not built in this test")
+				}},
+				{Name: "invoices", New: func(context.Context, *pgxpool.Pool, ProjectionOptions) (*projection.Projection, error) {
+					return nil, errors.New("not built in this test")
+				}},
+			}}
+	}
+	run := func(args ...string) result {
+		var stdout, stderr syncBuffer
+		code := Run(testCtx(t), args, cfg(&stdout, &stderr))
+		return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	}
+	r := run("--help")
+	require.Equal(t, ExitOK, r.code)
+	require.Contains(t, r.stdout, "Usage: shop admin <command>")
+	require.Regexp(t, `echo\s.*Print words\.`, r.stdout)
+
+	r = run("echo", "hello", "world", "--loud")
+	require.Equal(t, ExitOK, r.code, r.stderr)
+	require.Equal(t, "HELLO WORLD (db \"postgres://env\")\n", r.stdout)
+	r = run("--database-url", "postgres://flag", "echo", "hi")
+	require.Equal(t, "hi (db \"postgres://flag\")\n", r.stdout)
+	r = run("echo", "usage")
+	require.Equal(t, ExitUsage, r.code)
+	require.Equal(t, "shop admin: usage mistake in echo\n", r.stderr)
+
+	r = run("projections", "rebuild", "--help")
+	require.Equal(t, ExitOK, r.code)
+	require.Contains(t, strings.Join(strings.Fields(r.stdout), " "), "Registered in this binary: invoices, orders (the orders table).")
+
+	r = run("projections", "rebuild", "carts")
+	require.Equal(t, ExitError, r.code)
+	require.Contains(t, r.stderr, `shop admin: error: projection "carts" is not registered in this binary (registered: invoices, orders)`)
+	r = run("bogus")
+	require.Equal(t, ExitUsage, r.code)
+	require.Contains(t, r.stderr, `Run "shop admin --help" for usage.`)
+}
+
+// An invalid Config fails the run with a message naming the field.
+func TestInvalidConfig(t *testing.T) {
+	t.Parallel()
+	newP := func(context.Context, *pgxpool.Pool, ProjectionOptions) (*projection.Projection, error) {
+		return nil, nil
+	}
+	cases := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Projections: []Projection{{New: newP}}}, "cli.Config.Projections[0].Name: empty"},
+		{Config{Projections: []Projection{{Name: "a", New: newP}, {Name: "a", New: newP}}}, `cli.Config.Projections[1].Name: "a" is registered twice`},
+		{Config{Projections: []Projection{{Name: "a"}}}, "cli.Config.Projections[0].New: nil"},
+		{Config{Commands: []Command{{Name: "migrate", Cmd: &echoCmd{}}}}, `cli.Config.Commands[0].Name: "migrate" is taken`},
+		{Config{Commands: []Command{{Name: "x"}}}, "cli.Config.Commands[0].Cmd: nil"},
+		{Config{Commands: []Command{{Cmd: &echoCmd{}}}}, "cli.Config.Commands[0].Name: empty"},
+	}
+	for _, c := range cases {
+		var stdout, stderr syncBuffer
+		c.cfg.Stdout, c.cfg.Stderr = &stdout, &stderr
+		require.Equal(t, ExitError, Run(testCtx(t), []string{"migrate", "--help"}, &c.cfg), c.want)
+		require.Contains(t, stderr.String(), c.want)
+		require.Empty(t, stdout.String())
+	}
 }
