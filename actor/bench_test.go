@@ -54,7 +54,7 @@ func BenchmarkThroughput(b *testing.B) {
 	for _, senders := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("senders=%d", senders), func(b *testing.B) {
 			st := pgStore(b)
-			h, agg := startHost(b, actor.Config{Store: st})
+			h, agg := startHost(b, st, actor.Config{})
 			ctx := context.Background()
 			var all latencies
 			var elapsed time.Duration
@@ -131,7 +131,7 @@ func BenchmarkCommandLatency(b *testing.B) {
 				lat := make(latencies, 0, b.N)
 				var replayed int64
 				if mode == "cached" {
-					_, agg := startHost(b, actor.Config{Store: st}, kind)
+					_, agg := startHost(b, st, actor.Config{}, kind)
 					_, err := agg.Send(ctx, cmd) // activate
 					require.NoError(b, err)
 					b.ResetTimer()
@@ -148,7 +148,7 @@ func BenchmarkCommandLatency(b *testing.B) {
 					b.ResetTimer()
 					for range b.N {
 						b.StopTimer()
-						h, err := actor.New(actor.Config{Store: st, Logger: quietLogger()})
+						h, err := actor.New(st, &actor.Config{Logger: quietLogger()})
 						require.NoError(b, err)
 						agg, err := actor.Register(h, kind)
 						require.NoError(b, err)

@@ -7,16 +7,13 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/troupehq/troupe/retry"
 	"github.com/troupehq/troupe/store"
 )
 
-// Config configures a Host. The zero value of every field but Store is
-// valid and means the documented default.
+// Config configures a Host. A nil *Config, and the zero value of every
+// field, means the documented default.
 type Config struct {
-	// Store is where stream actors read and append events. Required. When
-	// it also implements store.SnapshotStore, kinds may take aggregate
-	// snapshots.
-	Store store.EventStore
 	// Codec encodes and decodes the events of every kind that names no
 	// codec of its own. Defaults to none: then every Kind must set Codec.
 	Codec store.Codec
@@ -46,8 +43,13 @@ type Config struct {
 	// MaxBatch caps the commands decided together and written as one
 	// append (group commit). Defaults to 64; 1 disables batching.
 	MaxBatch int
-	// Retry is the policy for version conflicts.
-	Retry RetryPolicy
+	// Retry is how a stream actor retries a command after a version
+	// conflict (another process wrote the stream): it waits a jittered
+	// delay, reads only the tail after its version, decides again and
+	// appends again; after MaxAttempts appends the conflict is returned to
+	// the caller. Defaults to DefaultRetry (5 attempts, 2ms doubling up to
+	// 100ms).
+	Retry retry.Policy
 	// CommandIDWindow is how many recent command ids each stream actor
 	// remembers (with their results) for idempotent re-sends. Defaults to
 	// 128.
@@ -60,38 +62,27 @@ type Config struct {
 	StoreTimeout time.Duration
 }
 
-// RetryPolicy says how a stream actor retries a command after a version
-// conflict (another process wrote the stream): it waits a jittered delay,
-// reads only the tail after its version, re-decides and appends again.
-type RetryPolicy struct {
-	// MaxAttempts is how many appends one command may try before the
-	// conflict is returned to the caller. Defaults to 5; 1 disables
-	// retries.
-	MaxAttempts int
-	// BaseDelay is the upper bound of the random delay before the first
-	// retry; it doubles with every further attempt up to MaxDelay.
-	// Defaults to 2ms.
-	BaseDelay time.Duration
-	// MaxDelay caps the delay before a retry. Defaults to 100ms.
-	MaxDelay time.Duration
-}
+// DefaultRetry is the retry policy of version conflicts when Config.Retry
+// leaves a field zero.
+var DefaultRetry = retry.Policy{MaxAttempts: 5, InitialDelay: 2 * time.Millisecond, MaxDelay: 100 * time.Millisecond}
 
 const (
 	defaultMaxActors       = 10_000
 	defaultIdleTimeout     = 5 * time.Minute
 	maxIdleScanInterval    = time.Minute
 	defaultMaxBatch        = 64
-	defaultMaxAttempts     = 5
-	defaultBaseDelay       = 2 * time.Millisecond
-	defaultMaxDelay        = 100 * time.Millisecond
 	defaultCommandIDWindow = 128
 	defaultReplayPageSize  = 1000
 	defaultStoreTimeout    = 30 * time.Second
 )
 
-// withDefaults returns a copy of c with defaults filled in, or an error
-// naming the first invalid field.
-func (c Config) withDefaults() (Config, error) {
+// withDefaults returns a copy of cfg (nil allowed) with defaults filled
+// in, or an error naming the first invalid field.
+func withDefaults(cfg *Config) (Config, error) {
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
 	if err := c.validate(); err != nil {
 		return c, err
 	}
@@ -110,15 +101,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxBatch == 0 {
 		c.MaxBatch = defaultMaxBatch
 	}
-	if c.Retry.MaxAttempts == 0 {
-		c.Retry.MaxAttempts = defaultMaxAttempts
-	}
-	if c.Retry.BaseDelay == 0 {
-		c.Retry.BaseDelay = defaultBaseDelay
-	}
-	if c.Retry.MaxDelay == 0 {
-		c.Retry.MaxDelay = max(defaultMaxDelay, c.Retry.BaseDelay)
-	}
+	def := DefaultRetry
+	def.MaxDelay = max(def.MaxDelay, c.Retry.InitialDelay)
+	c.Retry = c.Retry.WithDefaults(def)
 	if c.CommandIDWindow == 0 {
 		c.CommandIDWindow = defaultCommandIDWindow
 	}
@@ -132,29 +117,22 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 func (c Config) validate() error {
+	if err := c.Retry.Validate("actor.Config.Retry"); err != nil {
+		return invalidConfig("%v", err)
+	}
 	switch {
-	case c.Store == nil:
-		return invalidConfig("Config.Store is nil")
 	case c.MaxActors < 0:
-		return invalidConfig("Config.MaxActors is %d, must not be negative", c.MaxActors)
+		return invalidConfig("actor.Config.MaxActors is %d, must not be negative", c.MaxActors)
 	case c.IdleScanInterval < 0:
-		return invalidConfig("Config.IdleScanInterval is %v, must not be negative", c.IdleScanInterval)
+		return invalidConfig("actor.Config.IdleScanInterval is %v, must not be negative", c.IdleScanInterval)
 	case c.MaxBatch < 0:
-		return invalidConfig("Config.MaxBatch is %d, must not be negative", c.MaxBatch)
-	case c.Retry.MaxAttempts < 0:
-		return invalidConfig("Config.Retry.MaxAttempts is %d, must not be negative", c.Retry.MaxAttempts)
-	case c.Retry.BaseDelay < 0:
-		return invalidConfig("Config.Retry.BaseDelay is %v, must not be negative", c.Retry.BaseDelay)
-	case c.Retry.MaxDelay < 0:
-		return invalidConfig("Config.Retry.MaxDelay is %v, must not be negative", c.Retry.MaxDelay)
-	case c.Retry.MaxDelay > 0 && c.Retry.MaxDelay < c.Retry.BaseDelay:
-		return invalidConfig("Config.Retry.MaxDelay (%v) is below Config.Retry.BaseDelay (%v)", c.Retry.MaxDelay, c.Retry.BaseDelay)
+		return invalidConfig("actor.Config.MaxBatch is %d, must not be negative", c.MaxBatch)
 	case c.CommandIDWindow < 0:
-		return invalidConfig("Config.CommandIDWindow is %d, must not be negative", c.CommandIDWindow)
+		return invalidConfig("actor.Config.CommandIDWindow is %d, must not be negative", c.CommandIDWindow)
 	case c.ReplayPageSize < 0:
-		return invalidConfig("Config.ReplayPageSize is %d, must not be negative", c.ReplayPageSize)
+		return invalidConfig("actor.Config.ReplayPageSize is %d, must not be negative", c.ReplayPageSize)
 	case c.StoreTimeout < 0:
-		return invalidConfig("Config.StoreTimeout is %v, must not be negative", c.StoreTimeout)
+		return invalidConfig("actor.Config.StoreTimeout is %v, must not be negative", c.StoreTimeout)
 	}
 	return nil
 }

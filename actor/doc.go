@@ -9,7 +9,7 @@
 // sent with [Aggregate.Send] and the state is read with [Aggregate.State].
 // The package is the only one in Troupe that imports protoactor-go.
 //
-//	h, _ := actor.New(actor.Config{Store: st, Codec: codec})
+//	h, _ := actor.New(st, &actor.Config{Codec: codec})
 //	counters, _ := actor.Register(h, actor.Kind[Cmd, Event, State]{
 //		Name:    "counter",
 //		Decider: counterDecider,

@@ -37,7 +37,7 @@ func Example_quickstart() {
 		InitialState: func() balance { return balance{} },
 	}
 	codec := store.NewJSONCodec().MustRegister("Deposited", deposited{})
-	host, _ := actor.New(actor.Config{Store: memory.New(), Codec: codec})
+	host, _ := actor.New(memory.New(), &actor.Config{Codec: codec})
 	accts, _ := actor.Register(host, actor.Kind[deposit, deposited, balance]{
 		Name: "account", StreamType: "account", Decider: accounts,
 		Route: func(c deposit) (string, store.StreamID) { return "acme", store.StreamID(c.Account) },

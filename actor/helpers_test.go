@@ -99,12 +99,12 @@ type counterAgg = actor.Aggregate[counterCmd, counterEvent, counterState]
 
 // startHost creates, registers and starts a host on st; Stop runs at
 // cleanup and must succeed.
-func startHost(t testing.TB, cfg actor.Config, kind ...actor.Kind[counterCmd, counterEvent, counterState]) (*actor.Host, *counterAgg) {
+func startHost(t testing.TB, st store.EventStore, cfg actor.Config, kind ...actor.Kind[counterCmd, counterEvent, counterState]) (*actor.Host, *counterAgg) {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
-	h, err := actor.New(cfg)
+	h, err := actor.New(st, &cfg)
 	require.NoError(t, err)
 	k := counterKind()
 	if len(kind) > 0 {

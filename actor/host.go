@@ -26,7 +26,8 @@ type Host struct {
 	log        *slog.Logger
 	tel        *otelwire.Telemetry
 	system     *protoactor.ActorSystem
-	snapshots  store.SnapshotStore // nil when cfg.Store is not a SnapshotStore
+	store      store.EventStore
+	snapshots  store.SnapshotStore // nil when store is not a SnapshotStore
 	baseCtx    context.Context     // cancelled when Stop gives up waiting
 	cancelBase context.CancelFunc
 
@@ -87,35 +88,42 @@ type passivateMsg struct {
 	reason string // a otelwire.Reason*
 }
 
-// New returns a Host for cfg. It starts no goroutines; call Start.
-func New(cfg Config) (*Host, error) {
-	cfg, err := cfg.withDefaults()
+// New returns a Host whose stream actors read and append events in st.
+// When st also implements store.SnapshotStore, kinds may take aggregate
+// snapshots. A nil cfg means every default. It starts no goroutines; call
+// Start.
+func New(st store.EventStore, cfg *Config) (*Host, error) {
+	if st == nil {
+		return nil, invalidConfig("actor.New: the event store is nil")
+	}
+	c, err := withDefaults(cfg)
 	if err != nil {
 		return nil, err
 	}
 	h := &Host{
-		cfg:         cfg,
-		log:         cfg.Logger,
+		store:       st,
+		cfg:         c,
+		log:         c.Logger,
 		kinds:       map[string]anyKind{},
 		passivating: map[key]*activation{},
 		slotFree:    make(chan struct{}),
 		quit:        make(chan struct{}),
 		stopDone:    make(chan struct{}),
 	}
-	h.snapshots, _ = cfg.Store.(store.SnapshotStore)
-	h.tel, err = otelwire.New(&otelwire.Config{TracerProvider: cfg.TracerProvider, MeterProvider: cfg.MeterProvider})
+	h.snapshots, _ = st.(store.SnapshotStore)
+	h.tel, err = otelwire.New(&otelwire.Config{TracerProvider: c.TracerProvider, MeterProvider: c.MeterProvider})
 	if err != nil {
 		return nil, fmt.Errorf("actor: create telemetry: %w", err)
 	}
 	// The cache is bounded by MaxActors; Host.deliver keeps the total of
 	// cached and passivating actors under the same cap.
-	h.cache, err = lru.NewWithEvict(cfg.MaxActors, h.onEvict)
+	h.cache, err = lru.NewWithEvict(c.MaxActors, h.onEvict)
 	if err != nil {
 		return nil, fmt.Errorf("actor: create actor cache: %w", err)
 	}
 	h.baseCtx, h.cancelBase = context.WithCancel(context.Background())
 	sysCfg := protoactor.Configure(protoactor.WithDeadLetterThrottleInterval(100 * time.Millisecond))
-	logger := slog.New(minLevelHandler{inner: cfg.Logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
+	logger := slog.New(minLevelHandler{inner: c.Logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
 	sysCfg.LoggerFactory = func(*protoactor.ActorSystem) *slog.Logger { return logger }
 	h.system = protoactor.NewActorSystemWithConfig(sysCfg)
 	return h, nil

@@ -175,7 +175,7 @@ func Register[C, E, S any](h *Host, k Kind[C, E, S]) (*Aggregate[C, E, S], error
 			return nil, invalidConfig("kind %q: Kind.Snapshot.Every is %d, must be positive", k.Name, k.Snapshot.Every)
 		}
 		if h.snapshots == nil {
-			return nil, invalidConfig("kind %q: Kind.Snapshot is set but Config.Store (%T) does not implement store.SnapshotStore", k.Name, h.cfg.Store)
+			return nil, invalidConfig("kind %q: Kind.Snapshot is set but the host's store (%T) does not implement store.SnapshotStore", k.Name, h.store)
 		}
 		sc := *k.Snapshot
 		if sc.Name == "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/actor"
+	"github.com/troupehq/troupe/retry"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/memory"
 )
@@ -23,7 +24,7 @@ func TestIdempotentCommandID(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := newWrapStore()
-	_, agg := startHost(t, actor.Config{Store: st})
+	_, agg := startHost(t, st, actor.Config{})
 
 	opts := actor.SendOptions{CommandID: "order-1", ReturnState: true}
 	r1, err := agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "i1", Op: "inc2"}, opts)
@@ -72,7 +73,7 @@ func TestCommandIDOutsideWindow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := newWrapStore()
-	_, agg := startHost(t, actor.Config{Store: st, CommandIDWindow: 2})
+	_, agg := startHost(t, st, actor.Config{CommandIDWindow: 2})
 	for _, id := range []string{"a", "b", "c"} {
 		_, err := agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "w"}, actor.SendOptions{CommandID: id})
 		require.NoError(t, err)
@@ -97,12 +98,12 @@ func TestIdempotentAcrossHosts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := newWrapStore()
-	_, a1 := startHost(t, actor.Config{Store: st})
+	_, a1 := startHost(t, st, actor.Config{})
 	r1, err := a1.Send(ctx, counterCmd{Tenant: "acme", Stream: "x1", Op: "inc2"}, actor.SendOptions{CommandID: "c1"})
 	require.NoError(t, err)
 
 	// A second host (another process) activating the stream cold.
-	_, a2 := startHost(t, actor.Config{Store: st})
+	_, a2 := startHost(t, st, actor.Config{})
 	appends := st.appends.Load()
 	r2, err := a2.Send(ctx, counterCmd{Tenant: "acme", Stream: "x1", Op: "inc2"}, actor.SendOptions{CommandID: "c1", ReturnState: true})
 	require.NoError(t, err)
@@ -147,7 +148,7 @@ func TestIdempotentAcrossHosts(t *testing.T) {
 func TestLRUCapsLiveActors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	h, agg := startHost(t, actor.Config{Store: memory.New(), MaxActors: 100})
+	h, agg := startHost(t, memory.New(), actor.Config{MaxActors: 100})
 
 	const streams, senders = 1000, 8
 	touch := func(round int) {
@@ -198,7 +199,7 @@ func TestCommandsDuringPassivationAreNotLost(t *testing.T) {
 	ctx := context.Background()
 	st := newWrapStore()
 	st.setOnAppend(delayAppends(200 * time.Microsecond))
-	h, agg := startHost(t, actor.Config{Store: st, MaxActors: 1})
+	h, agg := startHost(t, st, actor.Config{MaxActors: 1})
 	var wg sync.WaitGroup
 	var counts [2]atomic.Int64
 	for i := range 8 {
@@ -229,7 +230,7 @@ func TestCommandsDuringPassivationAreNotLost(t *testing.T) {
 func TestIdlePassivation(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	h, agg := startHost(t, actor.Config{Store: memory.New(), IdleTimeout: 20 * time.Millisecond})
+	h, agg := startHost(t, memory.New(), actor.Config{IdleTimeout: 20 * time.Millisecond})
 	_, err := agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "idle"})
 	require.NoError(t, err)
 	eventually(t, "the idle actor to be passivated", func() bool {
@@ -254,7 +255,7 @@ func TestSnapshots(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := memory.New()
-	h1, a1 := startHost(t, actor.Config{Store: st}, snapshotKind(10))
+	h1, a1 := startHost(t, st, actor.Config{}, snapshotKind(10))
 	for range 25 {
 		_, err := a1.Send(ctx, counterCmd{Tenant: "acme", Stream: "snap"})
 		require.NoError(t, err)
@@ -267,7 +268,7 @@ func TestSnapshots(t *testing.T) {
 	assert.JSONEq(t, `{"count":20,"events":20}`, string(snap.State))
 
 	// A cold start reads the snapshot and the 5 events after it.
-	h2, a2 := startHost(t, actor.Config{Store: st}, snapshotKind(10))
+	h2, a2 := startHost(t, st, actor.Config{}, snapshotKind(10))
 	s, v, err := a2.State(ctx, "acme", "snap")
 	require.NoError(t, err)
 	assert.Equal(t, store.Version(25), v)
@@ -279,7 +280,7 @@ func TestUndecodableSnapshotIsIgnored(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := memory.New()
-	h1, a1 := startHost(t, actor.Config{Store: st})
+	h1, a1 := startHost(t, st, actor.Config{})
 	for range 12 {
 		_, err := a1.Send(ctx, counterCmd{Tenant: "acme", Stream: "bad"})
 		require.NoError(t, err)
@@ -288,7 +289,7 @@ func TestUndecodableSnapshotIsIgnored(t *testing.T) {
 	require.NoError(t, st.SaveSnapshot(ctx, store.Snapshot{Partition: "acme", Stream: "bad", Name: "counter", Version: 10, State: []byte(`"not a state"`)}))
 
 	logs := &logBuffer{}
-	h2, a2 := startHost(t, actor.Config{Store: st, Logger: slog.New(slog.NewTextHandler(logs, nil))}, snapshotKind(10))
+	h2, a2 := startHost(t, st, actor.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))}, snapshotKind(10))
 	s, v, err := a2.State(ctx, "acme", "bad")
 	require.NoError(t, err)
 	assert.Equal(t, store.Version(12), v)
@@ -304,7 +305,7 @@ func TestStopDrainsInFlightCommands(t *testing.T) {
 	t.Parallel()
 	st := newWrapStore()
 	st.setOnAppend(delayAppends(time.Millisecond))
-	h, agg := startHost(t, actor.Config{Store: st})
+	h, agg := startHost(t, st, actor.Config{})
 
 	const commands, streams = 1000, 50
 	var (
@@ -358,7 +359,7 @@ func TestStopTimeoutCancelsStoreCalls(t *testing.T) {
 		<-ctx.Done()
 		return store.AppendResult{}, ctx.Err(), true
 	})
-	h, err := actor.New(actor.Config{Store: st, Logger: quietLogger()})
+	h, err := actor.New(st, &actor.Config{Logger: quietLogger()})
 	require.NoError(t, err)
 	agg, err := actor.Register(h, counterKind())
 	require.NoError(t, err)
@@ -394,11 +395,9 @@ func TestStopTimeoutCancelsStoreCalls(t *testing.T) {
 func runTwoHosts(t *testing.T, st1, st2 store.EventStore, streams, perSender int) {
 	t.Helper()
 	ctx := context.Background()
-	cfg := actor.Config{Retry: actor.RetryPolicy{MaxAttempts: 50, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond}}
-	cfg.Store = st1
-	h1, a1 := startHost(t, cfg)
-	cfg.Store = st2
-	h2, a2 := startHost(t, cfg)
+	cfg := actor.Config{Retry: retry.Policy{MaxAttempts: 50, InitialDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond}}
+	h1, a1 := startHost(t, st1, cfg)
+	h2, a2 := startHost(t, st2, cfg)
 
 	succeeded := make([]atomic.Int64, streams)
 	var wg sync.WaitGroup

@@ -70,7 +70,7 @@ func (k *kindRuntime[C, E, S]) load(ctx context.Context, h *Host, key key, start
 	page := h.cfg.ReplayPageSize
 	from := version + 1
 	for {
-		res, err := h.cfg.Store.ReadStream(ctx, key.stream, store.ReadOptions{Partition: key.tenant, From: from, MaxCount: page})
+		res, err := h.store.ReadStream(ctx, key.stream, store.ReadOptions{Partition: key.tenant, From: from, MaxCount: page})
 		if err != nil {
 			r.err = fmt.Errorf("read stream from position %d: %w", from, err)
 			return r

@@ -13,6 +13,7 @@ import (
 
 	"github.com/troupehq/troupe/actor"
 	"github.com/troupehq/troupe/decider"
+	"github.com/troupehq/troupe/retry"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/memory"
 )
@@ -21,7 +22,7 @@ func TestSendAndState(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := memory.New()
-	_, agg := startHost(t, actor.Config{Store: st})
+	_, agg := startHost(t, st, actor.Config{})
 
 	s, v, err := agg.State(ctx, "acme", "c1")
 	require.NoError(t, err)
@@ -73,7 +74,7 @@ func TestSendMetadata(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := memory.New()
-	_, agg := startHost(t, actor.Config{Store: st})
+	_, agg := startHost(t, st, actor.Config{})
 	_, err := agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "m1", Op: "inc2"}, actor.SendOptions{
 		CommandID: "cmd-1", CorrelationID: "corr-1", CausationID: "cause-1",
 		Metadata: store.Metadata{"user": "ann", actor.MetaCommandID: "spoofed"},
@@ -93,7 +94,7 @@ func TestSendMetadata(t *testing.T) {
 func TestSendRejectsBadInput(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	_, agg := startHost(t, actor.Config{Store: memory.New()})
+	_, agg := startHost(t, memory.New(), actor.Config{})
 	_, err := agg.Send(ctx, counterCmd{Tenant: "bad tenant!", Stream: "x"})
 	assert.ErrorIs(t, err, store.ErrInvalidArgument)
 	_, err = agg.Send(ctx, counterCmd{Tenant: "acme", Stream: ""})
@@ -108,7 +109,7 @@ func TestRejectionIsReturnedAsIs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := memory.New()
-	_, agg := startHost(t, actor.Config{Store: st})
+	_, agg := startHost(t, st, actor.Config{})
 	_, err := agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "r1"})
 	require.NoError(t, err)
 
@@ -131,7 +132,7 @@ func TestPanicInUserCode(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := memory.New()
-	_, agg := startHost(t, actor.Config{Store: st})
+	_, agg := startHost(t, st, actor.Config{})
 	_, err := agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "p1"})
 	require.NoError(t, err)
 
@@ -161,7 +162,7 @@ func TestRoutePanic(t *testing.T) {
 	t.Parallel()
 	k := counterKind()
 	k.Route = func(c counterCmd) (string, store.StreamID) { panic("no route") }
-	_, agg := startHost(t, actor.Config{Store: memory.New()}, k)
+	_, agg := startHost(t, memory.New(), actor.Config{}, k)
 	_, err := agg.Send(context.Background(), counterCmd{Stream: "x"})
 	assert.ErrorIs(t, err, actor.ErrPanic)
 }
@@ -174,7 +175,7 @@ func TestGroupCommit(t *testing.T) {
 	ctx := context.Background()
 	st := newWrapStore()
 	st.setOnAppend(delayAppends(2 * time.Millisecond))
-	h, agg := startHost(t, actor.Config{Store: st})
+	h, agg := startHost(t, st, actor.Config{})
 
 	const senders, each = 64, 20
 	var (
@@ -235,7 +236,7 @@ func TestMaxBatchCapsAppends(t *testing.T) {
 	ctx := context.Background()
 	st := newWrapStore()
 	st.setOnAppend(delayAppends(2 * time.Millisecond))
-	_, agg := startHost(t, actor.Config{Store: st, MaxBatch: 4})
+	_, agg := startHost(t, st, actor.Config{MaxBatch: 4})
 	var wg sync.WaitGroup
 	for range 32 {
 		wg.Add(1)
@@ -258,7 +259,7 @@ func TestConflictRetryBudget(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := newWrapStore()
-	h, agg := startHost(t, actor.Config{Store: st, Retry: actor.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond}})
+	h, agg := startHost(t, st, actor.Config{Retry: retry.Policy{MaxAttempts: 3, InitialDelay: time.Millisecond}})
 	_, err := agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "k1"})
 	require.NoError(t, err)
 
@@ -301,7 +302,7 @@ func TestAmbiguousFailureReloads(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := newWrapStore()
-	h, agg := startHost(t, actor.Config{Store: st})
+	h, agg := startHost(t, st, actor.Config{})
 	_, err := agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "a1"})
 	require.NoError(t, err)
 
@@ -340,7 +341,7 @@ func TestFailedAppendDoesNotAdvanceState(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := newWrapStore()
-	_, agg := startHost(t, actor.Config{Store: st})
+	_, agg := startHost(t, st, actor.Config{})
 	down := errors.New("database is down")
 	st.setOnAppend(func(context.Context, store.StreamID, []store.EventData, store.AppendOptions) (store.AppendResult, error, bool) {
 		return store.AppendResult{}, down, true
@@ -370,7 +371,7 @@ func TestContextCancellation(t *testing.T) {
 			return store.AppendResult{}, ctx.Err(), true
 		}
 	})
-	_, agg := startHost(t, actor.Config{Store: st})
+	_, agg := startHost(t, st, actor.Config{})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -409,7 +410,7 @@ func TestContextCancellation(t *testing.T) {
 func TestHostLifecycle(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	h, err := actor.New(actor.Config{Store: memory.New(), Logger: quietLogger()})
+	h, err := actor.New(memory.New(), &actor.Config{Logger: quietLogger()})
 	require.NoError(t, err)
 	agg, err := actor.Register(h, counterKind())
 	require.NoError(t, err)
@@ -432,7 +433,7 @@ func TestHostLifecycle(t *testing.T) {
 	assert.Zero(t, h.Stats().LiveActors)
 
 	// A host that never started stops cleanly too.
-	h2, err := actor.New(actor.Config{Store: memory.New(), Logger: quietLogger()})
+	h2, err := actor.New(memory.New(), &actor.Config{Logger: quietLogger()})
 	require.NoError(t, err)
 	require.NoError(t, h2.Stop(ctx))
 }
@@ -443,20 +444,25 @@ func TestConfigAndRegistration(t *testing.T) {
 		cfg   actor.Config
 		field string
 	}{
-		{actor.Config{}, "Config.Store"},
-		{actor.Config{Store: memory.New(), MaxActors: -1}, "Config.MaxActors"},
-		{actor.Config{Store: memory.New(), MaxBatch: -1}, "Config.MaxBatch"},
-		{actor.Config{Store: memory.New(), Retry: actor.RetryPolicy{MaxAttempts: -1}}, "Config.Retry.MaxAttempts"},
-		{actor.Config{Store: memory.New(), Retry: actor.RetryPolicy{BaseDelay: time.Second, MaxDelay: time.Millisecond}}, "Config.Retry.MaxDelay"},
-		{actor.Config{Store: memory.New(), CommandIDWindow: -1}, "Config.CommandIDWindow"},
-		{actor.Config{Store: memory.New(), StoreTimeout: -1}, "Config.StoreTimeout"},
+		{actor.Config{MaxActors: -1}, "actor.Config.MaxActors"},
+		{actor.Config{MaxBatch: -1}, "actor.Config.MaxBatch"},
+		{actor.Config{Retry: retry.Policy{MaxAttempts: -1}}, "actor.Config.Retry.MaxAttempts"},
+		{actor.Config{Retry: retry.Policy{InitialDelay: time.Second, MaxDelay: time.Millisecond}}, "actor.Config.Retry.MaxDelay"},
+		{actor.Config{CommandIDWindow: -1}, "actor.Config.CommandIDWindow"},
+		{actor.Config{StoreTimeout: -1}, "actor.Config.StoreTimeout"},
 	} {
-		_, err := actor.New(tc.cfg)
+		_, err := actor.New(memory.New(), &tc.cfg)
 		assert.ErrorIs(t, err, actor.ErrInvalidConfig, tc.field)
 		assert.ErrorContains(t, err, tc.field)
 	}
+	_, err := actor.New(nil, nil)
+	assert.ErrorIs(t, err, actor.ErrInvalidConfig)
+	assert.ErrorContains(t, err, "event store is nil")
+	h0, err := actor.New(memory.New(), nil)
+	require.NoError(t, err, "a nil *Config means every default")
+	require.NotNil(t, h0)
 
-	h, err := actor.New(actor.Config{Store: memory.New(), Logger: quietLogger()})
+	h, err := actor.New(memory.New(), &actor.Config{Logger: quietLogger()})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, h.Stop(context.Background())) }()
 
@@ -491,7 +497,7 @@ func TestConfigAndRegistration(t *testing.T) {
 	assert.ErrorIs(t, err, actor.ErrUnknownKind)
 
 	// Snapshots need a store that keeps them.
-	h2, err := actor.New(actor.Config{Store: noSnapshots{memory.New()}, Logger: quietLogger()})
+	h2, err := actor.New(noSnapshots{memory.New()}, &actor.Config{Logger: quietLogger()})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, h2.Stop(context.Background())) }()
 	k := counterKind()
@@ -506,7 +512,7 @@ type noSnapshots struct{ store.EventStore }
 func ExampleRegister() {
 	ctx := context.Background()
 	codec := store.NewJSONCodec().MustRegister("Incremented", Incremented{}).MustRegister("Poisoned", Poisoned{})
-	h, _ := actor.New(actor.Config{Store: memory.New(), Codec: codec, Logger: quietLogger()})
+	h, _ := actor.New(memory.New(), &actor.Config{Codec: codec, Logger: quietLogger()})
 	counters, _ := actor.Register(h, actor.Kind[counterCmd, counterEvent, counterState]{
 		Name:    "counter",
 		Decider: counterDecider,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"time"
 
 	protoactor "github.com/asynkron/protoactor-go/actor"
@@ -320,7 +319,7 @@ func (a *streamActor[C, E, S]) startAppend(b *batch[C, E, S]) {
 		ctx, cancel := h.storeCtx()
 		defer cancel()
 		ctx, span := h.tel.StartAppend(appendSpan(ctx, k, expected, b))
-		res, err := h.cfg.Store.AppendToStream(ctx, k.stream, b.data, store.AppendOptions{
+		res, err := h.store.AppendToStream(ctx, k.stream, b.data, store.AppendOptions{
 			Partition:       k.tenant,
 			StreamType:      streamType,
 			ExpectedVersion: expected,
@@ -599,16 +598,6 @@ func encodeSnapshot[S any](sc *SnapshotConfig[S], s S) (data []byte, err error) 
 	return sc.Encode(s)
 }
 
-// backoff returns the jittered delay before retry attempt n (n ≥ 1): a
-// random duration up to BaseDelay·2^(n-1), capped at MaxDelay.
-func (h *Host) backoff(n int) time.Duration {
-	limit := h.cfg.Retry.BaseDelay
-	for i := 1; i < n && limit < h.cfg.Retry.MaxDelay; i++ {
-		limit *= 2
-	}
-	limit = min(limit, h.cfg.Retry.MaxDelay)
-	if limit <= 0 {
-		return 0
-	}
-	return time.Duration(rand.Int64N(int64(limit) + 1))
-}
+// backoff returns the jittered delay before retry attempt n (n ≥ 1) of
+// the conflict policy.
+func (h *Host) backoff(n int) time.Duration { return h.cfg.Retry.Delay(n) }

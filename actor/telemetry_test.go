@@ -26,7 +26,7 @@ func TestCommandTrace(t *testing.T) {
 	rec := oteltest.New(t)
 
 	st := newWrapStore()
-	h, agg := startHost(t, actor.Config{Store: st, TracerProvider: rec.TracerProvider, MeterProvider: rec.MeterProvider, IdleTimeout: 10 * time.Millisecond})
+	h, agg := startHost(t, st, actor.Config{TracerProvider: rec.TracerProvider, MeterProvider: rec.MeterProvider, IdleTimeout: 10 * time.Millisecond})
 	ctx = telemetry.WithCorrelationID(ctx, "corr-7")
 	_, err := agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "tr"})
 	require.NoError(t, err)

@@ -48,7 +48,7 @@ func BenchmarkTracingOverhead(b *testing.B) {
 				if backend == "postgres" {
 					st = tracedPGStore(b, pgxTracer)
 				}
-				_, aggs[i] = startHost(b, actor.Config{Store: st, TracerProvider: tp, MeterProvider: mp, IdleTimeout: -1})
+				_, aggs[i] = startHost(b, st, actor.Config{TracerProvider: tp, MeterProvider: mp, IdleTimeout: -1})
 				_, err := aggs[i].Send(ctx, cmd) // activate
 				require.NoError(b, err)
 			}

@@ -101,7 +101,7 @@ func TestOneCommandTraceOnPostgres(t *testing.T) {
 	t.Parallel()
 	r := newOtelRig(t)
 	p := connect(t, pgDatabase(t))
-	_, agg := startHost(t, actor.Config{Store: p.store, TracerProvider: r.TracerProvider, MeterProvider: r.MeterProvider})
+	_, agg := startHost(t, p.store, actor.Config{TracerProvider: r.TracerProvider, MeterProvider: r.MeterProvider})
 	proj, _ := startCounterProjection(t, p, r, 0)
 
 	ctx := telemetry.WithCorrelationID(context.Background(), "corr-1")
@@ -167,8 +167,8 @@ func TestTraceSurvivesConflictRetry(t *testing.T) {
 	r := newOtelRig(t)
 	conn := pgDatabase(t)
 	pa, pb := connect(t, conn), connect(t, conn)
-	_, a := startHost(t, actor.Config{Store: pa.store, TracerProvider: r.TracerProvider, MeterProvider: r.MeterProvider, IdleTimeout: -1})
-	_, b := startHost(t, actor.Config{Store: pb.store, TracerProvider: r.TracerProvider, MeterProvider: r.MeterProvider, IdleTimeout: -1})
+	_, a := startHost(t, pa.store, actor.Config{TracerProvider: r.TracerProvider, MeterProvider: r.MeterProvider, IdleTimeout: -1})
+	_, b := startHost(t, pb.store, actor.Config{TracerProvider: r.TracerProvider, MeterProvider: r.MeterProvider, IdleTimeout: -1})
 	ctx := context.Background()
 
 	_, err := a.Send(ctx, counterCmd{Tenant: "acme", Stream: "hot"}) // A caches version 1
@@ -216,7 +216,7 @@ func TestTraceSurvivesPassivation(t *testing.T) {
 	t.Parallel()
 	r := newOtelRig(t)
 	p := connect(t, pgDatabase(t))
-	h, agg := startHost(t, actor.Config{Store: p.store, TracerProvider: r.TracerProvider, MeterProvider: r.MeterProvider, IdleTimeout: 10 * time.Millisecond})
+	h, agg := startHost(t, p.store, actor.Config{TracerProvider: r.TracerProvider, MeterProvider: r.MeterProvider, IdleTimeout: 10 * time.Millisecond})
 	ctx := context.Background()
 
 	_, err := agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "nap"})
@@ -262,7 +262,7 @@ func TestTraceSurvivesProcessRestart(t *testing.T) {
 	// Process 1 writes two commands and goes away.
 	r1 := newOtelRig(t)
 	p1 := connect(t, conn)
-	h1, err := actor.New(actor.Config{Store: p1.store, TracerProvider: r1.TracerProvider, MeterProvider: r1.MeterProvider, Logger: quietLogger()})
+	h1, err := actor.New(p1.store, &actor.Config{TracerProvider: r1.TracerProvider, MeterProvider: r1.MeterProvider, Logger: quietLogger()})
 	require.NoError(t, err)
 	agg1, err := actor.Register(h1, counterKind())
 	require.NoError(t, err)
@@ -283,7 +283,7 @@ func TestTraceSurvivesProcessRestart(t *testing.T) {
 	r2 := newOtelRig(t)
 	p2 := connect(t, conn)
 	proj, _ := startCounterProjection(t, p2, r2, 0)
-	_, agg2 := startHost(t, actor.Config{Store: p2.store, TracerProvider: r2.TracerProvider, MeterProvider: r2.MeterProvider})
+	_, agg2 := startHost(t, p2.store, actor.Config{TracerProvider: r2.TracerProvider, MeterProvider: r2.MeterProvider})
 	res, err := agg2.Send(ctx, counterCmd{Tenant: "acme", Stream: "a"})
 	require.NoError(t, err)
 	require.Equal(t, store.Version(2), res.Version)
@@ -317,9 +317,9 @@ func TestMetricsOnPostgres(t *testing.T) {
 	r := newOtelRig(t)
 	conn := pgDatabase(t)
 	pa, pb, pc := connect(t, conn), connect(t, conn), connect(t, conn)
-	ha, a := startHost(t, actor.Config{Store: pa.store, TracerProvider: r.TracerProvider, MeterProvider: r.MeterProvider, IdleTimeout: -1})
-	hb, b := startHost(t, actor.Config{Store: pb.store, TracerProvider: r.TracerProvider, MeterProvider: r.MeterProvider, IdleTimeout: -1})
-	hc, c := startHost(t, actor.Config{Store: pc.store, TracerProvider: r.TracerProvider, MeterProvider: r.MeterProvider, IdleTimeout: 10 * time.Millisecond})
+	ha, a := startHost(t, pa.store, actor.Config{TracerProvider: r.TracerProvider, MeterProvider: r.MeterProvider, IdleTimeout: -1})
+	hb, b := startHost(t, pb.store, actor.Config{TracerProvider: r.TracerProvider, MeterProvider: r.MeterProvider, IdleTimeout: -1})
+	hc, c := startHost(t, pc.store, actor.Config{TracerProvider: r.TracerProvider, MeterProvider: r.MeterProvider, IdleTimeout: 10 * time.Millisecond})
 	proj, _ := startCounterProjection(t, pa, r, 0)
 	ctx := context.Background()
 

@@ -18,7 +18,7 @@ var (
 	// [Manager] does not exist or is not partitioned by LIST (partition).
 	ErrNotPartitioned = errors.New("table is not list-partitioned by partition")
 	// ErrBusy is returned when a lifecycle operation could not take its
-	// table locks within Config.LockTimeout in Config.LockAttempts attempts,
+	// table locks within Config.LockTimeout in Config.Retry.MaxAttempts attempts,
 	// because other transactions kept the tables busy. Nothing was changed;
 	// the operation can be retried.
 	ErrBusy = errors.New("tenant tables busy")

@@ -247,7 +247,7 @@ func TestIsolationActor(t *testing.T) {
 			if backend == "postgres" {
 				es = newTwoTenants(t).store
 			}
-			h, err := actor.New(actor.Config{Store: es, Codec: store.NewJSONCodec().MustRegister("Added", added{}), Logger: quiet})
+			h, err := actor.New(es, &actor.Config{Codec: store.NewJSONCodec().MustRegister("Added", added{}), Logger: quiet})
 			require.NoError(t, err)
 			counters, err := actor.Register(h, actor.Kind[addCmd, added, counter]{
 				Name: "counter", Decider: counterDecider,

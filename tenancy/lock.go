@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -26,11 +24,11 @@ func (m *Manager) run(ctx context.Context, op string, id store.TenantID, fn func
 		if !lockFailure(err) {
 			return err
 		}
-		if attempt >= m.cfg.LockAttempts {
+		if attempt >= m.cfg.Retry.MaxAttempts {
 			return fmt.Errorf("%w: gave up after %d attempts: %w", ErrBusy, attempt, err)
 		}
 		m.log.DebugContext(ctx, "tenant tables busy, retrying", "tenant_id", string(id), "operation", op, "attempt", attempt, "error", err)
-		if err := pause(ctx, backoff(attempt)); err != nil {
+		if err := m.cfg.Retry.Wait(ctx, attempt); err != nil {
 			return fmt.Errorf("%w: waiting to retry: %w", ErrBusy, err)
 		}
 	}
@@ -74,22 +72,6 @@ func lockFailure(err error) bool {
 		return true
 	}
 	return false
-}
-
-func backoff(attempt int) time.Duration {
-	d := 10 * time.Millisecond << min(attempt-1, 5) // 10ms … 320ms
-	return d/2 + rand.N(d/2+1)
-}
-
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // quoteLiteral quotes s as an SQL string literal. Tenant ids are validated

@@ -12,15 +12,17 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/troupehq/troupe/internal/pgtenant"
+	"github.com/troupehq/troupe/retry"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
 )
 
-// Defaults of [Config].
-const (
-	DefaultLockTimeout  = 500 * time.Millisecond
-	DefaultLockAttempts = 20
-)
+// DefaultLockTimeout is the default of Config.LockTimeout.
+const DefaultLockTimeout = 500 * time.Millisecond
+
+// DefaultRetry is the retry policy of lock timeouts when Config.Retry
+// leaves a field zero: 20 attempts, 10ms doubling up to 320ms.
+var DefaultRetry = retry.Policy{MaxAttempts: 20, InitialDelay: 10 * time.Millisecond, MaxDelay: 320 * time.Millisecond}
 
 // Config configures a [Manager].
 type Config struct {
@@ -53,9 +55,9 @@ type Config struct {
 	// is the lifecycle operation, not the application's transaction, that
 	// gives up. Defaults to DefaultLockTimeout (500ms).
 	LockTimeout time.Duration
-	// LockAttempts is how many times Create and Drop try before returning
-	// ErrBusy. Defaults to DefaultLockAttempts (20).
-	LockAttempts int
+	// Retry is how often Create and Drop try, and how long they pause
+	// between tries, before returning ErrBusy. Defaults to DefaultRetry.
+	Retry retry.Policy
 }
 
 func (c *Config) withDefaults() Config {
@@ -70,9 +72,7 @@ func (c *Config) withDefaults() Config {
 	if out.LockTimeout == 0 {
 		out.LockTimeout = DefaultLockTimeout
 	}
-	if out.LockAttempts == 0 {
-		out.LockAttempts = DefaultLockAttempts
-	}
+	out.Retry = out.Retry.WithDefaults(DefaultRetry)
 	return out
 }
 
@@ -80,8 +80,9 @@ func (c Config) validate() error {
 	if c.LockTimeout < time.Millisecond {
 		return &ConfigError{Field: "LockTimeout", Reason: fmt.Sprintf("%v is below 1ms", c.LockTimeout)}
 	}
-	if c.LockAttempts < 1 {
-		return &ConfigError{Field: "LockAttempts", Reason: fmt.Sprintf("%d is below 1", c.LockAttempts)}
+	if err := c.Retry.Validate("Retry"); err != nil {
+		field, reason, _ := strings.Cut(err.Error(), ": ")
+		return &ConfigError{Field: field, Reason: reason}
 	}
 	for i, t := range c.Tables {
 		if _, err := pgtenant.SplitTableName(t); err != nil {
@@ -230,7 +231,7 @@ func (m *Manager) registry() string {
 // Errors: an invalid id matches [ErrInvalidTenantID]; a partition name
 // taken by another relation, or the tenant's value covered by a partition
 // Troupe did not create, matches [ErrPartitionConflict]; tables that stay
-// locked by other transactions return [ErrBusy] after Config.LockAttempts
+// locked by other transactions return [ErrBusy] after Config.Retry.MaxAttempts
 // tries. In every error case nothing is changed.
 func (m *Manager) Create(ctx context.Context, id store.TenantID, name string) (t Tenant, created bool, err error) {
 	if err := id.Validate(); err != nil {
@@ -454,7 +455,7 @@ func (m *Manager) List(ctx context.Context) ([]Tenant, error) {
 // EXCLUSIVE lock on each parent table; Drop waits at most
 // Config.LockTimeout for it, backs off and retries so that other tenants'
 // traffic is never queued behind it for long, and returns [ErrBusy] after
-// Config.LockAttempts tries, having changed nothing.
+// Config.Retry.MaxAttempts tries, having changed nothing.
 func (m *Manager) Drop(ctx context.Context, id store.TenantID) error {
 	if err := id.Validate(); err != nil {
 		return fmt.Errorf("drop tenant: %w", err)

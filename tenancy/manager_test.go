@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/retry"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/tenancy"
 )
@@ -28,9 +29,9 @@ func TestNewManagerValidatesConfig(t *testing.T) {
 	require.NoError(t, err, "nil config means every default")
 	require.NotNil(t, m)
 	for field, cfg := range map[string]tenancy.Config{
-		"LockTimeout":  {LockTimeout: -1},
-		"LockAttempts": {LockAttempts: -1},
-		"Tables[1]":    {Tables: []string{"carts", "a.b.c"}},
+		"LockTimeout":       {LockTimeout: -1},
+		"Retry.MaxAttempts": {Retry: retry.Policy{MaxAttempts: -1}},
+		"Tables[1]":         {Tables: []string{"carts", "a.b.c"}},
 	} {
 		_, err := tenancy.NewManager(pool, &cfg)
 		require.ErrorAs(t, err, &cfgErr, field)
@@ -403,7 +404,7 @@ func TestBusyTablesReturnErrBusy(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := testContext(t)
 	e.create(t, "acme")
-	impatient := newEnvOn(t, e.pool, &tenancy.Config{LockTimeout: 20 * time.Millisecond, LockAttempts: 2})
+	impatient := newEnvOn(t, e.pool, &tenancy.Config{LockTimeout: 20 * time.Millisecond, Retry: retry.Policy{MaxAttempts: 2}})
 
 	// A long transaction reading the event tables holds locks that
 	// dropping (and creating) a partition must wait for.

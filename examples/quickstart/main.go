@@ -132,7 +132,7 @@ func run(ctx context.Context, dsn string, out io.Writer) error {
 
 	// 3. The host: every account stream becomes a cached actor.
 	codec := store.NewJSONCodec().MustRegister("Deposited", Deposited{})
-	host, err := actor.New(actor.Config{Store: es, Codec: codec, Logger: quiet})
+	host, err := actor.New(es, &actor.Config{Codec: codec, Logger: quiet})
 	if err != nil {
 		return err
 	}

@@ -96,7 +96,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		s.rm = newMemReadModel(mem, codec, tel, cfg.ProjectionName, cfg.Logger)
 	}
 
-	host, err := actor.New(actor.Config{Store: s.es, Codec: codec, Logger: cfg.Logger,
+	host, err := actor.New(s.es, &actor.Config{Codec: codec, Logger: cfg.Logger,
 		TracerProvider: tp, MeterProvider: cfg.MeterProvider})
 	if err != nil {
 		return nil, fmt.Errorf("actor host: %w", err)

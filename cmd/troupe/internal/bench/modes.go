@@ -77,7 +77,7 @@ func newActorMode(ctx context.Context, es store.EventStore, maxActors int, logge
 	if err != nil {
 		return nil, err
 	}
-	h, err := actor.New(actor.Config{Store: es, Codec: codec, Logger: logger, MaxActors: maxActors, IdleTimeout: -1})
+	h, err := actor.New(es, &actor.Config{Codec: codec, Logger: logger, MaxActors: maxActors, IdleTimeout: -1})
 	if err != nil {
 		return nil, fmt.Errorf("new actor host: %w", err)
 	}
