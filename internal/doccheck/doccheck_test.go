@@ -5,7 +5,9 @@
 // clause is compiled as it stands. Any other is a fragment: its top-level
 // declarations (func, type, var, const) go to package level, its statements
 // into a function body; it may use, without declaring them, the variables of
-// [prelude] (ctx, pool, db, logger, codec, host, st), and the imports it needs
+// [prelude] (ctx, pool, db, logger, codec, host, st, es, tp, mp, poolCfg), and
+// may return an error (its statements are the body of a function returning
+// error); the imports it needs
 // are added from [knownImports] by the package names it uses. Each snippet is
 // compiled as a package of its own through `go build -overlay`, so nothing is
 // written into the source tree. A block preceded by the line
@@ -85,6 +87,10 @@ var prelude = []struct{ name, typ, pkg string }{
 	{"codec", "*store.JSONCodec", "store"},
 	{"host", "*actor.Host", "actor"},
 	{"st", "store.EventStore", "store"},
+	{"es", "*postgres.Store", "postgres"},
+	{"tp", "trace.TracerProvider", "trace"},
+	{"mp", "metric.MeterProvider", "metric"},
+	{"poolCfg", "*pgxpool.Config", "pgxpool"},
 }
 
 // continuedMarker, on the line before a go block, joins the block to the
@@ -144,7 +150,7 @@ func render(s snippet, pkg string) ([]byte, error) {
 	// parsing it as a function body and moving func declarations out:
 	// Go allows type, var and const declarations in a body, not funcs.
 	decls, stmts := splitFuncs(s.code)
-	body := "func snippet() {\n" + stmts + "\n}\n"
+	body := "func snippet() error {\n" + stmts + "\nreturn nil\n}\n"
 	src := "package " + pkg + "\n\n" + decls + "\n" + body
 	f, err := parser.ParseFile(fset, "", src, parser.SkipObjectResolution)
 	if err != nil {
@@ -185,12 +191,12 @@ func render(s snippet, pkg string) ([]byte, error) {
 		fmt.Fprintf(&b, "var _ = %s\n", p.name)
 	}
 	b.WriteString(decls)
-	b.WriteString("\nfunc snippet() {\n")
+	b.WriteString("\nfunc snippet() error {\n")
 	b.WriteString(stmts)
 	for _, name := range blanks {
 		fmt.Fprintf(&b, "\t_ = %s\n", name)
 	}
-	b.WriteString("}\n")
+	b.WriteString("\treturn nil\n}\n")
 	out, err := format.Source(b.Bytes())
 	if err != nil {
 		return b.Bytes(), nil // let the compiler say what is wrong
@@ -402,5 +408,37 @@ func TestContinuedBlocksJoin(t *testing.T) {
 	}
 	if c := compile(t, moduleRoot(t), got[:1]); c != nil {
 		t.Errorf("the joined snippet does not compile: %v", c)
+	}
+}
+
+// TestReadmeSampleIsTheTestedExample checks that every line of the README's
+// code sample stands in actor/example_quickstart_test.go, whose output `go
+// test` checks, so the README shows code that runs as shown.
+func TestReadmeSampleIsTheTestedExample(t *testing.T) {
+	root := moduleRoot(t)
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile(filepath.Join(root, "actor", "example_quickstart_test.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snippets := extract("README.md", string(readme))
+	if len(snippets) == 0 {
+		t.Fatal("README.md has no go code sample")
+	}
+	have := map[string]bool{}
+	for _, line := range strings.Split(string(example), "\n") {
+		have[strings.TrimSpace(line)] = true
+	}
+	for i, line := range strings.Split(snippets[0].code, "\n") {
+		code := strings.TrimSpace(line)
+		if j := strings.Index(code, " // "); j >= 0 {
+			code = strings.TrimSpace(code[:j]) // the README shows the output as a comment
+		}
+		if code != "" && !have[code] {
+			t.Errorf("README.md:%d: %q is not in actor/example_quickstart_test.go", snippets[0].line+i, code)
+		}
 	}
 }
