@@ -16,7 +16,7 @@ test: ensure-postgres
 
 ## test-faults: the cart binary (built without -race) against a throwaway
 ## PostgreSQL under load, through kill -9, a PostgreSQL restart, a 20 s
-## freeze and a 20 s table lock (about 3 minutes; not part of make test)
+## freeze and a 20 s table lock (about 90 s; not part of make test)
 test-faults: ensure-postgres
 	$(GO) test -tags faults -count=1 -v -timeout 20m ./examples/cart/faults/
 
