@@ -5,7 +5,7 @@
 GO ?= go
 SCRIPTS := scripts
 
-.PHONY: test demo bench lint ensure-postgres
+.PHONY: test demo bench lint ensure-postgres test-faults
 
 ensure-postgres:
 	@bash $(SCRIPTS)/ensure-postgres.sh
@@ -13,6 +13,12 @@ ensure-postgres:
 ## test: every package with the race detector, sharing one PostgreSQL server
 test: ensure-postgres
 	bash $(SCRIPTS)/with-postgres.sh $(GO) test -race -count=1 ./...
+
+## test-faults: the cart binary (built without -race) against a throwaway
+## PostgreSQL under load, through kill -9, a PostgreSQL restart, a 20 s
+## freeze and a 20 s table lock (about 90 s; not part of make test)
+test-faults: ensure-postgres
+	$(GO) test -tags faults -count=1 -v -timeout 20m ./examples/cart/faults/
 
 ## demo: the shopping-cart example's scripted demo (it starts its own server)
 demo: ensure-postgres

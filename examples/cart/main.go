@@ -13,6 +13,11 @@
 // model live in the process (the read model is an in-process projection of
 // the in-memory log, not the actors' state).
 //
+// Every HTTP request has a deadline (-request-timeout or REQUEST_TIMEOUT,
+// default 10s): past it, or when PostgreSQL cannot be reached, the answer
+// is 503 with Retry-After. The pool holds -db-max-conns (DB_MAX_CONNS,
+// default 20) connections: requests in flight + 2 per projection + 2.
+//
 // Traces and metrics are exported over OTLP/gRPC when the standard
 // OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_/_METRICS_ENDPOINT) variable is
 // set. SIGINT or SIGTERM shut it down gracefully: the HTTP server drains,
@@ -33,10 +38,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -75,11 +82,25 @@ var errUsage = errors.New("usage")
 const shutdownTimeout = 15 * time.Second
 
 type options struct {
-	addr     string
-	demo     bool
-	store    string
-	logLevel slog.Level
+	addr           string
+	demo           bool
+	store          string
+	logLevel       slog.Level
+	requestTimeout time.Duration
+	maxConns       int
 }
+
+// defaultMaxConns sizes the pool for defaultConcurrentRequests requests
+// in flight (each holds at most one connection at a time: the tenant
+// look-up, then its append or read) plus the carts projection (one
+// connection per batch, one for its lease and LISTEN) plus headroom for the
+// host's reloads and the health checks:
+//
+//	max conns = concurrent requests + 2 × projections + 2
+const (
+	defaultConcurrentRequests = 16
+	defaultMaxConns           = defaultConcurrentRequests + 2*1 + 2
+)
 
 func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (options, error) {
 	var o options
@@ -98,6 +119,28 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.StringVar(&o.addr, "addr", defaultAddr, "address to serve HTTP on (default from PORT, else :8080)")
 	fs.BoolVar(&o.demo, "demo", false, "run a scripted demo (tenant, carts, items, checkout), print the read model and the trace of one command, and exit")
 	fs.StringVar(&o.store, "store", "postgres", "event store: postgres (DATABASE_URL, or a throwaway server) or memory")
+	requestTimeout := service.DefaultRequestTimeout
+	if v := getenv("REQUEST_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			fmt.Fprintf(stderr, "cart: REQUEST_TIMEOUT=%s: want a positive duration such as 10s\n", v)
+			return o, errUsage
+		}
+		requestTimeout = d
+	}
+	fs.DurationVar(&o.requestTimeout, "request-timeout", requestTimeout,
+		"deadline of every HTTP request; past it the answer is 503 with Retry-After (default from REQUEST_TIMEOUT, else 10s)")
+	maxConns := defaultMaxConns
+	if v := getenv("DB_MAX_CONNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			fmt.Fprintf(stderr, "cart: DB_MAX_CONNS=%s: want a positive integer\n", v)
+			return o, errUsage
+		}
+		maxConns = n
+	}
+	fs.IntVar(&o.maxConns, "db-max-conns", maxConns,
+		"connections in the PostgreSQL pool: requests in flight + 2 per projection + 2 (default from DB_MAX_CONNS, else 20)")
 	level := fs.String("log-level", "", "log level: debug, info, warn or error (default info; warn with -demo)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -108,6 +151,14 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "cart: unexpected arguments %q\n", fs.Args())
 		fs.Usage()
+		return o, errUsage
+	}
+	if o.requestTimeout <= 0 {
+		fmt.Fprintf(stderr, "cart: -request-timeout=%s: want a positive duration\n", o.requestTimeout)
+		return o, errUsage
+	}
+	if o.maxConns < 1 {
+		fmt.Fprintf(stderr, "cart: -db-max-conns=%d: want a positive integer\n", o.maxConns)
 		return o, errUsage
 	}
 	if o.store != "postgres" && o.store != "memory" {
@@ -158,7 +209,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if o.store == "postgres" {
 		var info string
 		var closeDB func(context.Context) error
-		pool, info, closeDB, err = openDatabase(ctx, getenv, obs, logger, stdout)
+		pool, info, closeDB, err = openDatabase(ctx, getenv, o.maxConns, obs, logger, stdout)
 		if closeDB != nil {
 			cleanups = append(cleanups, closeDB)
 		}
@@ -168,7 +219,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		storeInfo = info
 	}
 
-	svc, err := service.New(ctx, service.Config{Pool: pool, Logger: logger,
+	svc, err := service.New(ctx, service.Config{Pool: pool, Logger: logger, RequestTimeout: o.requestTimeout,
 		TracerProvider: obs.tracerProvider, MeterProvider: obs.meterProvider})
 	if err != nil {
 		return err
@@ -213,9 +264,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 }
 
-// openDatabase connects to DATABASE_URL, or starts a throwaway server when
-// it is unset, and migrates the schema.
-func openDatabase(ctx context.Context, getenv func(string) string, obs *observability, logger *slog.Logger,
+// openDatabase connects to DATABASE_URL with a pool of maxConns
+// connections, or starts a throwaway server when it is unset, and migrates
+// the schema.
+func openDatabase(ctx context.Context, getenv func(string) string, maxConns int, obs *observability, logger *slog.Logger,
 	stdout io.Writer) (*pgxpool.Pool, string, func(context.Context) error, error) {
 	var closers []func(context.Context) error
 	closeAll := func(ctx context.Context) error {
@@ -243,6 +295,9 @@ func openDatabase(ctx context.Context, getenv func(string) string, obs *observab
 	if err != nil {
 		return nil, "", closeAll, fmt.Errorf("DATABASE_URL: %w", err)
 	}
+	// Set explicitly: pgxpool's default (4, or the number of CPUs) lets the
+	// projection and one stalled query starve the appends.
+	cfg.MaxConns = int32(min(maxConns, math.MaxInt32))
 	if obs.tracerProvider != nil || obs.meterProvider != nil {
 		// A client span per statement under the span in the query's context
 		// (the append, the projection batch), and the db.client.* metrics.

@@ -75,6 +75,22 @@ func TestBadInput(t *testing.T) {
 			{"no tenantId", "POST", "/api/tenants", `{"name":"X"}`, 400, `missing field "tenantId"`},
 			{"empty tenant name", "POST", "/api/tenants", `{"tenantId":"x","name":""}`, 400, `field "name" must not be empty`},
 			{"long tenant name", "POST", "/api/tenants", `{"tenantId":"x","name":"` + strings.Repeat("n", 201) + `"}`, 400, `field "name" is 201 bytes long, at most 200 allowed`},
+			// Caps: lengths in bytes, currency codes, UTF-8.
+			{"currency lower case", "POST", "/api/tenants/acme/carts", `{"currency":"usd"}`, 400, `field "currency" must be a three-letter upper-case currency code such as "USD", got "usd"`},
+			{"currency too long", "POST", "/api/tenants/acme/carts", `{"currency":"USDX"}`, 400, `field "currency" must be a three-letter upper-case currency code such as "USD", got "USDX"`},
+			{"currency too short", "POST", "/api/tenants/acme/carts", `{"currency":"US"}`, 400, `field "currency" must be a three-letter upper-case currency code…`},
+			{"currency not ASCII", "POST", "/api/tenants/acme/carts", `{"currency":"ÜSD"}`, 400, `field "currency" must be a three-letter upper-case currency code…`},
+			{"currency a word", "POST", "/api/tenants/acme/carts", `{"currency":"` + strings.Repeat("X", 1000) + `"}`, 400, `field "currency" must be a three-letter upper-case currency code…`},
+			{"long sku", "PUT", items, `{"action":"add","item":{"sku":"` + strings.Repeat("s", 65) + `","name":"b","unitPrice":1,"quantity":1}}`, 400, `field "item.sku" is 65 bytes long, at most 64 allowed`},
+			{"long sku to remove", "PUT", items, `{"action":"remove","sku":"` + strings.Repeat("s", 65) + `","quantity":1}`, 400, `field "sku" is 65 bytes long, at most 64 allowed`},
+			{"long item name", "PUT", items, `{"action":"add","item":{"sku":"B","name":"` + strings.Repeat("é", 101) + `","unitPrice":1,"quantity":1}}`, 400, `field "item.name" is 202 bytes long, at most 200 allowed`},
+			{"long reason", "PUT", cartPath + "/cancel", `{"reason":"` + strings.Repeat("r", 501) + `"}`, 400, `field "reason" is 501 bytes long, at most 500 allowed`},
+			{"invalid UTF-8 in item name", "PUT", items, "{\"action\":\"add\",\"item\":{\"sku\":\"B\",\"name\":\"b\xff\",\"unitPrice\":1,\"quantity\":1}}", 400, `field "item.name" is not valid UTF-8`},
+			{"invalid UTF-8 in sku", "PUT", items, "{\"action\":\"remove\",\"sku\":\"\xc3\",\"quantity\":1}", 400, `field "sku" is not valid UTF-8`},
+			{"invalid UTF-8 in currency", "POST", "/api/tenants/acme/carts", "{\"currency\":\"\xff\xfe\"}", 400, `field "currency" is not valid UTF-8`},
+			{"invalid UTF-8 in reason", "PUT", cartPath + "/cancel", "{\"reason\":\"ok \xed\xa0\x80\"}", 400, `field "reason" is not valid UTF-8`},
+			{"invalid UTF-8 in tenant name", "POST", "/api/tenants", "{\"tenantId\":\"utf\",\"name\":\"\xe2\x82\"}", 400, `field "name" is not valid UTF-8`},
+			{"invalid UTF-8 in a field name", "POST", "/api/tenants", "{\"na\xffme\":\"x\",\"tenantId\":\"utf\"}", 400, `unknown field…`},
 			// Actions.
 			{"unknown action", "PUT", items, `{"action":"delete","sku":"A","quantity":1}`, 400, `unknown action "delete": want "add" or "remove"`},
 			{"add with top-level sku", "PUT", items, `{"action":"add","sku":"A","item":{"sku":"B","name":"b","unitPrice":1,"quantity":1}}`, 400, `field "sku" is not allowed with action "add"`},
@@ -139,7 +155,9 @@ func TestBadInput(t *testing.T) {
 		}
 		require.EqualValues(t, 2, e.streamVersion(t, "acme", cartID))
 		require.EqualValues(t, 0, e.streamVersion(t, "acme", missingCart))
-		r := e.do(t, "GET", "/api/tenants/nul", "")
-		require.Equal(t, http.StatusNotFound, r.Status, "a rejected tenant was created")
+		for _, id := range []string{"nul", "utf"} {
+			r := e.do(t, "GET", "/api/tenants/"+id, "")
+			require.Equal(t, http.StatusNotFound, r.Status, "a rejected tenant %q was created", id)
+		}
 	})
 }

@@ -21,6 +21,7 @@ const (
 	DefaultWaitTimeout     = 5 * time.Second
 	DefaultMaxWaitTimeout  = 30 * time.Second
 	DefaultCommandTimeout  = 10 * time.Second
+	DefaultRequestTimeout  = 10 * time.Second
 	DefaultProjectionName  = "carts"
 	DefaultProjectionPoll  = time.Second
 	DefaultReadModelTable  = "carts"
@@ -57,6 +58,13 @@ type Config struct {
 	// CommandTimeout bounds the handling of one command. Defaults to
 	// DefaultCommandTimeout.
 	CommandTimeout time.Duration
+	// RequestTimeout bounds every HTTP request as a whole: the tenant
+	// look-up, the command or the read-model read, and a ?waitFor wait
+	// (a ?timeout beyond it is cut to it). A request still unanswered at
+	// the deadline gets 503 with Retry-After, as does one the database
+	// cannot serve (unreachable, restarting, its pool exhausted). Defaults
+	// to DefaultRequestTimeout (10 s).
+	RequestTimeout time.Duration
 	// ProjectionName names the carts projection's checkpoint and lease.
 	// Defaults to DefaultProjectionName ("carts").
 	ProjectionName string
@@ -83,6 +91,9 @@ func (c *Config) withDefaults() Config {
 	if out.CommandTimeout == 0 {
 		out.CommandTimeout = DefaultCommandTimeout
 	}
+	if out.RequestTimeout == 0 {
+		out.RequestTimeout = DefaultRequestTimeout
+	}
 	if out.ProjectionName == "" {
 		out.ProjectionName = DefaultProjectionName
 	}
@@ -107,6 +118,8 @@ func (c *Config) validate() error {
 		return bad("WaitTimeout", "(%s) is longer than MaxWaitTimeout (%s)", c.WaitTimeout, c.MaxWaitTimeout)
 	case c.CommandTimeout < 0:
 		return bad("CommandTimeout", "is negative (%s)", c.CommandTimeout)
+	case c.RequestTimeout < 0:
+		return bad("RequestTimeout", "is negative (%s)", c.RequestTimeout)
 	case c.ProjectionPollInterval < 0:
 		return bad("ProjectionPollInterval", "is negative (%s)", c.ProjectionPollInterval)
 	}

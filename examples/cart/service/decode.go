@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/troupehq/troupe/examples/cart/cart"
 )
@@ -68,8 +69,17 @@ type itemsRequest struct {
 	Qty    int       // remove
 }
 
-// maxNameLength caps a tenant's display name, in bytes.
-const maxNameLength = 200
+// Caps on the strings of a request, in bytes (UTF-8). A longer value is
+// a 400 naming the field. (Tenant ids are capped at 63 bytes by
+// tenancy.Validate; cart and order ids are UUIDs.)
+const (
+	// maxNameLength caps a tenant's display name and an item's name.
+	maxNameLength = 200
+	// maxSKULength caps a SKU.
+	maxSKULength = 64
+	// maxReasonLength caps a cancellation reason.
+	maxReasonLength = 500
+)
 
 // decodeJSON reads one JSON object from body into dst (a pointer to one of
 // the body structs). An empty body is an error only when required. Every
@@ -108,7 +118,86 @@ func decodeJSON(body io.Reader, dst any, required bool) (present bool, err *apiE
 	if _, derr := dec.Token(); derr != io.EOF {
 		return false, badRequest("request body must hold exactly one JSON object, found more after byte %d", dec.InputOffset())
 	}
+	// encoding/json quietly turns invalid UTF-8 into U+FFFD; refuse it
+	// instead, naming the field that holds it.
+	if !utf8.Valid(trimmed) {
+		if field := fieldAt(trimmed, invalidUTF8At(trimmed)); field != "" {
+			return false, badRequest("field %q is not valid UTF-8", field)
+		}
+		return false, badRequest("request body is not valid UTF-8")
+	}
 	return true, nil
+}
+
+// invalidUTF8At is the offset of the first byte of data that is not part
+// of a valid UTF-8 sequence, or len(data).
+func invalidUTF8At(data []byte) int {
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return i
+		}
+		i += size
+	}
+	return len(data)
+}
+
+// fieldAt returns the dotted path ("item.sku") of the value of the JSON
+// object data that holds byte offset off, or "" when off is not inside a
+// field's value.
+func fieldAt(data []byte, off int) string {
+	type frame struct {
+		object  bool
+		key     string
+		wantKey bool
+	}
+	var stack []frame
+	valueDone := func() {
+		if n := len(stack); n > 0 && stack[n-1].object {
+			stack[n-1].wantKey = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		isKey := false
+		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].wantKey {
+			if k, ok := tok.(string); ok {
+				isKey = true
+				stack[n-1].key, stack[n-1].wantKey = k, false
+			}
+		}
+		if int(dec.InputOffset()) > off {
+			if isKey {
+				return ""
+			}
+			var path []string
+			for _, f := range stack {
+				if f.object {
+					path = append(path, f.key)
+				}
+			}
+			return strings.Join(path, ".")
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{object: true, wantKey: true})
+		case json.Delim('['):
+			stack = append(stack, frame{})
+		case json.Delim('}'), json.Delim(']'):
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+			valueDone()
+		default:
+			if !isKey {
+				valueDone()
+			}
+		}
+	}
 }
 
 // decodeError explains an error of json.Decoder.Decode.
@@ -201,6 +290,36 @@ func text(field string, p *string) (string, *apiError) {
 	return *p, nil
 }
 
+// capped is text with at most maxLen bytes.
+func capped(field string, p *string, maxLen int) (string, *apiError) {
+	v, err := text(field, p)
+	if err != nil {
+		return "", err
+	}
+	if len(v) > maxLen {
+		return "", badRequest("field %q is %d bytes long, at most %d allowed", field, len(v), maxLen)
+	}
+	return v, nil
+}
+
+// currencyCode checks a currency: three upper-case ASCII letters (an
+// ISO 4217-style code such as "USD"). An empty one is left to the cart
+// rules, which answer "Currency is required".
+func currencyCode(field string, p *string) (string, *apiError) {
+	v, err := text(field, p)
+	if err != nil || v == "" {
+		return v, err
+	}
+	ok := len(v) == 3
+	for i := 0; ok && i < len(v); i++ {
+		ok = v[i] >= 'A' && v[i] <= 'Z'
+	}
+	if !ok {
+		return "", badRequest("field %q must be a three-letter upper-case currency code such as \"USD\", got %s", field, quoteShort(v))
+	}
+	return v, nil
+}
+
 func integer(field string, p *int) (int, *apiError) {
 	if p == nil {
 		return 0, badRequest("missing field %q", field)
@@ -240,15 +359,12 @@ func parseCreateTenant(body io.Reader) (newTenant, *apiError) {
 	if err != nil {
 		return newTenant{}, err
 	}
-	name, err := text("name", b.Name)
+	name, err := capped("name", b.Name, maxNameLength)
 	if err != nil {
 		return newTenant{}, err
 	}
 	if name == "" {
 		return newTenant{}, badRequest("field \"name\" must not be empty")
-	}
-	if len(name) > maxNameLength {
-		return newTenant{}, badRequest("field \"name\" is %d bytes long, at most %d allowed", len(name), maxNameLength)
 	}
 	if verr := validateTenantID(id); verr != nil {
 		return newTenant{}, badRequest("field \"tenantId\": %v", verr)
@@ -262,7 +378,7 @@ func parseCreateCart(body io.Reader) (string, *apiError) {
 	if _, err := decodeJSON(body, &b, true); err != nil {
 		return "", err
 	}
-	return text("currency", b.Currency)
+	return currencyCode("currency", b.Currency)
 }
 
 // parseItems decodes PUT …/items.
@@ -288,10 +404,10 @@ func parseItems(body io.Reader) (itemsRequest, *apiError) {
 		}
 		it := b.Item
 		var out cart.Item
-		if out.SKU, err = text("item.sku", it.SKU); err != nil {
+		if out.SKU, err = capped("item.sku", it.SKU, maxSKULength); err != nil {
 			return itemsRequest{}, err
 		}
-		if out.Name, err = text("item.name", it.Name); err != nil {
+		if out.Name, err = capped("item.name", it.Name, maxNameLength); err != nil {
 			return itemsRequest{}, err
 		}
 		if out.UnitPrice, err = decimal("item.unitPrice", it.UnitPrice); err != nil {
@@ -305,7 +421,7 @@ func parseItems(body io.Reader) (itemsRequest, *apiError) {
 		if err := forbid("item", action, b.Item != nil); err != nil {
 			return itemsRequest{}, err
 		}
-		sku, err := text("sku", b.SKU)
+		sku, err := capped("sku", b.SKU, maxSKULength)
 		if err != nil {
 			return itemsRequest{}, err
 		}
@@ -353,7 +469,7 @@ func parseCancel(body io.Reader) (string, *apiError) {
 	if _, err := decodeJSON(body, &b, true); err != nil {
 		return "", err
 	}
-	return text("reason", b.Reason)
+	return capped("reason", b.Reason, maxReasonLength)
 }
 
 // parseUUID accepts a UUID in its canonical 36-character form (any case)

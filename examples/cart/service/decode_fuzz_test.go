@@ -48,9 +48,15 @@ func FuzzDecoders(f *testing.F) {
 			if len(trimmed) > 0 && (trimmed[0] != '{' || !json.Valid(trimmed)) {
 				t.Fatalf("%s accepted %q, which is not one JSON object", name, body)
 			}
+			if !utf8.Valid(body) {
+				t.Fatalf("%s accepted %q, which is not valid UTF-8", name, body)
+			}
 			for _, s := range strs {
 				if strings.IndexByte(s, 0) >= 0 {
 					t.Fatalf("%s accepted a NUL in %q", name, s)
+				}
+				if len(s) > maxReasonLength {
+					t.Fatalf("%s accepted a %d-byte string", name, len(s))
 				}
 			}
 		}
@@ -62,8 +68,14 @@ func FuzzDecoders(f *testing.F) {
 		}
 		cur, err := parseCreateCart(in())
 		check("parseCreateCart", true, err, cur)
+		if err == nil && cur != "" && (len(cur) != 3 || strings.Trim(cur, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "") {
+			t.Fatalf("parseCreateCart accepted currency %q", cur)
+		}
 		it, err := parseItems(in())
 		check("parseItems", true, err, it.SKU, it.Item.SKU, it.Item.Name)
+		if err == nil && (len(it.SKU) > maxSKULength || len(it.Item.SKU) > maxSKULength || len(it.Item.Name) > maxNameLength) {
+			t.Fatalf("parseItems accepted %+v, over a cap", it)
+		}
 		check("parseEmpty", true, parseEmpty(in()))
 		order, err := parseCheckout(in())
 		check("parseCheckout", true, err, order)

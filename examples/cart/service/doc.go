@@ -45,7 +45,11 @@
 //
 //   - 400: malformed JSON, a field of the wrong type, an unknown field, a
 //     missing field, several JSON values, a path id that is not a UUID (or
-//     not a valid tenant id), an unknown item action, a bad waitFor token.
+//     not a valid tenant id), an unknown item action, a bad waitFor token,
+//     a string that is not valid UTF-8 or over its cap (named in the
+//     message): currency three upper-case letters ("USD"), SKU 64 bytes,
+//     item and tenant names 200 bytes, cancellation reason 500 bytes,
+//     tenantId 63 bytes of ASCII letters, digits, '_' and '-'.
 //   - 404: an unknown tenant or cart (also another tenant's cart: tenants
 //     never see each other's carts).
 //   - 409: a broken rule that depends on the cart's state, with the rule's
@@ -55,10 +59,15 @@
 //   - 422: a value the cart rules refuse whatever the state, with the rule's
 //     message ("Quantity must be positive", "Unit price must not be
 //     negative", "Currency is required", …).
-//   - 503: the read model did not catch up within the wait's timeout, or the
-//     service is shutting down.
+//   - 503, always with Retry-After: the request did not finish within its
+//     deadline (Config.RequestTimeout, 10 s by default, which bounds the
+//     tenant look-up, the command, the read and any ?waitFor wait); the
+//     database is unreachable (connection refused or cut, restarting, no
+//     connection slot); the outcome of a command is unknown (read the cart
+//     before sending it again); the read model did not catch up within the
+//     wait's timeout; or the service is shutting down.
 //
 // Nothing is appended for a rejected request. A 500 means a failure of the
-// service itself (the database is gone, say), never bad input; its detail
+// service itself, never bad input nor an unavailable database; its detail
 // is logged, not sent.
 package service

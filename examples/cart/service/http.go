@@ -26,7 +26,7 @@ func (s *Service) routes() http.Handler {
 	allow := map[string]string{}
 	handle := func(method, path string, h http.HandlerFunc) {
 		route := method + " " + path
-		mux.HandleFunc(route, traced(s.tracer, route, s.limitBody(h)))
+		mux.HandleFunc(route, traced(s.tracer, route, s.withDeadline(s.limitBody(h))))
 		if allow[path] != "" {
 			allow[path] += ", "
 		}
@@ -63,8 +63,15 @@ func (s *Service) limitBody(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// internal logs err and returns the answer to a failure of the service.
+// internal logs err and returns the answer to a failure of the service:
+// 503 (with Retry-After) when the database could not serve the request in
+// time or at all, else 500.
 func (s *Service) internal(ctx context.Context, what string, err error) *apiError {
+	if why := unavailability(ctx, err); why != "" {
+		s.log.WarnContext(ctx, "cart_api_unavailable", slog.String("operation", what), slog.String("reason", why),
+			slog.String("error", err.Error()))
+		return s.unavailable(why, what)
+	}
 	s.log.ErrorContext(ctx, "cart_api_failed", slog.String("operation", what), slog.String("error", err.Error()))
 	return errorf(http.StatusInternalServerError, "internal error while %s", what)
 }
@@ -197,6 +204,10 @@ func (s *Service) waitForReadModel(r *http.Request) *apiError {
 		}
 		timeout = d
 	}
+	// The wait is also bounded by the request's deadline.
+	if dl, ok := r.Context().Deadline(); ok && time.Until(dl) < timeout {
+		timeout = max(time.Until(dl).Round(time.Millisecond), 0)
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	err = s.rm.waitFor(ctx, pos)
@@ -277,10 +288,9 @@ func (s *Service) commandError(ctx context.Context, cmd cart.Command, err error)
 	case errors.Is(err, decider.ErrRejected):
 		if errors.Is(err, cart.ErrCartNotActive) {
 			// A cart that was never created is not inactive: it is not
-			// there (also when it is another tenant's).
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CommandTimeout)
-			st, _, serr := s.carts.State(sctx, cmd.Tenant(), store.StreamID(cmd.Cart()))
-			cancel()
+			// there (also when it is another tenant's). The look-up
+			// shares the request's deadline.
+			st, _, serr := s.carts.State(ctx, cmd.Tenant(), store.StreamID(cmd.Cart()))
 			if serr == nil && st.Status == cart.StatusInit {
 				return notFound("cart %s not found in tenant %q", cmd.Cart(), cmd.Tenant())
 			}
