@@ -131,8 +131,8 @@ func connect(t *testing.T, conn string) pgProcess {
 func startCounterProjection(t *testing.T, p pgProcess, tel *telemetry.Telemetry, batchSize int) (proj *projection.Projection, stop func()) {
 	t.Helper()
 	noop := func(context.Context, pgx.Tx, store.Event) error { return nil }
-	proj, err := projection.New(projection.Config{
-		Name: "counters", Pool: p.pool, Store: p.store, Telemetry: tel, Logger: quietLogger(),
+	proj, err := projection.New(p.pool, &projection.Config{
+		Name: "counters", Store: p.store, Telemetry: tel, Logger: quietLogger(),
 		BatchSize: batchSize, Handlers: projection.Registry{"Incremented": {noop}},
 	})
 	require.NoError(t, err)

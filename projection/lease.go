@@ -58,7 +58,7 @@ func (l *lease) signal() {
 func (l *lease) run(ctx context.Context) {
 	p := l.p
 	for ctx.Err() == nil {
-		conn, err := pgx.ConnectConfig(ctx, p.cfg.Pool.Config().ConnConfig.Copy())
+		conn, err := pgx.ConnectConfig(ctx, p.pool.Config().ConnConfig.Copy())
 		if err == nil {
 			err = l.session(ctx, conn)
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthTimeout)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/troupehq/troupe/examples/cart/cart"
 	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/readmodel"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/telemetry"
 )
@@ -88,9 +89,9 @@ type pgReadModel struct {
 
 func newPGReadModel(pool *pgxpool.Pool, es store.EventStore, codec store.Codec, tel *telemetry.Telemetry,
 	cfg Config, logger *slog.Logger) (*pgReadModel, error) {
-	snap, err := projection.NewSnapshotProjection(projection.SnapshotConfig[cart.State]{
+	snap, err := readmodel.New(&readmodel.Config[cart.State]{
 		Table:      DefaultReadModelTable,
-		Storage:    projection.SnapshotInTable,
+		Storage:    readmodel.InTable,
 		EventTypes: cartEventTypes,
 		// The stream and partition say which cart and tenant an event is
 		// for; the ids inside the event body are not trusted for that.
@@ -106,9 +107,8 @@ func newPGReadModel(pool *pgxpool.Pool, es store.EventStore, codec store.Codec, 
 	if err != nil {
 		return nil, fmt.Errorf("carts snapshot projection: %w", err)
 	}
-	proj, err := projection.New(projection.Config{
+	proj, err := projection.New(pool, &projection.Config{
 		Name:          cfg.ProjectionName,
-		Pool:          pool,
 		Store:         es,
 		BatchHandlers: []projection.BatchHandler{snap},
 		BatchSize:     defaultProjectionBatch,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/troupehq/troupe/examples/cart/cart"
 	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/readmodel"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -70,15 +71,15 @@ var EventTypes = []string{cart.TypeCartCreated, cart.TypeItemAddedToCart, cart.T
 
 // NewSnapshot returns the snapshot projection writing the carts table.
 // cacheSize is the number of cart states kept in memory between batches (0:
-// projection.DefaultSnapshotCacheSize, negative: none).
-func NewSnapshot(cacheSize int) (*projection.SnapshotProjection[cart.State], error) {
+// readmodel.DefaultCacheSize, negative: none).
+func NewSnapshot(cacheSize int) (*readmodel.Projection[cart.State], error) {
 	codec, err := Codec()
 	if err != nil {
 		return nil, err
 	}
-	return projection.NewSnapshotProjection(projection.SnapshotConfig[cart.State]{
+	return readmodel.New(&readmodel.Config[cart.State]{
 		Table:      Table,
-		Storage:    projection.SnapshotInTable,
+		Storage:    readmodel.InTable,
 		EventTypes: EventTypes,
 		ExtractKeys: func(e store.Event, partition string) (map[string]any, error) {
 			return map[string]any{"tenant_id": partition, "cart_id": string(e.StreamID), "partition": partition}, nil
@@ -111,7 +112,7 @@ type Options struct {
 	// projection.DefaultBatchSize.
 	BatchSize int
 	// CacheSize: see NewSnapshot. Defaults to
-	// projection.DefaultSnapshotCacheSize.
+	// readmodel.DefaultCacheSize.
 	CacheSize int
 	// Logger receives the projection's diagnostics. Defaults to
 	// slog.Default().
@@ -128,9 +129,8 @@ func New(pool *pgxpool.Pool, opts Options) (*projection.Projection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("carts projection: %w", err)
 	}
-	p, err := projection.New(projection.Config{
+	p, err := projection.New(pool, &projection.Config{
 		Name:          opts.Name,
-		Pool:          pool,
 		Store:         opts.Store,
 		BatchHandlers: []projection.BatchHandler{snap},
 		BatchSize:     opts.BatchSize,

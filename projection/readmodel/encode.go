@@ -1,4 +1,4 @@
-package projection
+package readmodel
 
 import (
 	"fmt"
@@ -54,7 +54,7 @@ func unreserved(c byte) bool {
 	return false
 }
 
-// SnapshotStreamID returns the stream id under which the snapshot-table
+// RowID returns the stream id under which the snapshot-table
 // variant stores the snapshot of the row with these keys: the entries sorted
 // by key name, each written as EncodeURIComponent(key) ":"
 // EncodeURIComponent(value), joined with "|". Values are written as
@@ -64,7 +64,7 @@ func unreserved(c byte) bool {
 // Key names are sorted by byte (code point) order; the seed sorts with
 // JavaScript's localeCompare, which gives the same order for the
 // lower-case snake_case column names read models use.
-func SnapshotStreamID(keys map[string]any) string {
+func RowID(keys map[string]any) string {
 	names := make([]string, 0, len(keys))
 	for k := range keys {
 		names = append(names, k)

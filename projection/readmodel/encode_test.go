@@ -1,6 +1,7 @@
-package projection
+package readmodel_test
 
 import (
+	"github.com/troupehq/troupe/projection/readmodel"
 	"net/url"
 	"strings"
 	"testing"
@@ -35,7 +36,7 @@ func TestEncodeURIComponentMatchesJavaScript(t *testing.T) {
 		{"a b+c", "a%20b%2Bc"},
 	}
 	for _, c := range cases {
-		if got := EncodeURIComponent(c.in); got != c.want {
+		if got := readmodel.EncodeURIComponent(c.in); got != c.want {
 			t.Errorf("EncodeURIComponent(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
@@ -56,8 +57,8 @@ func TestSnapshotStreamIDMatchesJavaScript(t *testing.T) {
 		{map[string]any{}, ""},
 	}
 	for _, c := range cases {
-		if got := SnapshotStreamID(c.keys); got != c.want {
-			t.Errorf("SnapshotStreamID(%v) = %q, want %q", c.keys, got, c.want)
+		if got := readmodel.RowID(c.keys); got != c.want {
+			t.Errorf("RowID(%v) = %q, want %q", c.keys, got, c.want)
 		}
 	}
 }
@@ -65,8 +66,8 @@ func TestSnapshotStreamIDMatchesJavaScript(t *testing.T) {
 func TestSnapshotStreamIDIsUnambiguous(t *testing.T) {
 	t.Parallel()
 	// Separators inside keys or values must not make two key sets collide.
-	a := SnapshotStreamID(map[string]any{"a": "1|b:2"})
-	b := SnapshotStreamID(map[string]any{"a": "1", "b": "2"})
+	a := readmodel.RowID(map[string]any{"a": "1|b:2"})
+	b := readmodel.RowID(map[string]any{"a": "1", "b": "2"})
 	if a == b {
 		t.Fatalf("two different key sets share the stream id %q", a)
 	}
@@ -86,7 +87,7 @@ func TestKeyString(t *testing.T) {
 		{stringer{}, "stringer!"}, {struct{ A int }{1}, "{1}"},
 	}
 	for _, c := range cases {
-		if got := KeyString(c.in); got != c.want {
+		if got := readmodel.KeyString(c.in); got != c.want {
 			t.Errorf("KeyString(%#v) = %q, want %q", c.in, got, c.want)
 		}
 	}
@@ -101,10 +102,10 @@ func FuzzEncodeURIComponent(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		enc := EncodeURIComponent(s)
+		enc := readmodel.EncodeURIComponent(s)
 		for i := 0; i < len(enc); i++ {
 			c := enc[i]
-			if c != '%' && !unreserved(c) {
+			if c != '%' && !readmodel.Unreserved(c) {
 				t.Fatalf("EncodeURIComponent(%q) = %q keeps reserved byte %q", s, enc, c)
 			}
 			if c == '%' && (i+2 >= len(enc) || strings.ToUpper(enc[i+1:i+3]) != enc[i+1:i+3]) {

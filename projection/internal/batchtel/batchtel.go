@@ -1,0 +1,41 @@
+// Package batchtel builds the telemetry the projection engines share: the
+// Telemetry from a Config's providers and the description of a batch span.
+package batchtel
+
+import (
+	"fmt"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/telemetry"
+)
+
+// New returns tel, or one built from the providers (nil ones are the
+// OpenTelemetry globals) when tel is nil.
+func New(tel *telemetry.Telemetry, tp trace.TracerProvider, mp metric.MeterProvider) (*telemetry.Telemetry, error) {
+	if tel != nil {
+		return tel, nil
+	}
+	tel, err := telemetry.New(&telemetry.Config{TracerProvider: tp, MeterProvider: mp})
+	if err != nil {
+		return nil, fmt.Errorf("set up telemetry: %w", err)
+	}
+	return tel, nil
+}
+
+// Of describes events for a batch span.
+func Of(name, tenant string, events []store.Event) telemetry.Batch {
+	b := telemetry.Batch{
+		Name:     name,
+		Tenant:   tenant,
+		Size:     len(events),
+		Metadata: func(i int) map[string]any { return events[i].Metadata },
+	}
+	if len(events) > 0 {
+		b.FirstPosition = int64(events[0].GlobalPosition)
+		b.LastPosition = int64(events[len(events)-1].GlobalPosition)
+	}
+	return b
+}
