@@ -248,7 +248,7 @@ func TestRunnerConcurrentCallsDoNotDoubleApply(t *testing.T) {
 	projtest.RequireAppliedOnce(t, pool, es, "")
 }
 
-func TestNewRunnerValidates(t *testing.T) {
+func TestNewValidates(t *testing.T) {
 	t.Parallel()
 	_, err := perstream.New(nil, nil)
 	require.ErrorIs(t, err, projection.ErrInvalidConfig)

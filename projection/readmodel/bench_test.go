@@ -52,12 +52,12 @@ ORDER BY transaction_id DESC, global_position DESC LIMIT 1`).Scan(&last.Transact
 	return last
 }
 
-// BenchmarkSnapshotProjectionCold measures a continuous projection building
+// BenchmarkReadModelCold measures a continuous projection building
 // a snapshot read model of 10,000 carts from 100,000 events, from an empty
 // read model and no checkpoint.
 //
-//	go test -run '^$' -bench SnapshotProjectionCold -benchtime 1x ./projection/
-func BenchmarkSnapshotProjectionCold(b *testing.B) {
+//	go test -run '^$' -bench ReadModelCold -benchtime 1x ./projection/readmodel/
+func BenchmarkReadModelCold(b *testing.B) {
 	for _, storage := range projtest.Storages {
 		b.Run(storage.String(), func(b *testing.B) {
 			pool, _ := projtest.NewDB(b)
@@ -98,7 +98,7 @@ func BenchmarkSnapshotProjectionCold(b *testing.B) {
 // snapshot read model (WaitFor returns when the transaction writing the row
 // and the checkpoint has committed). b.N is the number of appends.
 //
-//	go test -run '^$' -bench AppendToVisibleLatency -benchtime 2000x ./projection/
+//	go test -run '^$' -bench AppendToVisibleLatency -benchtime 2000x ./projection/readmodel/
 func BenchmarkAppendToVisibleLatency(b *testing.B) {
 	const (
 		writers = 4

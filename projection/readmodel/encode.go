@@ -54,8 +54,9 @@ func unreserved(c byte) bool {
 	return false
 }
 
-// RowID returns the stream id under which the snapshot-table
-// variant stores the snapshot of the row with these keys: the entries sorted
+// RowID returns the id of the read-model row with these keys: the stream_id
+// under which the InTable variant stores the row's state in the snapshots
+// table. It is the entries sorted
 // by key name, each written as EncodeURIComponent(key) ":"
 // EncodeURIComponent(value), joined with "|". Values are written as
 // [KeyString] does. Encoding makes the id unambiguous: neither ':' nor '|'

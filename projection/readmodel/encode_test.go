@@ -42,7 +42,7 @@ func TestEncodeURIComponentMatchesJavaScript(t *testing.T) {
 	}
 }
 
-func TestSnapshotStreamIDMatchesJavaScript(t *testing.T) {
+func TestRowIDMatchesJavaScript(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		keys map[string]any
@@ -63,7 +63,7 @@ func TestSnapshotStreamIDMatchesJavaScript(t *testing.T) {
 	}
 }
 
-func TestSnapshotStreamIDIsUnambiguous(t *testing.T) {
+func TestRowIDIsUnambiguous(t *testing.T) {
 	t.Parallel()
 	// Separators inside keys or values must not make two key sets collide.
 	a := readmodel.RowID(map[string]any{"a": "1|b:2"})

@@ -14,7 +14,7 @@ import (
 	"github.com/troupehq/troupe/store"
 )
 
-// Storage says where a snapshot projection keeps each row's state.
+// Storage says where a read model keeps each row's state.
 type Storage int
 
 const (
@@ -56,13 +56,12 @@ const (
 	ColumnLastGlobalPosition = "last_global_position"
 )
 
-// DefaultCacheSize is the default number of row states a snapshot
-// projection keeps in memory between batches.
+// DefaultCacheSize is the default number of row states a read model keeps
+// in memory between batches.
 const DefaultCacheSize = 10000
 
-// Config configures a snapshot projection: a read model whose rows
-// hold the state of folding Evolve over the events of one key, the same
-// fold an aggregate does.
+// Config configures a read model whose rows hold the state of folding
+// Evolve over the events of one key, the same fold an aggregate does.
 type Config[S any] struct {
 	// Table is the read-model table, one identifier (quoted, never split on
 	// dots). Required.
@@ -122,10 +121,10 @@ func (c *Config[S]) validate() error {
 	return nil
 }
 
-// Projection is a snapshot projection built from a Config.
-// Use Handler or Registry with a per-stream Runner or a Consumer, or pass
-// the projection itself as a BatchHandler of a continuous Projection,
-// which applies a whole batch with a few multi-row statements and keeps row
+// Projection is a read model built from a Config. Use Handler or Registry
+// with a perstream.Runner or a consumer.Consumer, or pass the projection
+// itself as a BatchHandler of a continuous projection.Projection, which
+// applies a whole batch with a few multi-row statements and keeps row
 // states in memory between batches. It is safe for concurrent use.
 //
 // Applying an event locks the row (SELECT … FOR UPDATE), skips the event

@@ -44,7 +44,7 @@ func countedCartConfig(table string, storage readmodel.Storage, c *counters) rea
 	}
 }
 
-func TestSnapshotProjectionWithRunner(t *testing.T) {
+func TestReadModelWithRunner(t *testing.T) {
 	t.Parallel()
 	for _, storage := range projtest.Storages {
 		t.Run(storage.String(), func(t *testing.T) {
@@ -111,7 +111,7 @@ AND stream_id IN ('cart_id:c1|partition:tenant-a', 'cart_id:c1|partition:tenant-
 	}
 }
 
-func TestSnapshotKeySetMustNotChange(t *testing.T) {
+func TestReadModelKeySetMustNotChange(t *testing.T) {
 	t.Parallel()
 	pool, es := projtest.NewDB(t)
 	ctx := projtest.Ctx(t)
@@ -144,7 +144,7 @@ func TestSnapshotKeySetMustNotChange(t *testing.T) {
 	require.ErrorContains(t, err, "cart_id, tenant")
 }
 
-func TestSnapshotParse(t *testing.T) {
+func TestReadModelParse(t *testing.T) {
 	t.Parallel()
 	sp, err := readmodel.New(new(countedCartConfig("carts", readmodel.InRow, &counters{})))
 	require.NoError(t, err)
@@ -178,7 +178,7 @@ func TestSnapshotParse(t *testing.T) {
 	require.ErrorContains(t, err, `"not json"`)
 }
 
-func TestSnapshotStoredValuesInRow(t *testing.T) {
+func TestReadModelStoredValuesInRow(t *testing.T) {
 	t.Parallel()
 	pool, es := projtest.NewDB(t)
 	ctx := projtest.Ctx(t)
@@ -217,7 +217,7 @@ last_stream_position bigint, last_global_position bigint, item_count int, is_ope
 	require.Len(t, perr.Value, 200)
 }
 
-func TestSnapshotQuotedIdentifiers(t *testing.T) {
+func TestReadModelQuotedIdentifiers(t *testing.T) {
 	t.Parallel()
 	for _, storage := range projtest.Storages {
 		t.Run(storage.String(), func(t *testing.T) {
@@ -257,7 +257,7 @@ func TestSnapshotQuotedIdentifiers(t *testing.T) {
 
 // waitForLockWait waits until some backend of the database waits for a
 // lock.
-func TestSnapshotFirstEventIsSafeUnderConcurrency(t *testing.T) {
+func TestReadModelFirstEventIsSafeUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	for _, storage := range projtest.Storages {
 		t.Run(storage.String(), func(t *testing.T) {
@@ -293,7 +293,7 @@ func TestSnapshotFirstEventIsSafeUnderConcurrency(t *testing.T) {
 	}
 }
 
-func TestSnapshotWriteNeverMovesBackwards(t *testing.T) {
+func TestReadModelWriteNeverMovesBackwards(t *testing.T) {
 	t.Parallel()
 	for _, storage := range projtest.Storages {
 		t.Run(storage.String(), func(t *testing.T) {
@@ -323,7 +323,7 @@ func TestSnapshotWriteNeverMovesBackwards(t *testing.T) {
 	}
 }
 
-func TestSnapshotHandleBatch(t *testing.T) {
+func TestReadModelHandleBatch(t *testing.T) {
 	t.Parallel()
 	for _, storage := range projtest.Storages {
 		t.Run(storage.String(), func(t *testing.T) {
@@ -398,7 +398,7 @@ func TestSnapshotHandleBatch(t *testing.T) {
 // The global log is in commit order, which can put a stream's later event
 // before an earlier one. A snapshot row must still fold them in stream
 // order and apply each once.
-func TestSnapshotOutOfOrderEvents(t *testing.T) {
+func TestReadModelOutOfOrderEvents(t *testing.T) {
 	t.Parallel()
 	for _, storage := range projtest.Storages {
 		t.Run(storage.String(), func(t *testing.T) {
@@ -442,7 +442,7 @@ func TestSnapshotOutOfOrderEvents(t *testing.T) {
 	}
 }
 
-func TestSnapshotResetReadModel(t *testing.T) {
+func TestReadModelResetReadModel(t *testing.T) {
 	t.Parallel()
 	for _, storage := range projtest.Storages {
 		t.Run(storage.String(), func(t *testing.T) {
@@ -482,7 +482,7 @@ func TestSnapshotResetReadModel(t *testing.T) {
 	}
 }
 
-func TestSnapshotErrorsNameTheEvent(t *testing.T) {
+func TestReadModelErrorsNameTheEvent(t *testing.T) {
 	t.Parallel()
 	pool, es := projtest.NewDB(t)
 	ctx := projtest.Ctx(t)
@@ -506,7 +506,7 @@ func TestSnapshotErrorsNameTheEvent(t *testing.T) {
 	require.ErrorContains(t, err, `"snapshot"`)
 }
 
-func TestNewSnapshotProjectionValidates(t *testing.T) {
+func TestNewValidates(t *testing.T) {
 	t.Parallel()
 	base := countedCartConfig("carts", readmodel.InRow, &counters{})
 	cases := map[string]func(*readmodel.Config[projtest.CartState]){
@@ -538,7 +538,7 @@ func ExampleRowID() {
 }
 
 // Key columns of other types than text are matched with their own types.
-func TestSnapshotTypedKeys(t *testing.T) {
+func TestReadModelTypedKeys(t *testing.T) {
 	t.Parallel()
 	for _, storage := range projtest.Storages {
 		t.Run(storage.String(), func(t *testing.T) {
