@@ -11,9 +11,6 @@ import (
 // Parse exposes parse to the tests.
 func (p *Projection[S]) Parse(raw *string) (S, error) { return p.parse(raw) }
 
-// Unreserved exposes unreserved to the tests.
-var Unreserved = unreserved
-
 // ErrConcurrentWrite exposes errConcurrentWrite to the tests.
 var ErrConcurrentWrite = errConcurrentWrite
 

@@ -282,7 +282,7 @@ func (p *Projection[S]) ResetReadModel(ctx context.Context, tx pgx.Tx, partition
 		} else {
 			// Stream ids are "|"-joined "key:value" pairs with both sides
 			// encoded, so the pair is matched exactly within "|id|".
-			pattern := "%|" + likeEscape(EncodeURIComponent(p.cfg.PartitionColumn)+":"+EncodeURIComponent(partition)) + "|%"
+			pattern := "%|" + likeEscape(encodeURIComponent(p.cfg.PartitionColumn)+":"+encodeURIComponent(partition)) + "|%"
 			_, err = tx.Exec(ctx, `DELETE FROM snapshots WHERE readmodel_table_name = $1 AND ('|' || stream_id || '|') LIKE $2`,
 				p.cfg.Table, pattern)
 		}
