@@ -57,8 +57,8 @@ func connect(t *testing.T, conn string) pgProcess {
 func startCounterProjection(t *testing.T, p pgProcess, rec *oteltest.Recorder, batchSize int) (proj *projection.Projection, stop func()) {
 	t.Helper()
 	noop := func(context.Context, pgx.Tx, store.Event) error { return nil }
-	proj, err := projection.New(projection.Config{
-		Name: "counters", Pool: p.pool, Store: p.store, TracerProvider: rec.TracerProvider, MeterProvider: rec.MeterProvider,
+	proj, err := projection.New(p.pool, &projection.Config{
+		Name: "counters", Store: p.store, TracerProvider: rec.TracerProvider, MeterProvider: rec.MeterProvider,
 		Logger:    quietLogger(),
 		BatchSize: batchSize, Handlers: projection.Registry{"Incremented": {noop}},
 	})

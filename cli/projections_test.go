@@ -27,7 +27,7 @@ var tallies = Projection{
 			PRIMARY KEY (partition, stream_id))`); err != nil {
 			return nil, err
 		}
-		return projection.New(projection.Config{Name: "tallies", Pool: pool, BatchSize: opts.BatchSize, Logger: opts.Logger,
+		return projection.New(pool, &projection.Config{Name: "tallies", BatchSize: opts.BatchSize, Logger: opts.Logger,
 			Handlers: projection.Registry{"Tick": {func(ctx context.Context, tx pgx.Tx, e store.Event) error {
 				_, err := tx.Exec(ctx, `INSERT INTO tallies VALUES ($1, $2, 1)
 					ON CONFLICT (partition, stream_id) DO UPDATE SET n = tallies.n + 1`, e.Partition, string(e.StreamID))
@@ -222,7 +222,7 @@ func TestProjectionsStatus(t *testing.T) {
 	last := tick("s1", 3)
 
 	// A projection that caught up, then stopped.
-	counter, err := projection.New(projection.Config{Name: "counter", Pool: pool, Logger: quiet, Handlers: projection.Registry{
+	counter, err := projection.New(pool, &projection.Config{Name: "counter", Logger: quiet, Handlers: projection.Registry{
 		"Tick": {func(context.Context, pgx.Tx, store.Event) error { return nil }}}})
 	require.NoError(t, err)
 	require.NoError(t, counter.Start(ctx))
@@ -230,7 +230,7 @@ func TestProjectionsStatus(t *testing.T) {
 	require.NoError(t, counter.Stop(ctx))
 
 	// A projection limited to one partition that fails on its first event.
-	failing, err := projection.New(projection.Config{Name: "fragile", Pool: pool, Partition: "acme", Logger: quiet,
+	failing, err := projection.New(pool, &projection.Config{Name: "fragile", Partition: "acme", Logger: quiet,
 		Retry: projection.RetryPolicy{MaxAttempts: 1, InitialBackoff: time.Millisecond},
 		Handlers: projection.Registry{"Tick": {func(context.Context, pgx.Tx, store.Event) error {
 			return errors.New("boom:\nthe handler failed")

@@ -1,26 +1,38 @@
-// Package projection turns the event log into read models on PostgreSQL.
+// Package projection turns the event log into read models on PostgreSQL
+// with a continuous projection, and holds what every projection engine
+// shares: handlers ([Handler], [Registry], [BatchHandler]), handler errors,
+// status, rebuild, dead letters and leases.
 //
-// It has four parts, all actor-free (plain goroutine components):
+// A [Projection] reads the global log with the store's gap-free ReadAll
+// from its checkpoint, batch by batch, and commits the read-model writes
+// and the new checkpoint in one transaction per batch. It wakes on the
+// store's NOTIFY and polls as a fallback, can be limited to one partition
+// (tenant), retries failing events and then stops or dead-letters them,
+// rebuilds, reports status and lag, lets callers wait for their writes,
+// and runs in one process at a time (advisory-lock lease) with others
+// standing by. Create it with New(pool, cfg); LoadStatus reads any
+// projection's status from any postgres.DB.
 //
-//   - [Runner], the seed's per-stream runner: ProjectEvents reads the next
-//     batch of one stream after a subscription's checkpoint, runs the
-//     handlers of a [Registry] and advances the checkpoint in one
-//     transaction; Drain repeats until caught up.
-//   - [SnapshotProjection], the seed's snapshot projections in both
-//     variants ([SnapshotInRow], [SnapshotInTable]): each read-model row
-//     holds the fold of an Evolve function over the events of its key, as an
-//     aggregate would, usable as per-event handlers or as a [BatchHandler]
-//     with multi-row writes and an in-memory cache.
-//   - [Projection], a continuous projection: reads the global log with the
-//     store's gap-free ReadAll from its checkpoint, batch by batch, and
-//     commits the read-model writes and the new checkpoint in one
-//     transaction per batch. It wakes on the store's NOTIFY and polls as a
-//     fallback, can be limited to one partition (tenant), retries failing
-//     events and then stops or dead-letters them, rebuilds, reports status
-//     and lag, lets callers wait for their writes, and runs in one process
-//     at a time (advisory-lock lease) with others standing by.
-//   - [Consumer], the seed's consumer on the same engine: handlers
-//     subscribed per event type or to every event.
+// The other engines each have a package:
+//
+//   - projection/readmodel: read models whose rows hold the fold of an
+//     Evolve function over the events of their key (the seed's "snapshot
+//     projections", not to be confused with aggregate snapshots), usable
+//     as per-event handlers or as a [BatchHandler] of a Projection.
+//   - projection/perstream: the seed's per-stream runner, projecting one
+//     stream's next events on demand.
+//   - projection/consumer: the seed's consumer, handlers subscribed per
+//     event type or to every event, running on a Projection.
+//
+// # Connections
+//
+// A running Projection (or consumer) holds one connection of its own, the
+// lease connection, opened from its pool's configuration. Notifications
+// arrive on one LISTEN connection per pool, shared by every projection and
+// consumer of the process running on that pool: opened when the first one
+// starts, closed when the last one stops. So N projections on one pool
+// hold N+1 connections besides the pool's. New needs a *pgxpool.Pool for
+// that reason.
 //
 // # Guarantees
 //
@@ -42,27 +54,25 @@
 //   - One active runner per projection and partition across processes: a
 //     session advisory lock on a dedicated connection; standbys retry and
 //     take over when the owner's connection ends.
-//   - Snapshot rows are locked while applied (FOR UPDATE), skip events at or
-//     before their stored position, call MapToColumns exactly once per
-//     applied event, never move backwards, and quote every identifier.
+//   - Notifications only hasten reads: a lost one (the listener's
+//     connection dropped) delays an event by at most the poll interval,
+//     and every (re)connection of the listener wakes each projection to
+//     read.
 //
 // # Storage
 //
 // Continuous projections and consumers checkpoint a store.Position in the
 // subscriptions table (subscription_id = the projection's name, partition =
-// its partition or [AllPartitions]). The per-stream runner checkpoints a
-// stream position per (subscription, partition, stream) in
-// projection_stream_checkpoints. Status and dead letters live in
-// projection_status and projection_dead_letters. All three tables come with
-// schema version 2 of store/postgres (postgres.Migrate applies it).
+// its partition or [AllPartitions]). Status and dead letters live in
+// projection_status and projection_dead_letters, which come with schema
+// version 2 of store/postgres (postgres.Migrate applies it).
 //
 // # Telemetry
 //
-// With the TracerProvider and MeterProvider of the configs (the
-// OpenTelemetry globals by default) every batch a [Projection] commits is a "projection <name>" span
-// ("consumer <name>" for a [Consumer]; the [Runner] names it after the
-// subscription) covering its handler writes and its checkpoint: a child of
-// the command span whose events it applies when they all come from one
+// With Config.Telemetry (or providers; the OpenTelemetry globals by
+// default) every batch a [Projection] commits is a "projection <name>" span
+// ("consumer <name>" for a consumer) covering its handler writes and its
+// checkpoint: a child of the command span whose events it applies when they all come from one
 // command, a root span linked to each command span otherwise, found in the
 // trace context the actor host saved in the events' metadata. A batch span
 // is never a child of the span current when the projection was started.
@@ -77,13 +87,12 @@
 //
 // # Failures
 //
-// Configuration errors match [ErrInvalidConfig] and name the field. Handler
+// Configuration errors of this package and its sub-packages match
+// [ErrInvalidConfig] and name the field as pkg.Config.Field. Handler
 // failures are *[HandlerError] (matching [ErrHandlerFailed]) naming the
-// event. Snapshot projections return *[KeySetError] ([ErrKeySetChanged])
-// when ExtractKeys changes its key columns and *[SnapshotParseError]
-// ([ErrInvalidSnapshot]) for a stored snapshot that is not valid JSON, with
-// at most 200 characters of it. Database errors are wrapped with what was
-// being done; a running projection retries them with backoff for as long as
-// it runs (they are not the handler's failure and never dead-letter an
-// event).
+// event. Database errors are wrapped with what was being done; a running
+// projection retries them with backoff for as long as it runs (they are not
+// the handler's failure and never dead-letter an event). A listener that
+// loses its connection logs projection_listener_failed and reconnects after
+// a second; meanwhile projections poll.
 package projection

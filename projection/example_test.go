@@ -6,10 +6,10 @@ import (
 	"log"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/readmodel"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -19,7 +19,7 @@ type CartState struct {
 	Items  map[string]int `json:"items"`
 }
 
-func evolveCart(s CartState, e store.Event) (CartState, error) {
+func EvolveCart(s CartState, e store.Event) (CartState, error) {
 	var d struct {
 		SKU string `json:"sku"`
 		Qty int    `json:"qty"`
@@ -41,21 +41,21 @@ func evolveCart(s CartState, e store.Event) (CartState, error) {
 	return s, nil
 }
 
-// A snapshot read model of carts kept up to date by a continuous
+// A read model of carts (each row the fold of its cart's events) kept up to date by a continuous
 // projection, and a read of one's own write.
 func Example() {
 	ctx := context.Background()
 	var pool *pgxpool.Pool // migrated with postgres.Migrate
 	var es store.EventStore
 
-	carts, err := projection.NewSnapshotProjection(projection.SnapshotConfig[CartState]{
+	carts, err := readmodel.New(&readmodel.Config[CartState]{
 		Table:      "carts", // cart_id, partition, item_count, is_checked_out
-		Storage:    projection.SnapshotInTable,
+		Storage:    readmodel.InTable,
 		EventTypes: []string{"CartCreated", "ItemAdded", "CartCheckedOut"},
 		ExtractKeys: func(e store.Event, partition string) (map[string]any, error) {
 			return map[string]any{"cart_id": string(e.StreamID), "partition": partition}, nil
 		},
-		Evolve:  evolveCart,
+		Evolve:  EvolveCart,
 		Initial: func() CartState { return CartState{Status: "init", Items: map[string]int{}} },
 		MapToColumns: func(s CartState) map[string]any {
 			n := 0
@@ -68,9 +68,8 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	p, err := projection.New(projection.Config{
+	p, err := projection.New(pool, &projection.Config{
 		Name:          "carts",
-		Pool:          pool,
 		BatchHandlers: []projection.BatchHandler{carts},
 		OnFailure:     projection.FailStop,
 	})
@@ -93,48 +92,4 @@ func Example() {
 		log.Fatal(err)
 	}
 	// The carts row of cart-1 is now there.
-}
-
-// The seed's on-demand runner: project one stream's new events.
-func ExampleRunner_ProjectEvents() {
-	ctx := context.Background()
-	var pool *pgxpool.Pool
-
-	r, err := projection.NewRunner(projection.RunnerConfig{
-		Pool: pool,
-		Registry: projection.Registry{
-			"ItemAdded": {func(ctx context.Context, tx pgx.Tx, e store.Event) error {
-				_, err := tx.Exec(ctx, `UPDATE cart_counts SET n = n + 1 WHERE cart_id = $1`, string(e.StreamID))
-				return err
-			}},
-		},
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	res, err := r.Drain(ctx, "cart-counts", "cart-1", projection.ProjectOptions{Partition: "tenant-a"})
-	if err != nil {
-		log.Fatal(err)
-	}
-	log.Printf("projected %d events, stream at version %d", res.Processed, res.CurrentStreamVersion)
-}
-
-// The seed's consumer: handlers per event type and for every event.
-func ExampleConsumer() {
-	ctx := context.Background()
-	var pool *pgxpool.Pool
-
-	c, err := projection.NewConsumer(projection.ConsumerConfig{Pool: pool, Name: "mailer"})
-	if err != nil {
-		log.Fatal(err)
-	}
-	c.Subscribe("CartCheckedOut", func(ctx context.Context, tx pgx.Tx, e store.Event) error {
-		// Enqueue a mail in the same transaction as the checkpoint.
-		_, err := tx.Exec(ctx, `INSERT INTO outbox (topic, payload) VALUES ('mail', $1)`, e.Data)
-		return err
-	})
-	if err := c.Start(ctx); err != nil {
-		log.Fatal(err)
-	}
-	defer c.Stop(ctx)
 }

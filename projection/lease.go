@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/troupehq/troupe/store/postgres"
+	"github.com/troupehq/troupe/projection/internal/listener"
 )
 
 // healthTimeout bounds the liveness check of the lease connection.
@@ -22,10 +22,11 @@ const (
 )
 
 // lease owns the projection's dedicated connection: it holds the session
-// advisory lock that makes one runner active per projection, listens for
-// the store's notifications, and ticks the poll interval. PostgreSQL frees
-// the lock when the connection ends, so a runner whose process dies hands
-// the projection over to a standby.
+// advisory lock that makes one runner active per projection and ticks the
+// poll interval. The store's notifications arrive through the pool's
+// shared listener (package listener), not on this connection. PostgreSQL
+// frees the lock when the connection ends, so a runner whose process dies
+// hands the projection over to a standby.
 type lease struct {
 	p    *Projection
 	held atomic.Bool
@@ -53,12 +54,18 @@ func (l *lease) signal() {
 	}
 }
 
-// run connects, takes the lock and listens, again and again, until ctx is
-// done. The connection (and with it the lock) is closed before it returns.
+// run connects and takes the lock, again and again, until ctx is done,
+// with the projection subscribed to the pool's listener unless
+// DisableNotify. The connection (and with it the lock) is closed, and the
+// subscription ended, before it returns.
 func (l *lease) run(ctx context.Context) {
 	p := l.p
+	if !p.cfg.DisableNotify {
+		unsubscribe := listener.Subscribe(p.pool, p.cfg.Logger, l.notify)
+		defer unsubscribe()
+	}
 	for ctx.Err() == nil {
-		conn, err := pgx.ConnectConfig(ctx, p.cfg.Pool.Config().ConnConfig.Copy())
+		conn, err := pgx.ConnectConfig(ctx, p.pool.Config().ConnConfig.Copy())
 		if err == nil {
 			err = l.session(ctx, conn)
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthTimeout)
@@ -93,8 +100,9 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// session tries the lock until it gets it, then listens until the
-// connection fails or ctx is done.
+// session tries the lock until it gets it, then wakes the worker every
+// poll interval and checks the connection is alive, until it fails or ctx
+// is done.
 func (l *lease) session(ctx context.Context, conn *pgx.Conn) error {
 	p := l.p
 	for {
@@ -109,27 +117,11 @@ func (l *lease) session(ctx context.Context, conn *pgx.Conn) error {
 			return err
 		}
 	}
-	if !p.cfg.DisableNotify {
-		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{postgres.NotifyChannel}.Sanitize()); err != nil {
-			return err
-		}
-	}
 	l.gen.Add(1)
 	l.held.Store(true)
 	l.signal()
 	for {
-		wctx, cancel := context.WithTimeout(ctx, p.cfg.PollInterval)
-		n, err := conn.WaitForNotification(wctx)
-		cancel()
-		switch {
-		case err == nil:
-			if l.relevant(n) {
-				l.signal()
-			}
-			continue
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case !pgconn.Timeout(err):
+		if err := sleep(ctx, nil, p.cfg.PollInterval); err != nil {
 			return err
 		}
 		// Poll tick: wake the worker and check the connection is alive
@@ -137,11 +129,19 @@ func (l *lease) session(ctx context.Context, conn *pgx.Conn) error {
 		// server has already released).
 		l.signal()
 		hctx, hcancel := context.WithTimeout(ctx, healthTimeout)
-		_, err = conn.Exec(hctx, "SELECT 1")
+		_, err := conn.Exec(hctx, "SELECT 1")
 		hcancel()
 		if err != nil {
 			return err
 		}
+	}
+}
+
+// notify receives the pool listener's notifications (nil after it
+// reconnected) and wakes the worker for the relevant ones.
+func (l *lease) notify(n *pgconn.Notification) {
+	if l.relevant(n) {
+		l.signal()
 	}
 }
 

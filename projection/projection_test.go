@@ -1,13 +1,13 @@
-package projection
+package projection_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
+	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/internal/projtest"
+	"github.com/troupehq/troupe/projection/readmodel"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,153 +21,83 @@ import (
 	"github.com/troupehq/troupe/store/postgres"
 )
 
-// fastConfig is a projection config with short intervals for tests.
-func fastConfig(name string, pool *pgxpool.Pool) Config {
-	return Config{
-		Name:               name,
-		Pool:               pool,
-		PollInterval:       200 * time.Millisecond,
-		LeaseRetryInterval: 50 * time.Millisecond,
-		Retry:              RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond},
-		Logger:             quietLogger,
-	}
-}
-
-var quietLogger = slog.New(slog.NewTextHandler(logSink(), nil))
-
-func logSink() io.Writer {
-	if os.Getenv("PROJECTION_TEST_LOG") != "" {
-		return os.Stderr
-	}
-	return io.Discard
-}
-
-func newProjection(t testing.TB, cfg Config) *Projection {
-	t.Helper()
-	p, err := New(cfg)
-	require.NoError(t, err)
-	return p
-}
-
-// start starts p and stops it at the end of the test.
-func start(t testing.TB, p *Projection) {
-	t.Helper()
-	require.NoError(t, p.Start(testCtx(t)))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		require.NoError(t, p.Stop(ctx))
-	})
-}
-
-func waitFor(t testing.TB, p *Projection, pos store.Position) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(testCtx(t), time.Minute)
-	defer cancel()
-	require.NoError(t, p.WaitFor(ctx, pos))
-}
-
-func localState(p *Projection) State {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.state
-}
-
-// secondPool opens another pool on pool's database, as another process
-// would.
-func secondPool(t testing.TB, pool *pgxpool.Pool) *pgxpool.Pool {
-	t.Helper()
-	p2, err := pgxpool.New(testCtx(t), pool.Config().ConnString())
-	require.NoError(t, err)
-	t.Cleanup(p2.Close)
-	return p2
-}
-
-// lastPosition returns the position of the last event in the log.
-func lastPosition(t testing.TB, pool *pgxpool.Pool, es store.EventStore, partition string) store.Position {
-	t.Helper()
-	evs := readAllEvents(t, pool, es, partition)
-	require.NotEmpty(t, evs)
-	return evs[len(evs)-1].Position()
-}
-
 func TestProjectionCatchesUpAndFollows(t *testing.T) {
 	t.Parallel()
-	for _, storage := range storages {
+	for _, storage := range projtest.Storages {
 		t.Run(storage.String(), func(t *testing.T) {
 			t.Parallel()
-			pool, es := newDB(t)
-			createCartTable(t, pool, "carts", storage)
-			createAppliedTable(t, pool)
+			pool, es := projtest.NewDB(t)
+			projtest.CreateCartTable(t, pool, "carts", storage)
+			projtest.CreateAppliedTable(t, pool)
 			var mapped atomic.Int64
-			sp := cartProjection(t, "carts", storage, &mapped)
-			seedCarts(t, es, "tenant-a", 40, 5)
-			seedCarts(t, es, "tenant-b", 10, 2)
+			sp := projtest.CartProjection(t, "carts", storage, &mapped)
+			projtest.SeedCarts(t, es, "tenant-a", 40, 5)
+			projtest.SeedCarts(t, es, "tenant-b", 10, 2)
 
-			cfg := fastConfig("carts", pool)
+			cfg := projtest.FastConfig("carts")
 			cfg.BatchSize = 64
-			cfg.BatchHandlers = []BatchHandler{sp, countBatch{"p"}}
-			p := newProjection(t, cfg)
-			start(t, p)
-			waitFor(t, p, lastPosition(t, pool, es, ""))
-			requireReadModelMatchesLog(t, pool, es, "carts", storage, "")
-			requireAppliedOnce(t, pool, es, "")
+			cfg.BatchHandlers = []projection.BatchHandler{sp, projtest.CountBatch{Owner: "p"}}
+			p := projtest.NewProjection(t, pool, cfg)
+			projtest.Start(t, p)
+			projtest.WaitFor(t, p, projtest.LastPosition(t, pool, es, ""))
+			projtest.RequireReadModelMatchesLog(t, pool, es, "carts", storage, "")
+			projtest.RequireAppliedOnce(t, pool, es, "")
 			require.EqualValues(t, 40*6+10*3, mapped.Load())
 
 			// It follows new events.
 			var pos store.Position
 			for i := 0; i < 5; i++ {
 				cart := fmt.Sprintf("cart-%d", i)
-				pos = appendCart(t, es, "tenant-a", cart, cartEvent(typeAdded, cart, "new", 1)).LastPosition()
+				pos = projtest.AppendCart(t, es, "tenant-a", cart, projtest.CartEvent(projtest.TypeAdded, cart, "new", 1)).LastPosition()
 			}
-			waitFor(t, p, pos)
-			requireReadModelMatchesLog(t, pool, es, "carts", storage, "")
-			requireAppliedOnce(t, pool, es, "")
+			projtest.WaitFor(t, p, pos)
+			projtest.RequireReadModelMatchesLog(t, pool, es, "carts", storage, "")
+			projtest.RequireAppliedOnce(t, pool, es, "")
 
-			st, err := p.Status(testCtx(t))
+			st, err := p.Status(projtest.Ctx(t))
 			require.NoError(t, err)
-			require.Equal(t, StateRunning, st.State)
-			require.Equal(t, StateRunning, st.Local)
+			require.Equal(t, projection.StateRunning, st.State)
+			require.Equal(t, projection.StateRunning, st.Local)
 			require.True(t, st.Active)
 			require.Equal(t, pos, st.Checkpoint)
 			require.Equal(t, pos, st.LastEvent)
 			require.Zero(t, st.LagEvents)
 			require.Zero(t, st.Lag)
-			require.Equal(t, AllPartitions, st.Partition)
+			require.Equal(t, projection.AllPartitions, st.Partition)
 		})
 	}
 }
 
 func TestProjectionWakesOnNotify(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
-	createAppliedTable(t, pool)
-	cfg := fastConfig("notified", pool)
+	pool, es := projtest.NewDB(t)
+	projtest.CreateAppliedTable(t, pool)
+	cfg := projtest.FastConfig("notified")
 	cfg.PollInterval = time.Hour // only a notification can wake it up
-	cfg.BatchHandlers = []BatchHandler{countBatch{"p"}}
-	p := newProjection(t, cfg)
-	start(t, p)
-	eventually(t, 30*time.Second, "the projection to hold its lease", func() bool { return localState(p) == StateRunning })
+	cfg.BatchHandlers = []projection.BatchHandler{projtest.CountBatch{Owner: "p"}}
+	p := projtest.NewProjection(t, pool, cfg)
+	projtest.Start(t, p)
+	projtest.Eventually(t, 30*time.Second, "the projection to hold its lease", func() bool { return projtest.LocalState(t, p) == projection.StateRunning })
 	for i := 0; i < 3; i++ {
-		pos := appendCart(t, es, "", "c1", cartEvent(typeAdded, "c1", "x", 1)).LastPosition()
-		ctx, cancel := context.WithTimeout(testCtx(t), 20*time.Second)
+		pos := projtest.AppendCart(t, es, "", "c1", projtest.CartEvent(projtest.TypeAdded, "c1", "x", 1)).LastPosition()
+		ctx, cancel := context.WithTimeout(projtest.Ctx(t), 20*time.Second)
 		require.NoError(t, p.WaitFor(ctx, pos), "woken by NOTIFY")
 		cancel()
 	}
-	requireAppliedOnce(t, pool, es, "")
+	projtest.RequireAppliedOnce(t, pool, es, "")
 }
 
 func TestProjectionContention(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
-	createCartTable(t, pool, "carts", SnapshotInTable)
-	createAppliedTable(t, pool)
-	sp := cartProjection(t, "carts", SnapshotInTable, nil)
-	cfg := fastConfig("contention", pool)
+	pool, es := projtest.NewDB(t)
+	projtest.CreateCartTable(t, pool, "carts", readmodel.InTable)
+	projtest.CreateAppliedTable(t, pool)
+	sp := projtest.CartProjection(t, "carts", readmodel.InTable, nil)
+	cfg := projtest.FastConfig("contention")
 	cfg.BatchSize = 50
-	cfg.BatchHandlers = []BatchHandler{sp, countBatch{"p"}}
-	p := newProjection(t, cfg)
-	start(t, p)
+	cfg.BatchHandlers = []projection.BatchHandler{sp, projtest.CountBatch{Owner: "p"}}
+	p := projtest.NewProjection(t, pool, cfg)
+	projtest.Start(t, p)
 
 	// 16 writers append with random commit delays; about one session in
 	// five rolls back.
@@ -178,7 +108,7 @@ func TestProjectionContention(t *testing.T) {
 		wg        sync.WaitGroup
 		rollback  = errors.New("rollback")
 	)
-	ctx := testCtx(t)
+	ctx := projtest.Ctx(t)
 	errs := make(chan error, writers)
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
@@ -189,11 +119,11 @@ func TestProjectionContention(t *testing.T) {
 				cart := fmt.Sprintf("cart-%d", rng.IntN(carts))
 				var evs []store.EventData
 				for k := 0; k <= rng.IntN(3); k++ {
-					typ := typeAdded
+					typ := projtest.TypeAdded
 					if rng.IntN(4) == 0 {
-						typ = typeRemoved
+						typ = projtest.TypeRemoved
 					}
-					evs = append(evs, cartEvent(typ, cart, fmt.Sprintf("sku-%d", rng.IntN(3)), 1+rng.IntN(3)))
+					evs = append(evs, projtest.CartEvent(typ, cart, fmt.Sprintf("sku-%d", rng.IntN(3)), 1+rng.IntN(3)))
 				}
 				delay := time.Duration(rng.IntN(3000)) * time.Microsecond
 				abort := rng.IntN(5) == 0
@@ -235,9 +165,9 @@ func TestProjectionContention(t *testing.T) {
 			last = pos
 		}
 	}
-	waitFor(t, p, last)
-	requireReadModelMatchesLog(t, pool, es, "carts", SnapshotInTable, "")
-	requireAppliedOnce(t, pool, es, "")
+	projtest.WaitFor(t, p, last)
+	projtest.RequireReadModelMatchesLog(t, pool, es, "carts", readmodel.InTable, "")
+	projtest.RequireAppliedOnce(t, pool, es, "")
 }
 
 // blockAt returns a batch handler that, the first time it sees the event
@@ -276,53 +206,53 @@ func TestProjectionCrashMidBatch(t *testing.T) {
 	for _, how := range []string{"cancel", "drop-connection"} {
 		t.Run(how, func(t *testing.T) {
 			t.Parallel()
-			pool, es := newDB(t)
-			createCartTable(t, pool, "carts", SnapshotInRow)
-			createAppliedTable(t, pool)
-			sp := cartProjection(t, "carts", SnapshotInRow, nil)
-			seedCarts(t, es, "", 20, 4) // 100 events
-			events := readAllEvents(t, pool, es, "")
+			pool, es := projtest.NewDB(t)
+			projtest.CreateCartTable(t, pool, "carts", readmodel.InRow)
+			projtest.CreateAppliedTable(t, pool)
+			sp := projtest.CartProjection(t, "carts", readmodel.InRow, nil)
+			projtest.SeedCarts(t, es, "", 20, 4) // 100 events
+			events := projtest.ReadAllEvents(t, pool, es, "")
 			blocker := &blockAt{at: events[70].GlobalPosition, reached: make(chan uint32, 1), release: make(chan struct{})}
-			cfg := fastConfig("crash", pool)
+			cfg := projtest.FastConfig("crash")
 			cfg.BatchSize = 50 // the second batch (events 50..99) is in flight when it crashes
-			cfg.BatchHandlers = []BatchHandler{sp, countBatch{"p"}, blocker}
-			p := newProjection(t, cfg)
+			cfg.BatchHandlers = []projection.BatchHandler{sp, projtest.CountBatch{Owner: "p"}, blocker}
+			p := projtest.NewProjection(t, pool, cfg)
 
-			ctx, cancel := context.WithCancel(testCtx(t))
+			ctx, cancel := context.WithCancel(projtest.Ctx(t))
 			defer cancel()
 			done := make(chan error, 1)
 			go func() { done <- p.Run(ctx) }()
 			pid := <-blocker.reached
 
 			// The batch's writes are in its open transaction only.
-			cp := loadCP(t, pool, "crash", AllPartitions)
+			cp := projtest.LoadCheckpoint(t, pool, "crash", projection.AllPartitions)
 			require.True(t, cp.Less(events[70].Position()))
 			requireAppliedUpTo(t, pool, cp)
 			switch how {
 			case "cancel":
 				cancel() // the process dies mid-batch
 				require.NoError(t, <-done)
-				require.Equal(t, cp, loadCP(t, pool, "crash", AllPartitions))
+				require.Equal(t, cp, projtest.LoadCheckpoint(t, pool, "crash", projection.AllPartitions))
 				requireAppliedUpTo(t, pool, cp)
 				// Restart.
 				close(blocker.release)
-				ctx2, cancel2 := context.WithCancel(testCtx(t))
+				ctx2, cancel2 := context.WithCancel(projtest.Ctx(t))
 				defer cancel2()
 				done = make(chan error, 1)
 				go func() { done <- p.Run(ctx2) }()
-				waitFor(t, p, events[99].Position())
+				projtest.WaitFor(t, p, events[99].Position())
 				cancel2()
 				require.NoError(t, <-done)
 			case "drop-connection":
-				_, err := pool.Exec(testCtx(t), `SELECT pg_terminate_backend($1)`, pid)
+				_, err := pool.Exec(projtest.Ctx(t), `SELECT pg_terminate_backend($1)`, pid)
 				require.NoError(t, err)
 				close(blocker.release) // its writes fail now: the connection is gone
-				waitFor(t, p, events[99].Position())
+				projtest.WaitFor(t, p, events[99].Position())
 				cancel()
 				require.NoError(t, <-done)
 			}
-			requireReadModelMatchesLog(t, pool, es, "carts", SnapshotInRow, "")
-			requireAppliedOnce(t, pool, es, "")
+			projtest.RequireReadModelMatchesLog(t, pool, es, "carts", readmodel.InRow, "")
+			projtest.RequireAppliedOnce(t, pool, es, "")
 		})
 	}
 }
@@ -332,9 +262,9 @@ func TestProjectionCrashMidBatch(t *testing.T) {
 func requireAppliedUpTo(t testing.TB, pool *pgxpool.Pool, cp store.Position) int {
 	t.Helper()
 	var upTo, applied, wrong int
-	require.NoError(t, pool.QueryRow(testCtx(t), `SELECT count(*) FROM messages WHERE (transaction_id, global_position) <= ($1::xid8, $2)`,
+	require.NoError(t, pool.QueryRow(projtest.Ctx(t), `SELECT count(*) FROM messages WHERE (transaction_id, global_position) <= ($1::xid8, $2)`,
 		cp.TransactionID, int64(cp.GlobalPosition)).Scan(&upTo))
-	require.NoError(t, pool.QueryRow(testCtx(t), `SELECT count(*), count(*) FILTER (WHERE n <> 1 OR m.message_id IS NULL
+	require.NoError(t, pool.QueryRow(projtest.Ctx(t), `SELECT count(*), count(*) FILTER (WHERE n <> 1 OR m.message_id IS NULL
     OR (m.transaction_id, m.global_position) > ($1::xid8, $2))
 FROM applied a LEFT JOIN messages m ON m.message_id = a.message_id`, cp.TransactionID, int64(cp.GlobalPosition)).Scan(&applied, &wrong))
 	require.Equal(t, upTo, applied)
@@ -344,13 +274,13 @@ FROM applied a LEFT JOIN messages m ON m.message_id = a.message_id`, cp.Transact
 
 // leaseHolder returns the pid of the backend holding the projection's
 // lease, or 0.
-func leaseHolder(t testing.TB, pool *pgxpool.Pool, p *Projection) int {
+func leaseHolder(t testing.TB, pool *pgxpool.Pool, p *projection.Projection) int {
 	t.Helper()
 	var pid int
-	err := pool.QueryRow(testCtx(t), `WITH k AS (SELECT hashtextextended($1, 0) AS v)
+	err := pool.QueryRow(projtest.Ctx(t), `WITH k AS (SELECT hashtextextended($1, 0) AS v)
 SELECT l.pid FROM pg_locks l, k WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND l.classid::bigint = ((k.v >> 32) & 4294967295) AND l.objid::bigint = (k.v & 4294967295)`, p.lockKey).Scan(&pid)
+  AND l.classid::bigint = ((k.v >> 32) & 4294967295) AND l.objid::bigint = (k.v & 4294967295)`, projection.LockKeyOf(p)).Scan(&pid)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0
 	}
@@ -360,7 +290,7 @@ SELECT l.pid FROM pg_locks l, k WHERE l.locktype = 'advisory' AND l.granted AND 
 
 func owners(t testing.TB, pool *pgxpool.Pool) map[string]int {
 	t.Helper()
-	rows, err := pool.Query(testCtx(t), `SELECT owner, count(*) FROM applied GROUP BY owner`)
+	rows, err := pool.Query(projtest.Ctx(t), `SELECT owner, count(*) FROM applied GROUP BY owner`)
 	require.NoError(t, err)
 	out := map[string]int{}
 	for rows.Next() {
@@ -375,87 +305,85 @@ func owners(t testing.TB, pool *pgxpool.Pool) map[string]int {
 
 func TestProjectionOneActiveRunnerAndTakeover(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
-	createAppliedTable(t, pool)
-	poolB := secondPool(t, pool) // another process
+	pool, es := projtest.NewDB(t)
+	projtest.CreateAppliedTable(t, pool)
+	poolB := projtest.SecondPool(t, pool) // another process
 
-	cfgA := fastConfig("shared", pool)
+	cfgA := projtest.FastConfig("shared")
 	cfgA.BatchSize = 20
-	cfgA.BatchHandlers = []BatchHandler{countBatch{"A"}}
-	a := newProjection(t, cfgA)
+	cfgA.BatchHandlers = []projection.BatchHandler{projtest.CountBatch{Owner: "A"}}
+	a := projtest.NewProjection(t, pool, cfgA)
 	cfgB := cfgA
-	cfgB.Pool = poolB
-	cfgB.BatchHandlers = []BatchHandler{countBatch{"B"}}
-	b := newProjection(t, cfgB)
+	cfgB.BatchHandlers = []projection.BatchHandler{projtest.CountBatch{Owner: "B"}}
+	b := projtest.NewProjection(t, poolB, cfgB)
 
-	require.NoError(t, a.Start(testCtx(t)))
-	eventually(t, 30*time.Second, "A to hold the lease", func() bool { return localState(a) == StateRunning })
-	start(t, b)
-	eventually(t, 30*time.Second, "B to stand by", func() bool { return localState(b) == StateStandby })
+	require.NoError(t, a.Start(projtest.Ctx(t)))
+	projtest.Eventually(t, 30*time.Second, "A to hold the lease", func() bool { return projtest.LocalState(t, a) == projection.StateRunning })
+	projtest.Start(t, b)
+	projtest.Eventually(t, 30*time.Second, "B to stand by", func() bool { return projtest.LocalState(t, b) == projection.StateStandby })
 
-	pos := seedCarts(t, es, "", 30, 3)
-	waitFor(t, a, pos)
+	pos := projtest.SeedCarts(t, es, "", 30, 3)
+	projtest.WaitFor(t, a, pos)
 	// A standby's WaitFor follows the stored checkpoint.
-	waitFor(t, b, pos)
+	projtest.WaitFor(t, b, pos)
 	require.Equal(t, map[string]int{"A": 120}, owners(t, pool))
-	st, err := b.Status(testCtx(t))
+	st, err := b.Status(projtest.Ctx(t))
 	require.NoError(t, err)
-	require.Equal(t, StateRunning, st.State)
+	require.Equal(t, projection.StateRunning, st.State)
 	require.True(t, st.Active)
-	require.Equal(t, StateStandby, st.Local)
+	require.Equal(t, projection.StateStandby, st.Local)
 
 	// A stops: B takes over and finishes what is appended next.
-	require.NoError(t, a.Stop(testCtx(t)))
-	pos = seedCarts(t, es, "", 10, 1)
-	waitFor(t, b, pos)
-	require.Equal(t, StateRunning, localState(b))
+	require.NoError(t, a.Stop(projtest.Ctx(t)))
+	pos = projtest.SeedCarts(t, es, "", 10, 1)
+	projtest.WaitFor(t, b, pos)
+	require.Equal(t, projection.StateRunning, projtest.LocalState(t, b))
 	require.Equal(t, map[string]int{"A": 120, "B": 20}, owners(t, pool))
-	requireAppliedOnce(t, pool, es, "")
+	projtest.RequireAppliedOnce(t, pool, es, "")
 }
 
 func TestProjectionTakeoverWhenOwnerConnectionDies(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
-	createAppliedTable(t, pool)
-	poolB := secondPool(t, pool)
-	cfgA := fastConfig("shared", pool)
+	pool, es := projtest.NewDB(t)
+	projtest.CreateAppliedTable(t, pool)
+	poolB := projtest.SecondPool(t, pool)
+	cfgA := projtest.FastConfig("shared")
 	cfgA.BatchSize = 10
-	cfgA.BatchHandlers = []BatchHandler{countBatch{"A"}}
-	a := newProjection(t, cfgA)
+	cfgA.BatchHandlers = []projection.BatchHandler{projtest.CountBatch{Owner: "A"}}
+	a := projtest.NewProjection(t, pool, cfgA)
 	cfgB := cfgA
-	cfgB.Pool = poolB
-	cfgB.BatchHandlers = []BatchHandler{countBatch{"B"}}
-	b := newProjection(t, cfgB)
-	start(t, a)
-	eventually(t, 30*time.Second, "A to hold the lease", func() bool { return localState(a) == StateRunning })
-	start(t, b)
-	pos := seedCarts(t, es, "", 5, 1)
-	waitFor(t, a, pos)
+	cfgB.BatchHandlers = []projection.BatchHandler{projtest.CountBatch{Owner: "B"}}
+	b := projtest.NewProjection(t, poolB, cfgB)
+	projtest.Start(t, a)
+	projtest.Eventually(t, 30*time.Second, "A to hold the lease", func() bool { return projtest.LocalState(t, a) == projection.StateRunning })
+	projtest.Start(t, b)
+	pos := projtest.SeedCarts(t, es, "", 5, 1)
+	projtest.WaitFor(t, a, pos)
 
 	// A's lease connection dies (as when its process is killed): the lock
 	// is released and one of the runners takes the projection over.
 	holder := leaseHolder(t, pool, a)
 	require.NotZero(t, holder)
-	_, err := pool.Exec(testCtx(t), `SELECT pg_terminate_backend($1)`, holder)
+	_, err := pool.Exec(projtest.Ctx(t), `SELECT pg_terminate_backend($1)`, holder)
 	require.NoError(t, err)
-	eventually(t, 30*time.Second, "a new lease holder", func() bool {
+	projtest.Eventually(t, 30*time.Second, "a new lease holder", func() bool {
 		h := leaseHolder(t, pool, a)
 		return h != 0 && h != holder
 	})
-	pos = seedCarts(t, es, "", 20, 2)
-	eventually(t, time.Minute, "the new events to be applied", func() bool {
-		return !loadCP(t, pool, "shared", AllPartitions).Less(pos)
+	pos = projtest.SeedCarts(t, es, "", 20, 2)
+	projtest.Eventually(t, time.Minute, "the new events to be applied", func() bool {
+		return !projtest.LoadCheckpoint(t, pool, "shared", projection.AllPartitions).Less(pos)
 	})
-	requireAppliedOnce(t, pool, es, "")
+	projtest.RequireAppliedOnce(t, pool, es, "")
 	// Exactly one of them is active.
-	eventually(t, 30*time.Second, "one active runner", func() bool {
-		sa, sb := localState(a), localState(b)
-		return (sa == StateRunning) != (sb == StateRunning)
+	projtest.Eventually(t, 30*time.Second, "one active runner", func() bool {
+		sa, sb := projtest.LocalState(t, a), projtest.LocalState(t, b)
+		return (sa == projection.StateRunning) != (sb == projection.StateRunning)
 	})
 }
 
 // poisonHandler fails every time on the event with message id bad.
-func poisonHandler(bad *atomic.Value, calls *atomic.Int64) Handler {
+func poisonHandler(bad *atomic.Value, calls *atomic.Int64) projection.Handler {
 	return func(_ context.Context, _ pgx.Tx, e store.Event) error {
 		if id, _ := bad.Load().(string); id == e.MessageID {
 			calls.Add(1)
@@ -467,23 +395,23 @@ func poisonHandler(bad *atomic.Value, calls *atomic.Int64) Handler {
 
 func TestProjectionPoisonEventStopPolicy(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
-	createAppliedTable(t, pool)
-	seedCarts(t, es, "", 10, 2) // 30 events
-	events := readAllEvents(t, pool, es, "")
+	pool, es := projtest.NewDB(t)
+	projtest.CreateAppliedTable(t, pool)
+	projtest.SeedCarts(t, es, "", 10, 2) // 30 events
+	events := projtest.ReadAllEvents(t, pool, es, "")
 	poison := events[15]
 	var bad atomic.Value
 	bad.Store(poison.MessageID)
 	var calls atomic.Int64
-	cfg := fastConfig("poison", pool)
+	cfg := projtest.FastConfig("poison")
 	cfg.BatchSize = 10
-	cfg.Handlers = Registry{typeOpened: {poisonHandler(&bad, &calls)}, typeAdded: {poisonHandler(&bad, &calls)}}
-	cfg.BatchHandlers = []BatchHandler{countBatch{"p"}}
-	p := newProjection(t, cfg)
+	cfg.Handlers = projection.Registry{projtest.TypeOpened: {poisonHandler(&bad, &calls)}, projtest.TypeAdded: {poisonHandler(&bad, &calls)}}
+	cfg.BatchHandlers = []projection.BatchHandler{projtest.CountBatch{Owner: "p"}}
+	p := projtest.NewProjection(t, pool, cfg)
 
-	err := p.Run(testCtx(t))
-	require.ErrorIs(t, err, ErrHandlerFailed)
-	var he *HandlerError
+	err := p.Run(projtest.Ctx(t))
+	require.ErrorIs(t, err, projection.ErrHandlerFailed)
+	var he *projection.HandlerError
 	require.ErrorAs(t, err, &he)
 	require.Equal(t, poison.MessageID, he.Event.MessageID)
 	require.Equal(t, 3, he.Attempts)
@@ -495,58 +423,58 @@ func TestProjectionPoisonEventStopPolicy(t *testing.T) {
 	require.Equal(t, he, p.Err())
 
 	// Stopped at the event: everything before it applied, nothing after.
-	require.Equal(t, events[14].Position(), loadCP(t, pool, "poison", AllPartitions))
+	require.Equal(t, events[14].Position(), projtest.LoadCheckpoint(t, pool, "poison", projection.AllPartitions))
 	var n int
-	require.NoError(t, pool.QueryRow(testCtx(t), `SELECT count(*) FROM applied`).Scan(&n))
+	require.NoError(t, pool.QueryRow(projtest.Ctx(t), `SELECT count(*) FROM applied`).Scan(&n))
 	require.Equal(t, 15, n)
 
-	st, err := p.Status(testCtx(t))
+	st, err := p.Status(projtest.Ctx(t))
 	require.NoError(t, err)
-	require.Equal(t, StateFailed, st.State)
-	require.Equal(t, StateFailed, st.Local)
+	require.Equal(t, projection.StateFailed, st.State)
+	require.Equal(t, projection.StateFailed, st.Local)
 	require.False(t, st.Active)
 	require.Contains(t, st.Error, "cannot handle")
 	require.NotNil(t, st.FailedEvent)
-	require.Equal(t, FailedEvent{Partition: poison.Partition, Position: poison.Position(), StreamID: poison.StreamID,
+	require.Equal(t, projection.FailedEvent{Partition: poison.Partition, Position: poison.Position(), StreamID: poison.StreamID,
 		StreamPosition: poison.StreamPosition, MessageID: poison.MessageID, Type: poison.Type}, *st.FailedEvent)
 	require.EqualValues(t, 15, st.LagEvents)
 
-	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Second)
+	ctx, cancel := context.WithTimeout(projtest.Ctx(t), 5*time.Second)
 	defer cancel()
 	err = p.WaitFor(ctx, events[29].Position())
-	require.ErrorIs(t, err, ErrFailed)
-	require.ErrorIs(t, err, ErrHandlerFailed)
+	require.ErrorIs(t, err, projection.ErrFailed)
+	require.ErrorIs(t, err, projection.ErrHandlerFailed)
 
 	// Fixed, it starts again from the failing event.
 	bad.Store("")
-	start(t, p)
-	waitFor(t, p, events[29].Position())
-	requireAppliedOnce(t, pool, es, "")
-	st, err = p.Status(testCtx(t))
+	projtest.Start(t, p)
+	projtest.WaitFor(t, p, events[29].Position())
+	projtest.RequireAppliedOnce(t, pool, es, "")
+	st, err = p.Status(projtest.Ctx(t))
 	require.NoError(t, err)
-	require.Equal(t, StateRunning, st.State)
+	require.Equal(t, projection.StateRunning, st.State)
 	require.Empty(t, st.Error)
 	require.Nil(t, st.FailedEvent)
 }
 
 func TestProjectionPoisonEventSkipPolicy(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
-	createAppliedTable(t, pool)
-	seedCarts(t, es, "tenant-a", 10, 2)
-	events := readAllEvents(t, pool, es, "")
+	pool, es := projtest.NewDB(t)
+	projtest.CreateAppliedTable(t, pool)
+	projtest.SeedCarts(t, es, "tenant-a", 10, 2)
+	events := projtest.ReadAllEvents(t, pool, es, "")
 	poison := events[15]
 	var bad atomic.Value
 	bad.Store(poison.MessageID)
 	var calls atomic.Int64
-	cfg := fastConfig("skipper", pool)
+	cfg := projtest.FastConfig("skipper")
 	cfg.BatchSize = 10
-	cfg.OnFailure = FailSkip
-	cfg.BatchHandlers = []BatchHandler{countBatch{"p"}}
-	cfg.Handlers = Registry{typeOpened: {poisonHandler(&bad, &calls)}, typeAdded: {poisonHandler(&bad, &calls)}}
-	p := newProjection(t, cfg)
-	start(t, p)
-	waitFor(t, p, events[29].Position())
+	cfg.OnFailure = projection.FailSkip
+	cfg.BatchHandlers = []projection.BatchHandler{projtest.CountBatch{Owner: "p"}}
+	cfg.Handlers = projection.Registry{projtest.TypeOpened: {poisonHandler(&bad, &calls)}, projtest.TypeAdded: {poisonHandler(&bad, &calls)}}
+	p := projtest.NewProjection(t, pool, cfg)
+	projtest.Start(t, p)
+	projtest.WaitFor(t, p, events[29].Position())
 
 	var (
 		id, typ, msg, part, scope string
@@ -554,102 +482,102 @@ func TestProjectionPoisonEventSkipPolicy(t *testing.T) {
 		gp                        int64
 		data                      string
 	)
-	require.NoError(t, pool.QueryRow(testCtx(t), `SELECT message_id, message_type, error, partition, scope, attempts,
+	require.NoError(t, pool.QueryRow(projtest.Ctx(t), `SELECT message_id, message_type, error, partition, scope, attempts,
 global_position, message_data::text FROM projection_dead_letters WHERE projection = 'skipper'`).
 		Scan(&id, &typ, &msg, &part, &scope, &attempts, &gp, &data))
 	require.Equal(t, poison.MessageID, id)
 	require.Equal(t, poison.Type, typ)
 	require.Contains(t, msg, "cannot handle")
 	require.Equal(t, "tenant-a", part)
-	require.Equal(t, AllPartitions, scope)
+	require.Equal(t, projection.AllPartitions, scope)
 	require.Equal(t, 3, attempts)
 	require.EqualValues(t, poison.GlobalPosition, gp)
 	require.JSONEq(t, string(poison.Data), data)
 
 	// Everything else is applied, once; the poison event's writes are not.
 	var n int
-	require.NoError(t, pool.QueryRow(testCtx(t), `SELECT count(*) FROM applied`).Scan(&n))
+	require.NoError(t, pool.QueryRow(projtest.Ctx(t), `SELECT count(*) FROM applied`).Scan(&n))
 	require.Equal(t, 29, n)
-	require.NoError(t, pool.QueryRow(testCtx(t), `SELECT count(*) FROM applied WHERE message_id = $1`, poison.MessageID).Scan(&n))
+	require.NoError(t, pool.QueryRow(projtest.Ctx(t), `SELECT count(*) FROM applied WHERE message_id = $1`, poison.MessageID).Scan(&n))
 	require.Zero(t, n)
-	require.Equal(t, StateRunning, localState(p))
+	require.Equal(t, projection.StateRunning, projtest.LocalState(t, p))
 }
 
 func TestProjectionReadYourWrites(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
-	createCartTable(t, pool, "carts", SnapshotInTable)
-	sp := cartProjection(t, "carts", SnapshotInTable, nil)
-	cfg := fastConfig("ryw", pool)
+	pool, es := projtest.NewDB(t)
+	projtest.CreateCartTable(t, pool, "carts", readmodel.InTable)
+	sp := projtest.CartProjection(t, "carts", readmodel.InTable, nil)
+	cfg := projtest.FastConfig("ryw")
 	cfg.PollInterval = 10 * time.Second
-	cfg.BatchHandlers = []BatchHandler{sp}
-	p := newProjection(t, cfg)
+	cfg.BatchHandlers = []projection.BatchHandler{sp}
+	p := projtest.NewProjection(t, pool, cfg)
 
 	// Not running: the wait ends with its context.
-	pos := appendCart(t, es, "", "c1", cartEvent(typeOpened, "c1", "", 0)).LastPosition()
-	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	pos := projtest.AppendCart(t, es, "", "c1", projtest.CartEvent(projtest.TypeOpened, "c1", "", 0)).LastPosition()
+	ctx, cancel := context.WithTimeout(projtest.Ctx(t), 100*time.Millisecond)
 	err := p.WaitFor(ctx, pos)
 	cancel()
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
-	start(t, p)
+	projtest.Start(t, p)
 	for i := 1; i <= 10; i++ {
 		// The "command" returns the position of its last event...
-		pos := appendCart(t, es, "", "c1", cartEvent(typeAdded, "c1", "x", 1)).LastPosition()
-		ctx, cancel := context.WithTimeout(testCtx(t), 20*time.Second)
+		pos := projtest.AppendCart(t, es, "", "c1", projtest.CartEvent(projtest.TypeAdded, "c1", "x", 1)).LastPosition()
+		ctx, cancel := context.WithTimeout(projtest.Ctx(t), 20*time.Second)
 		require.NoError(t, p.WaitFor(ctx, pos))
 		cancel()
 		// ...and once WaitFor returns, the read model shows its effect.
 		var count int
-		require.NoError(t, pool.QueryRow(testCtx(t), `SELECT item_count FROM carts WHERE cart_id = 'c1'`).Scan(&count))
+		require.NoError(t, pool.QueryRow(projtest.Ctx(t), `SELECT item_count FROM carts WHERE cart_id = 'c1'`).Scan(&count))
 		require.Equal(t, i, count)
 	}
 }
 
 func TestProjectionPartition(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
-	createCartTable(t, pool, "carts", SnapshotInRow)
-	createAppliedTable(t, pool)
-	sp := cartProjection(t, "carts", SnapshotInRow, nil)
-	seedCarts(t, es, "tenant-a", 5, 2)
-	seedCarts(t, es, "tenant-b", 7, 2)
-	cfg := fastConfig("carts-a", pool)
+	pool, es := projtest.NewDB(t)
+	projtest.CreateCartTable(t, pool, "carts", readmodel.InRow)
+	projtest.CreateAppliedTable(t, pool)
+	sp := projtest.CartProjection(t, "carts", readmodel.InRow, nil)
+	projtest.SeedCarts(t, es, "tenant-a", 5, 2)
+	projtest.SeedCarts(t, es, "tenant-b", 7, 2)
+	cfg := projtest.FastConfig("carts-a")
 	cfg.Partition = "tenant-a"
-	cfg.BatchHandlers = []BatchHandler{sp, countBatch{"p"}}
-	p := newProjection(t, cfg)
+	cfg.BatchHandlers = []projection.BatchHandler{sp, projtest.CountBatch{Owner: "p"}}
+	p := projtest.NewProjection(t, pool, cfg)
 	require.Equal(t, "tenant-a", p.Partition())
-	start(t, p)
-	waitFor(t, p, lastPosition(t, pool, es, "tenant-a"))
-	requireReadModelMatchesLog(t, pool, es, "carts", SnapshotInRow, "tenant-a")
-	requireAppliedOnce(t, pool, es, "tenant-a")
+	projtest.Start(t, p)
+	projtest.WaitFor(t, p, projtest.LastPosition(t, pool, es, "tenant-a"))
+	projtest.RequireReadModelMatchesLog(t, pool, es, "carts", readmodel.InRow, "tenant-a")
+	projtest.RequireAppliedOnce(t, pool, es, "tenant-a")
 	// The checkpoint is the partition's.
-	require.Equal(t, lastPosition(t, pool, es, "tenant-a"), loadCP(t, pool, "carts-a", "tenant-a"))
+	require.Equal(t, projtest.LastPosition(t, pool, es, "tenant-a"), projtest.LoadCheckpoint(t, pool, "carts-a", "tenant-a"))
 
 	// Notifications of other partitions are not its business; its own are.
-	pos := appendCart(t, es, "tenant-a", "late", cartEvent(typeOpened, "late", "", 0)).LastPosition()
-	appendCart(t, es, "tenant-b", "late", cartEvent(typeOpened, "late", "", 0))
-	waitFor(t, p, pos)
-	st, err := p.Status(testCtx(t))
+	pos := projtest.AppendCart(t, es, "tenant-a", "late", projtest.CartEvent(projtest.TypeOpened, "late", "", 0)).LastPosition()
+	projtest.AppendCart(t, es, "tenant-b", "late", projtest.CartEvent(projtest.TypeOpened, "late", "", 0))
+	projtest.WaitFor(t, p, pos)
+	st, err := p.Status(projtest.Ctx(t))
 	require.NoError(t, err)
 	require.Equal(t, "tenant-a", st.Partition)
 	require.Zero(t, st.LagEvents)
-	requireReadModelMatchesLog(t, pool, es, "carts", SnapshotInRow, "tenant-a")
+	projtest.RequireReadModelMatchesLog(t, pool, es, "carts", readmodel.InRow, "tenant-a")
 }
 
 func TestProjectionStatusAndLag(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
-	ctx := testCtx(t)
-	st, err := LoadStatus(ctx, pool, "lagging", "")
+	pool, es := projtest.NewDB(t)
+	ctx := projtest.Ctx(t)
+	st, err := projection.LoadStatus(ctx, pool, "lagging", "")
 	require.NoError(t, err)
-	require.Equal(t, Status{Name: "lagging", Partition: AllPartitions, State: StateStopped}, st)
+	require.Equal(t, projection.Status{Name: "lagging", Partition: projection.AllPartitions, State: projection.StateStopped}, st)
 
-	last := seedCarts(t, es, "", 4, 4)
-	readAllEvents(t, pool, es, "") // visible
-	st, err = LoadStatus(ctx, pool, "lagging", "")
+	last := projtest.SeedCarts(t, es, "", 4, 4)
+	projtest.ReadAllEvents(t, pool, es, "") // visible
+	st, err = projection.LoadStatus(ctx, pool, "lagging", "")
 	require.NoError(t, err)
-	require.Equal(t, StateStopped, st.State)
+	require.Equal(t, projection.StateStopped, st.State)
 	require.False(t, st.Active)
 	require.Equal(t, store.Position{}, st.Checkpoint)
 	require.Equal(t, last, st.LastEvent)
@@ -657,14 +585,14 @@ func TestProjectionStatusAndLag(t *testing.T) {
 	require.Positive(t, st.Lag)
 	require.False(t, st.LastEventCreated.IsZero())
 
-	cfg := fastConfig("lagging", pool)
-	p := newProjection(t, cfg)
-	start(t, p)
-	waitFor(t, p, last)
-	eventually(t, 30*time.Second, "status running", func() bool {
-		st, err = LoadStatus(ctx, pool, "lagging", AllPartitions)
+	cfg := projtest.FastConfig("lagging")
+	p := projtest.NewProjection(t, pool, cfg)
+	projtest.Start(t, p)
+	projtest.WaitFor(t, p, last)
+	projtest.Eventually(t, 30*time.Second, "status running", func() bool {
+		st, err = projection.LoadStatus(ctx, pool, "lagging", projection.AllPartitions)
 		require.NoError(t, err)
-		return st.State == StateRunning
+		return st.State == projection.StateRunning
 	})
 	require.True(t, st.Active)
 	require.Equal(t, last, st.Checkpoint)
@@ -674,150 +602,156 @@ func TestProjectionStatusAndLag(t *testing.T) {
 	require.False(t, st.Updated.IsZero())
 
 	require.NoError(t, p.Stop(ctx))
-	st, err = LoadStatus(ctx, pool, "lagging", "")
+	st, err = projection.LoadStatus(ctx, pool, "lagging", "")
 	require.NoError(t, err)
-	require.Equal(t, StateStopped, st.State)
+	require.Equal(t, projection.StateStopped, st.State)
 	require.False(t, st.Active)
 	require.Equal(t, last, st.Checkpoint)
 }
 
 func TestProjectionRebuild(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
-	createCartTable(t, pool, "carts", SnapshotInTable)
-	createAppliedTable(t, pool)
-	sp := cartProjection(t, "carts", SnapshotInTable, nil)
-	seedCarts(t, es, "", 20, 4) // 100 events
-	cfg := fastConfig("rebuilt", pool)
+	pool, es := projtest.NewDB(t)
+	projtest.CreateCartTable(t, pool, "carts", readmodel.InTable)
+	projtest.CreateAppliedTable(t, pool)
+	sp := projtest.CartProjection(t, "carts", readmodel.InTable, nil)
+	projtest.SeedCarts(t, es, "", 20, 4) // 100 events
+	cfg := projtest.FastConfig("rebuilt")
 	cfg.BatchSize = 10
-	cfg.BatchHandlers = []BatchHandler{sp, countBatch{"p"}}
+	cfg.BatchHandlers = []projection.BatchHandler{sp, projtest.CountBatch{Owner: "p"}}
 	cfg.Reset = func(ctx context.Context, tx pgx.Tx, partition string) error {
-		if partition != AllPartitions {
+		if partition != projection.AllPartitions {
 			return fmt.Errorf("unexpected partition %q", partition)
 		}
 		_, err := tx.Exec(ctx, `DELETE FROM applied`)
 		return err
 	}
-	p := newProjection(t, cfg)
-	start(t, p)
-	last := lastPosition(t, pool, es, "")
-	waitFor(t, p, last)
+	p := projtest.NewProjection(t, pool, cfg)
+	projtest.Start(t, p)
+	last := projtest.LastPosition(t, pool, es, "")
+	projtest.WaitFor(t, p, last)
 
 	// The read model drifts (a bug, a manual edit): rebuild it.
-	_, err := pool.Exec(testCtx(t), `UPDATE carts SET item_count = -1`)
+	_, err := pool.Exec(projtest.Ctx(t), `UPDATE carts SET item_count = -1`)
 	require.NoError(t, err)
-	var progress []RebuildProgress
-	var states []State
-	require.NoError(t, p.Rebuild(testCtx(t), RebuildOptions{Progress: func(pr RebuildProgress) {
+	var progress []projection.RebuildProgress
+	var states []projection.State
+	require.NoError(t, p.Rebuild(projtest.Ctx(t), projection.RebuildOptions{Progress: func(pr projection.RebuildProgress) {
 		progress = append(progress, pr)
-		states = append(states, localState(p))
+		states = append(states, projtest.LocalState(t, p))
 	}}))
-	require.Equal(t, RebuildProgress{Done: 0, Total: 100}, progress[0])
-	require.Equal(t, RebuildProgress{Done: 100, Total: 100}, progress[len(progress)-1])
+	require.Equal(t, projection.RebuildProgress{Done: 0, Total: 100}, progress[0])
+	require.Equal(t, projection.RebuildProgress{Done: 100, Total: 100}, progress[len(progress)-1])
 	require.GreaterOrEqual(t, len(progress), 11)
 	for i := 1; i < len(progress); i++ {
 		require.LessOrEqual(t, progress[i-1].Done, progress[i].Done)
 	}
-	require.Equal(t, StateRebuilding, states[0])
-	requireReadModelMatchesLog(t, pool, es, "carts", SnapshotInTable, "")
-	requireAppliedOnce(t, pool, es, "")
-	require.Equal(t, StateRunning, localState(p))
-	st, err := p.Status(testCtx(t))
+	require.Equal(t, projection.StateRebuilding, states[0])
+	projtest.RequireReadModelMatchesLog(t, pool, es, "carts", readmodel.InTable, "")
+	projtest.RequireAppliedOnce(t, pool, es, "")
+	require.Equal(t, projection.StateRunning, projtest.LocalState(t, p))
+	st, err := p.Status(projtest.Ctx(t))
 	require.NoError(t, err)
-	require.Equal(t, StateRunning, st.State)
+	require.Equal(t, projection.StateRunning, st.State)
 
 	// It keeps following the log afterwards.
-	pos := appendCart(t, es, "", "cart-0", cartEvent(typeAdded, "cart-0", "y", 2)).LastPosition()
-	waitFor(t, p, pos)
-	requireReadModelMatchesLog(t, pool, es, "carts", SnapshotInTable, "")
+	pos := projtest.AppendCart(t, es, "", "cart-0", projtest.CartEvent(projtest.TypeAdded, "cart-0", "y", 2)).LastPosition()
+	projtest.WaitFor(t, p, pos)
+	projtest.RequireReadModelMatchesLog(t, pool, es, "carts", readmodel.InTable, "")
 }
 
 func TestProjectionRebuildCancelled(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
-	createCartTable(t, pool, "carts", SnapshotInRow)
-	createAppliedTable(t, pool)
-	sp := cartProjection(t, "carts", SnapshotInRow, nil)
-	seedCarts(t, es, "", 20, 4)
-	cfg := fastConfig("rebuilt", pool)
+	pool, es := projtest.NewDB(t)
+	projtest.CreateCartTable(t, pool, "carts", readmodel.InRow)
+	projtest.CreateAppliedTable(t, pool)
+	sp := projtest.CartProjection(t, "carts", readmodel.InRow, nil)
+	projtest.SeedCarts(t, es, "", 20, 4)
+	cfg := projtest.FastConfig("rebuilt")
 	cfg.BatchSize = 10
-	cfg.BatchHandlers = []BatchHandler{sp, countBatch{"p"}}
+	cfg.BatchHandlers = []projection.BatchHandler{sp, projtest.CountBatch{Owner: "p"}}
 	cfg.Reset = func(ctx context.Context, tx pgx.Tx, _ string) error {
 		_, err := tx.Exec(ctx, `DELETE FROM applied`)
 		return err
 	}
-	p := newProjection(t, cfg)
-	last := lastPosition(t, pool, es, "")
+	p := projtest.NewProjection(t, pool, cfg)
+	last := projtest.LastPosition(t, pool, es, "")
 
 	// Not running: Rebuild runs it; cancelled after three batches.
-	ctx, cancel := context.WithCancel(testCtx(t))
+	ctx, cancel := context.WithCancel(projtest.Ctx(t))
 	defer cancel()
-	err := p.Rebuild(ctx, RebuildOptions{Progress: func(pr RebuildProgress) {
+	err := p.Rebuild(ctx, projection.RebuildOptions{Progress: func(pr projection.RebuildProgress) {
 		if pr.Done >= 30 {
 			cancel()
 		}
 	}})
 	require.ErrorIs(t, err, context.Canceled)
-	cp := loadCP(t, pool, "rebuilt", AllPartitions)
+	cp := projtest.LoadCheckpoint(t, pool, "rebuilt", projection.AllPartitions)
 	require.True(t, cp.Less(last), "stopped before the end")
 	// Consistent: the applied events are exactly those up to the checkpoint.
 	require.GreaterOrEqual(t, requireAppliedUpTo(t, pool, cp), 30)
-	require.Equal(t, StateStopped, localState(p))
+	require.Equal(t, projection.StateStopped, projtest.LocalState(t, p))
 
 	// A later run finishes the job.
-	start(t, p)
-	waitFor(t, p, last)
-	requireReadModelMatchesLog(t, pool, es, "carts", SnapshotInRow, "")
-	requireAppliedOnce(t, pool, es, "")
+	projtest.Start(t, p)
+	projtest.WaitFor(t, p, last)
+	projtest.RequireReadModelMatchesLog(t, pool, es, "carts", readmodel.InRow, "")
+	projtest.RequireAppliedOnce(t, pool, es, "")
 }
 
 func TestProjectionStartStop(t *testing.T) {
 	t.Parallel()
-	pool, _ := newDB(t)
-	p := newProjection(t, fastConfig("ss", pool))
-	require.NoError(t, p.Stop(testCtx(t)), "stopping a stopped projection")
-	require.NoError(t, p.Start(testCtx(t)))
-	require.ErrorIs(t, p.Start(testCtx(t)), ErrAlreadyRunning)
-	require.ErrorIs(t, p.Run(testCtx(t)), ErrAlreadyRunning)
-	require.NoError(t, p.Stop(testCtx(t)))
-	require.Equal(t, StateStopped, localState(p))
-	require.NoError(t, p.Start(testCtx(t)), "restart")
-	require.NoError(t, p.Stop(testCtx(t)))
+	pool, _ := projtest.NewDB(t)
+	p := projtest.NewProjection(t, pool, projtest.FastConfig("ss"))
+	require.NoError(t, p.Stop(projtest.Ctx(t)), "stopping a stopped projection")
+	require.NoError(t, p.Start(projtest.Ctx(t)))
+	require.ErrorIs(t, p.Start(projtest.Ctx(t)), projection.ErrAlreadyRunning)
+	require.ErrorIs(t, p.Run(projtest.Ctx(t)), projection.ErrAlreadyRunning)
+	require.NoError(t, p.Stop(projtest.Ctx(t)))
+	require.Equal(t, projection.StateStopped, projtest.LocalState(t, p))
+	require.NoError(t, p.Start(projtest.Ctx(t)), "restart")
+	require.NoError(t, p.Stop(projtest.Ctx(t)))
 	require.Equal(t, "ss", p.Name())
 }
 
 func TestNewValidates(t *testing.T) {
 	t.Parallel()
-	pool, _ := newDB(t)
-	base := Config{Name: "x", Pool: pool}
-	cases := map[string]func(*Config){
-		"Config.Name":                 func(c *Config) { c.Name = "" },
-		"Config.Pool":                 func(c *Config) { c.Pool = nil },
-		"Config.BatchSize":            func(c *Config) { c.BatchSize = -1 },
-		"Config.PollInterval":         func(c *Config) { c.PollInterval = -1 },
-		"Config.LeaseRetryInterval":   func(c *Config) { c.LeaseRetryInterval = -1 },
-		"Config.Retry.MaxAttempts":    func(c *Config) { c.Retry.MaxAttempts = -1 },
-		"Config.Retry.InitialBackoff": func(c *Config) { c.Retry.InitialBackoff = -1 },
-		"Config.Retry.MaxBackoff":     func(c *Config) { c.Retry.MaxBackoff = -1 },
-		"Config.OnFailure":            func(c *Config) { c.OnFailure = 9 },
-		"Config.Partition":            func(c *Config) { c.Partition = "bad partition" },
-		"Config.BatchHandlers[0]":     func(c *Config) { c.BatchHandlers = []BatchHandler{nil} },
+	pool, _ := projtest.NewDB(t)
+	base := projection.Config{Name: "x"}
+	cases := map[string]func(*projection.Config){
+		"Config.Name":                 func(c *projection.Config) { c.Name = "" },
+		"Config.BatchSize":            func(c *projection.Config) { c.BatchSize = -1 },
+		"Config.PollInterval":         func(c *projection.Config) { c.PollInterval = -1 },
+		"Config.LeaseRetryInterval":   func(c *projection.Config) { c.LeaseRetryInterval = -1 },
+		"Config.Retry.MaxAttempts":    func(c *projection.Config) { c.Retry.MaxAttempts = -1 },
+		"Config.Retry.InitialBackoff": func(c *projection.Config) { c.Retry.InitialBackoff = -1 },
+		"Config.Retry.MaxBackoff":     func(c *projection.Config) { c.Retry.MaxBackoff = -1 },
+		"Config.OnFailure":            func(c *projection.Config) { c.OnFailure = 9 },
+		"Config.Partition":            func(c *projection.Config) { c.Partition = "bad partition" },
+		"Config.BatchHandlers[0]":     func(c *projection.Config) { c.BatchHandlers = []projection.BatchHandler{nil} },
 	}
 	for field, mutate := range cases {
 		cfg := base
 		mutate(&cfg)
-		_, err := New(cfg)
-		require.ErrorIs(t, err, ErrInvalidConfig, field)
-		require.ErrorContains(t, err, field)
+		_, err := projection.New(pool, &cfg)
+		require.ErrorIs(t, err, projection.ErrInvalidConfig, field)
+		require.ErrorContains(t, err, "projection."+field)
 	}
-	p, err := New(base)
+	_, err := projection.New(nil, &base)
+	require.ErrorIs(t, err, projection.ErrInvalidConfig)
+	require.ErrorContains(t, err, "pool is nil")
+	_, err = projection.New(pool, nil)
+	require.ErrorIs(t, err, projection.ErrInvalidConfig)
+	require.ErrorContains(t, err, "projection.Config.Name")
+	p, err := projection.New(pool, &base)
 	require.NoError(t, err)
-	require.Equal(t, DefaultBatchSize, p.cfg.BatchSize)
-	require.Equal(t, DefaultPollInterval, p.cfg.PollInterval)
-	require.Equal(t, DefaultLeaseRetryInterval, p.cfg.LeaseRetryInterval)
-	require.Equal(t, RetryPolicy{MaxAttempts: DefaultMaxAttempts, InitialBackoff: DefaultInitialBackoff, MaxBackoff: DefaultMaxBackoff}, p.cfg.Retry)
-	require.Equal(t, FailStop, p.cfg.OnFailure)
-	require.IsType(t, &postgres.Store{}, p.store)
+	cfg := projection.ConfigOf(p)
+	require.Equal(t, projection.DefaultBatchSize, cfg.BatchSize)
+	require.Equal(t, projection.DefaultPollInterval, cfg.PollInterval)
+	require.Equal(t, projection.DefaultLeaseRetryInterval, cfg.LeaseRetryInterval)
+	require.Equal(t, projection.RetryPolicy{MaxAttempts: projection.DefaultMaxAttempts, InitialBackoff: projection.DefaultInitialBackoff, MaxBackoff: projection.DefaultMaxBackoff}, cfg.Retry)
+	require.Equal(t, projection.FailStop, cfg.OnFailure)
+	require.IsType(t, &postgres.Store{}, projection.StoreOf(p))
 }
 
 // A transaction that took its id first but waited for a stream's lock
@@ -826,13 +760,13 @@ func TestNewValidates(t *testing.T) {
 // A snapshot projection must still fold them in stream order.
 func TestProjectionStreamOrderInversion(t *testing.T) {
 	t.Parallel()
-	for _, storage := range storages {
+	for _, storage := range projtest.Storages {
 		t.Run(storage.String(), func(t *testing.T) {
 			t.Parallel()
-			pool, es := newDB(t)
-			ctx := testCtx(t)
-			createCartTable(t, pool, "carts", storage)
-			createAppliedTable(t, pool)
+			pool, es := projtest.NewDB(t)
+			ctx := projtest.Ctx(t)
+			projtest.CreateCartTable(t, pool, "carts", storage)
+			projtest.CreateAppliedTable(t, pool)
 
 			older := make(chan struct{})
 			appendedA := make(chan struct{})
@@ -840,49 +774,49 @@ func TestProjectionStreamOrderInversion(t *testing.T) {
 			go func() {
 				doneB <- es.WithSession(ctx, func(ctx context.Context, s store.EventStore) error {
 					// Take a transaction id now, with another stream.
-					if _, err := s.AppendToStream(ctx, "other", []store.EventData{cartEvent(typeOpened, "other", "", 0)}, store.AppendOptions{}); err != nil {
+					if _, err := s.AppendToStream(ctx, "other", []store.EventData{projtest.CartEvent(projtest.TypeOpened, "other", "", 0)}, store.AppendOptions{}); err != nil {
 						return err
 					}
 					close(older)
 					<-appendedA
 					// Waits for A's lock on c1, then appends after it.
-					_, err := s.AppendToStream(ctx, "c1", []store.EventData{cartEvent(typeRemoved, "c1", "x", 1)}, store.AppendOptions{})
+					_, err := s.AppendToStream(ctx, "c1", []store.EventData{projtest.CartEvent(projtest.TypeRemoved, "c1", "x", 1)}, store.AppendOptions{})
 					return err
 				})
 			}()
 			<-older
 			require.NoError(t, es.WithSession(ctx, func(ctx context.Context, s store.EventStore) error {
-				if _, err := s.AppendToStream(ctx, "c1", []store.EventData{cartEvent(typeAdded, "c1", "x", 1)}, store.AppendOptions{}); err != nil {
+				if _, err := s.AppendToStream(ctx, "c1", []store.EventData{projtest.CartEvent(projtest.TypeAdded, "c1", "x", 1)}, store.AppendOptions{}); err != nil {
 					return err
 				}
 				close(appendedA)
-				waitForLockWait(t, pool)
+				projtest.WaitForLockWait(t, pool)
 				return nil
 			}))
 			require.NoError(t, <-doneB)
 
-			events := readAllEvents(t, pool, es, "")
+			events := projtest.ReadAllEvents(t, pool, es, "")
 			require.Len(t, events, 3)
 			require.Equal(t, store.StreamID("c1"), events[1].StreamID)
 			require.EqualValues(t, 2, events[1].StreamPosition, "the log holds c1's second event first")
 			require.EqualValues(t, 1, events[2].StreamPosition)
 
-			sp := cartProjection(t, "carts", storage, nil)
+			sp := projtest.CartProjection(t, "carts", storage, nil)
 			for _, batch := range []int{1, 10} { // across batches, then within one
 				name := fmt.Sprintf("inv-%d", batch)
 				_, err := pool.Exec(ctx, `TRUNCATE carts; TRUNCATE applied; DELETE FROM snapshots`)
 				require.NoError(t, err)
-				cfg := fastConfig(name, pool)
+				cfg := projtest.FastConfig(name)
 				cfg.BatchSize = batch
-				cfg.BatchHandlers = []BatchHandler{sp, countBatch{"p"}}
-				p := newProjection(t, cfg)
-				start(t, p)
-				waitFor(t, p, events[2].Position())
+				cfg.BatchHandlers = []projection.BatchHandler{sp, projtest.CountBatch{Owner: "p"}}
+				p := projtest.NewProjection(t, pool, cfg)
+				projtest.Start(t, p)
+				projtest.WaitFor(t, p, events[2].Position())
 				require.NoError(t, p.Stop(ctx))
-				got := readCarts(t, pool, "carts", storage)["default_partition/c1"]
-				require.Equal(t, cartState{Items: map[string]int{}, Applied: 2}, got.State, "batch size %d", batch)
-				requireReadModelMatchesLog(t, pool, es, "carts", storage, "")
-				requireAppliedOnce(t, pool, es, "")
+				got := projtest.ReadCarts(t, pool, "carts", storage)["default_partition/c1"]
+				require.Equal(t, projtest.CartState{Items: map[string]int{}, Applied: 2}, got.State, "batch size %d", batch)
+				projtest.RequireReadModelMatchesLog(t, pool, es, "carts", storage, "")
+				projtest.RequireAppliedOnce(t, pool, es, "")
 			}
 		})
 	}

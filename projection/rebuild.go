@@ -150,7 +150,7 @@ func (w *worker) startRebuild(ctx context.Context, req *rebuildRequest) error {
 		return err
 	}
 	p := w.p
-	err := pgx.BeginFunc(ctx, p.cfg.Pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var txid uint64
 		var gp int64
 		if err := tx.QueryRow(ctx, checkpointLockSQL, p.cfg.Name, p.scope).Scan(&txid, &gp); err != nil {
@@ -190,7 +190,7 @@ func (w *worker) startRebuild(ctx context.Context, req *rebuildRequest) error {
 	var txid uint64
 	var gp int64
 	var created time.Time
-	err = p.cfg.Pool.QueryRow(ctx, lastEventSQL, partArg).Scan(&txid, &gp, &created)
+	err = p.pool.QueryRow(ctx, lastEventSQL, partArg).Scan(&txid, &gp, &created)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
@@ -198,7 +198,7 @@ func (w *worker) startRebuild(ctx context.Context, req *rebuildRequest) error {
 	default:
 		run.target = store.Position{TransactionID: txid, GlobalPosition: store.GlobalPosition(gp)}
 		p.lag.noteHead(gp, created)
-		if err := p.cfg.Pool.QueryRow(ctx, countUpToSQL, partArg, txid, gp).Scan(&run.total); err != nil {
+		if err := p.pool.QueryRow(ctx, countUpToSQL, partArg, txid, gp).Scan(&run.total); err != nil {
 			return fmt.Errorf("count the events: %w", err)
 		}
 	}
@@ -245,7 +245,7 @@ func (w *worker) rebuildProgress(ctx context.Context, n int) (finished bool, err
 	}
 	w.rebuild = nil
 	if !w.once {
-		if serr := p.writeStatus(ctx, p.cfg.Pool, StateRunning, nil); serr != nil {
+		if serr := p.writeStatus(ctx, p.pool, StateRunning, nil); serr != nil {
 			p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_status_write_failed",
 				slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
 				slog.String("state", string(StateRunning)), slog.String("error", serr.Error()))

@@ -9,9 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/postgres"
 )
 
 // FailedEvent names the event a projection stopped at.
@@ -141,7 +141,7 @@ func (p *Projection) writeStatus(ctx context.Context, q execer, s State, he *Han
 }
 
 func (p *Projection) writeStoppedStatus(ctx context.Context) error {
-	if _, err := p.cfg.Pool.Exec(ctx, statusStoppedSQL, p.cfg.Name, p.scope, p.owner); err != nil {
+	if _, err := p.pool.Exec(ctx, statusStoppedSQL, p.cfg.Name, p.scope, p.owner); err != nil {
 		return fmt.Errorf("write status stopped: %w", err)
 	}
 	return nil
@@ -152,10 +152,13 @@ func (p *Projection) writeStoppedStatus(ctx context.Context) error {
 // active runner reported, its checkpoint, the last event of the log and the
 // lag between them. A projection that never ran is stopped at the start of
 // the log.
-func LoadStatus(ctx context.Context, pool *pgxpool.Pool, name, partition string) (Status, error) {
-	if pool == nil {
-		return Status{}, configError("LoadStatus: pool is nil")
+//
+// db may be a pool, a connection or a transaction.
+func LoadStatus(ctx context.Context, db postgres.DB, name, partition string) (Status, error) {
+	if db == nil {
+		return Status{}, configError("projection.LoadStatus: db is nil")
 	}
+	pool := db
 	scope := scopeOf(partition)
 	if partition == AllPartitions {
 		partition = ""
@@ -192,7 +195,7 @@ func LoadStatus(ctx context.Context, pool *pgxpool.Pool, name, partition string)
 			}
 		}
 	}
-	if err := pool.QueryRow(ctx, lockHeldSQL, "troupe.projection/"+name+"/"+scope).Scan(&st.Active); err != nil {
+	if err := pool.QueryRow(ctx, lockHeldSQL, lockKey(name, scope)).Scan(&st.Active); err != nil {
 		return fail("look for the lease", err)
 	}
 	if !st.Active && st.State != StateFailed {
@@ -251,7 +254,7 @@ func deref[T any](p *T) T {
 // Status returns the projection's status (see LoadStatus) with this
 // runner's own state in Local.
 func (p *Projection) Status(ctx context.Context) (Status, error) {
-	st, err := LoadStatus(ctx, p.cfg.Pool, p.cfg.Name, p.scope)
+	st, err := LoadStatus(ctx, p.pool, p.cfg.Name, p.scope)
 	if err != nil {
 		return st, err
 	}
@@ -289,7 +292,7 @@ func (p *Projection) WaitFor(ctx context.Context, pos store.Position) error {
 		var tick <-chan time.Time
 		var timer *time.Timer
 		if !active {
-			stored, err := loadCheckpoint(ctx, p.cfg.Pool, p.cfg.Name, p.scope)
+			stored, err := loadCheckpoint(ctx, p.pool, p.cfg.Name, p.scope)
 			if err == nil && !stored.Less(pos) {
 				return nil
 			}

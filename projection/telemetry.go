@@ -3,48 +3,22 @@ package projection
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/internal/otelwire"
+	"github.com/troupehq/troupe/projection/internal/batchtel"
 	"github.com/troupehq/troupe/store"
 )
-
-// newTelemetry returns the instrumentation built from the providers (nil
-// ones are the OpenTelemetry globals).
-func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) (*otelwire.Telemetry, error) {
-	tel, err := otelwire.New(&otelwire.Config{TracerProvider: tp, MeterProvider: mp})
-	if err != nil {
-		return nil, fmt.Errorf("set up telemetry: %w", err)
-	}
-	return tel, nil
-}
-
-// batchOf describes events for a batch span.
-func batchOf(name, tenant string, events []store.Event) otelwire.Batch {
-	b := otelwire.Batch{
-		Name:     name,
-		Tenant:   tenant,
-		Size:     len(events),
-		Metadata: func(i int) map[string]any { return events[i].Metadata },
-	}
-	if len(events) > 0 {
-		b.FirstPosition = int64(events[0].GlobalPosition)
-		b.LastPosition = int64(events[len(events)-1].GlobalPosition)
-	}
-	return b
-}
 
 // startBatch starts the span of a batch the projection (or consumer)
 // applies: "projection <name>" or "consumer <name>".
 func (p *Projection) startBatch(ctx context.Context, events []store.Event) (context.Context, *otelwire.BatchSpan) {
-	b := batchOf(p.cfg.Name, p.cfg.Partition, events)
+	b := batchtel.Of(p.cfg.Name, p.cfg.Partition, events)
 	if p.consumer {
 		return p.tel.StartConsumerBatch(ctx, b)
 	}
@@ -208,7 +182,7 @@ func (p *Projection) startLag(ctx context.Context, cp store.Position) {
 		gp      int64
 		created time.Time
 	)
-	err := p.cfg.Pool.QueryRow(ctx, lastEventSQL, partArg).Scan(&txid, &gp, &created)
+	err := p.pool.QueryRow(ctx, lastEventSQL, partArg).Scan(&txid, &gp, &created)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) && ctx.Err() == nil {
 		p.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "projection_lag_head_unknown",
 			slog.String("projection", p.cfg.Name), slog.String("partition", p.scope), slog.String("error", err.Error()))

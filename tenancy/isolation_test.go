@@ -19,6 +19,9 @@ import (
 	"github.com/troupehq/troupe/actor"
 	"github.com/troupehq/troupe/decider"
 	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/consumer"
+	"github.com/troupehq/troupe/projection/perstream"
+	"github.com/troupehq/troupe/projection/readmodel"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/memory"
 	"github.com/troupehq/troupe/store/postgres"
@@ -318,11 +321,11 @@ type cartState struct{ Items int }
 
 // cartsProjection is a snapshot projection of carts (state in the shared
 // snapshots table, item count in the carts read model).
-func cartsProjection(t *testing.T) *projection.SnapshotProjection[cartState] {
+func cartsProjection(t *testing.T) *readmodel.Projection[cartState] {
 	t.Helper()
-	p, err := projection.NewSnapshotProjection(projection.SnapshotConfig[cartState]{
+	p, err := readmodel.New(&readmodel.Config[cartState]{
 		Table:      "carts",
-		Storage:    projection.SnapshotInTable,
+		Storage:    readmodel.InTable,
 		EventTypes: []string{"CartOpened", "ItemAdded"},
 		ExtractKeys: func(e store.Event, partition string) (map[string]any, error) {
 			return map[string]any{"cart_id": string(e.StreamID), "partition": partition}, nil
@@ -366,7 +369,7 @@ func TestIsolationProjections(t *testing.T) {
 
 	type runner struct {
 		p    *projection.Projection
-		c    *projection.Consumer
+		c    *consumer.Consumer
 		seen *recorder // the projection's per-event handler
 		got  *recorder // the consumer
 	}
@@ -374,13 +377,13 @@ func TestIsolationProjections(t *testing.T) {
 	for _, tenant := range []store.TenantID{tenantA, tenantB} {
 		r := &runner{seen: &recorder{}, got: &recorder{}}
 		var err error
-		r.p, err = projection.New(projection.Config{
-			Name: "carts", Pool: e.pool, Partition: string(tenant), Logger: quiet,
+		r.p, err = projection.New(e.pool, &projection.Config{
+			Name: "carts", Partition: string(tenant), Logger: quiet,
 			Handlers:      projection.Registry{"CartOpened": {r.seen.handle}, "ItemAdded": {r.seen.handle}},
 			BatchHandlers: []projection.BatchHandler{cartsProjection(t)},
 		})
 		require.NoError(t, err)
-		r.c, err = projection.NewConsumer(projection.ConsumerConfig{Name: "mailer", Pool: e.pool, Partition: string(tenant), Logger: quiet})
+		r.c, err = consumer.New(e.pool, &consumer.Config{Name: "mailer", Partition: string(tenant), Logger: quiet})
 		require.NoError(t, err)
 		r.c.SubscribeToAll(r.got.handle)
 		require.NoError(t, r.p.Start(ctx))
@@ -466,17 +469,17 @@ func TestDropErasesEveryTable(t *testing.T) {
 		// Aggregate snapshots.
 		require.NoError(t, e.store.SaveSnapshot(ctx, store.Snapshot{Partition: string(tenant), Stream: "cart-1", Name: "cart", Version: 1, State: json.RawMessage(`{}`)}))
 		// A per-stream runner's checkpoint.
-		runner, err := projection.NewRunner(projection.RunnerConfig{Pool: e.pool, Registry: projection.Registry{}})
+		runner, err := perstream.New(e.pool, &perstream.Config{Registry: projection.Registry{}})
 		require.NoError(t, err)
-		_, err = runner.Drain(ctx, "counts", "cart-1", projection.ProjectOptions{Partition: string(tenant)})
+		_, err = runner.Drain(ctx, "counts", "cart-1", perstream.ProjectOptions{Partition: string(tenant)})
 		require.NoError(t, err)
 		// A projection limited to the tenant: checkpoint, status, carts
 		// rows and snapshots rows.
-		p, err := projection.New(projection.Config{Name: "carts", Pool: e.pool, Partition: string(tenant), Logger: quiet,
+		p, err := projection.New(e.pool, &projection.Config{Name: "carts", Partition: string(tenant), Logger: quiet,
 			BatchHandlers: []projection.BatchHandler{cartsProjection(t)}})
 		require.NoError(t, err)
 		// A consumer that dead-letters ItemAdded.
-		c, err := projection.NewConsumer(projection.ConsumerConfig{Name: "picky", Pool: e.pool, Partition: string(tenant), Logger: quiet,
+		c, err := consumer.New(e.pool, &consumer.Config{Name: "picky", Partition: string(tenant), Logger: quiet,
 			OnFailure: projection.FailSkip, Retry: projection.RetryPolicy{MaxAttempts: 1, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}})
 		require.NoError(t, err)
 		c.Subscribe("ItemAdded", func(context.Context, pgx.Tx, store.Event) error { return errors.New("refused") })
@@ -519,7 +522,7 @@ func TestDropErasesEveryTable(t *testing.T) {
 	// B keeps working: its projection resumes from its checkpoint.
 	res, err := e.store.AppendToStream(ctx, "cart-1", []store.EventData{cartEvent("ItemAdded", tenantB, 1)}, store.AppendOptions{Partition: string(tenantB)})
 	require.NoError(t, err)
-	p, err := projection.New(projection.Config{Name: "carts", Pool: e.pool, Partition: string(tenantB), Logger: quiet,
+	p, err := projection.New(e.pool, &projection.Config{Name: "carts", Partition: string(tenantB), Logger: quiet,
 		BatchHandlers: []projection.BatchHandler{cartsProjection(t)}})
 	require.NoError(t, err)
 	require.NoError(t, p.Start(ctx))

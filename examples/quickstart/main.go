@@ -19,6 +19,7 @@ import (
 	"github.com/troupehq/troupe/decider"
 	"github.com/troupehq/troupe/internal/pgserver"
 	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/readmodel"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
 )
@@ -97,9 +98,9 @@ func run(ctx context.Context, dsn string, out io.Writer) error {
 	}
 
 	// 2. The read model: one row per account, folded with the same evolve.
-	balances, err := projection.NewSnapshotProjection(projection.SnapshotConfig[Balance]{
+	balances, err := readmodel.New(&readmodel.Config[Balance]{
 		Table:      "balances",
-		Storage:    projection.SnapshotInTable,
+		Storage:    readmodel.InTable,
 		EventTypes: []string{"Deposited"},
 		ExtractKeys: func(e store.Event, partition string) (map[string]any, error) {
 			return map[string]any{"partition": partition, "account_id": string(e.StreamID)}, nil
@@ -118,8 +119,8 @@ func run(ctx context.Context, dsn string, out io.Writer) error {
 		return err
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	proj, err := projection.New(projection.Config{
-		Name: "balances", Pool: pool, Store: es, Logger: quiet,
+	proj, err := projection.New(pool, &projection.Config{
+		Name: "balances", Store: es, Logger: quiet,
 		BatchHandlers: []projection.BatchHandler{balances},
 	})
 	if err != nil {

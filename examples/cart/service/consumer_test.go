@@ -12,7 +12,8 @@ import (
 
 	"github.com/troupehq/troupe/examples/cart/cart"
 	"github.com/troupehq/troupe/examples/cart/service"
-	"github.com/troupehq/troupe/projection"
+//DELETEME
+	"github.com/troupehq/troupe/projection/consumer"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -28,9 +29,8 @@ func TestConsumerCountsCheckouts(t *testing.T) {
 	require.NoError(t, err)
 
 	var all atomic.Int64
-	newConsumer := func() *projection.Consumer {
-		c, err := projection.NewConsumer(projection.ConsumerConfig{Name: "checkout-counter", Pool: e.pool,
-			PollInterval: 50 * time.Millisecond, Logger: quietLogger()})
+	newConsumer := func() *consumer.Consumer {
+		c, err := consumer.New(e.pool, &consumer.Config{Name: "checkout-counter", PollInterval: 50 * time.Millisecond, Logger: quietLogger()})
 		require.NoError(t, err)
 		c.Subscribe(cart.TypeCartCheckedOut, func(ctx context.Context, tx pgx.Tx, ev store.Event) error {
 			_, err := tx.Exec(ctx, `INSERT INTO checkout_counts (tenant, n) VALUES ($1, 1)

@@ -17,6 +17,7 @@ import (
 	"github.com/troupehq/troupe/cli"
 	"github.com/troupehq/troupe/examples/cart/cart"
 	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/readmodel"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
 )
@@ -141,9 +142,9 @@ func NewProjection(pool *pgxpool.Pool, cfg *ProjectionConfig) (*projection.Proje
 		}
 		codec = jc
 	}
-	snap, err := projection.NewSnapshotProjection(projection.SnapshotConfig[cart.State]{
+	snap, err := readmodel.New(&readmodel.Config[cart.State]{
 		Table:      DefaultReadModelTable,
-		Storage:    projection.SnapshotInTable,
+		Storage:    readmodel.InTable,
 		EventTypes: cartEventTypes,
 		// The stream and partition say which cart and tenant an event is
 		// for; the ids inside the event body are not trusted for that.
@@ -159,9 +160,8 @@ func NewProjection(pool *pgxpool.Pool, cfg *ProjectionConfig) (*projection.Proje
 	if err != nil {
 		return nil, fmt.Errorf("carts snapshot projection: %w", err)
 	}
-	proj, err := projection.New(projection.Config{
+	proj, err := projection.New(pool, &projection.Config{
 		Name:           c.Name,
-		Pool:           pool,
 		Store:          c.Store,
 		BatchHandlers:  []projection.BatchHandler{snap},
 		BatchSize:      c.BatchSize,

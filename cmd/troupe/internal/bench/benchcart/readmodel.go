@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/readmodel"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
 )
@@ -49,9 +50,9 @@ func NewProjection(pool *pgxpool.Pool, name string, batchSize int, logger *slog.
 	if err != nil {
 		return nil, err
 	}
-	snap, err := projection.NewSnapshotProjection(projection.SnapshotConfig[State]{
+	snap, err := readmodel.New(&readmodel.Config[State]{
 		Table:      Table,
-		Storage:    projection.SnapshotInTable,
+		Storage:    readmodel.InTable,
 		EventTypes: []string{TypeCartCreated, TypeItemAddedToCart, TypeCartCheckedOut},
 		ExtractKeys: func(e store.Event, partition string) (map[string]any, error) {
 			return map[string]any{"tenant_id": partition, "cart_id": string(e.StreamID), "partition": partition}, nil
@@ -73,13 +74,11 @@ func NewProjection(pool *pgxpool.Pool, name string, batchSize int, logger *slog.
 	if err != nil {
 		return nil, fmt.Errorf("%s projection: %w", name, err)
 	}
-	p, err := projection.New(projection.Config{
+	p, err := projection.New(pool, &projection.Config{
 		Name:          name,
-		Pool:          pool,
 		BatchHandlers: []projection.BatchHandler{snap},
 		BatchSize:     batchSize,
-		Logger:        logger,
-	})
+		Logger:        logger})
 	if err != nil {
 		return nil, fmt.Errorf("%s projection: %w", name, err)
 	}

@@ -1,4 +1,4 @@
-package projection
+package consumer
 
 import (
 	"context"
@@ -13,45 +13,48 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/internal/cfgerr"
+	"github.com/troupehq/troupe/projection/internal/hook"
 	"github.com/troupehq/troupe/store"
 )
 
-// Defaults of ConsumerConfig, the seed consumer's.
+// Defaults of Config, the seed consumer's.
 const (
-	DefaultConsumerName         = "default-consumer"
-	DefaultConsumerBatchSize    = 100
-	DefaultConsumerPollInterval = time.Second
+	DefaultName         = "default-consumer"
+	DefaultBatchSize    = 100
+	DefaultPollInterval = time.Second
 )
 
-// ConsumerConfig configures a Consumer.
-type ConsumerConfig struct {
+// Config configures a Consumer.
+type Config struct {
 	// Name identifies the consumer's checkpoint, lease and status.
-	// Defaults to DefaultConsumerName.
+	// Defaults to DefaultName.
 	Name string
-	// Pool is the database holding the log and the checkpoint. Required.
-	Pool *pgxpool.Pool
 	// Store is read with ReadAll. Defaults to a store/postgres store on
-	// Pool.
+	// the pool given to New.
 	Store store.EventStore
 	// Partition limits the consumer to one partition. Defaults to every
 	// partition.
 	Partition string
 	// BatchSize is the most events per batch (and transaction). Defaults
-	// to DefaultConsumerBatchSize.
+	// to DefaultBatchSize.
 	BatchSize int
 	// PollInterval is how often the log is read when no notification
-	// arrives. Defaults to DefaultConsumerPollInterval.
+	// arrives. Defaults to DefaultPollInterval.
 	PollInterval time.Duration
 	// DisableNotify turns LISTEN/NOTIFY wake-ups off. Defaults to false.
 	DisableNotify bool
-	// LeaseRetryInterval: see Config. Defaults to DefaultLeaseRetryInterval.
+	// LeaseRetryInterval: see projection.Config. Defaults to
+	// projection.DefaultLeaseRetryInterval.
 	LeaseRetryInterval time.Duration
-	// Retry is the retry policy for failing events.
-	Retry RetryPolicy
+	// Retry is the retry policy for failing events. Each zero field
+	// defaults as projection.RetryPolicy's doc says.
+	Retry projection.RetryPolicy
 	// OnFailure is what happens once an event's retries are used up:
-	// FailStop (the default) stops the consumer at the event, FailSkip
-	// records it in projection_dead_letters and goes on.
-	OnFailure FailureAction
+	// projection.FailStop (the default) stops the consumer at the event,
+	// projection.FailSkip records it in projection_dead_letters and goes on.
+	OnFailure projection.FailureAction
 	// Logger receives diagnostics. Defaults to slog.Default().
 	Logger *slog.Logger
 	// TracerProvider creates the tracer of the "consumer <Name>" span of
@@ -73,31 +76,46 @@ type ConsumerConfig struct {
 // NOTIFY, and Stop waits for the batch in flight. Each event carries its
 // partition.
 type Consumer struct {
-	p *Projection
+	p   *projection.Projection
+	cfg Config // defaults filled in
 
 	mu     sync.RWMutex
-	byType map[string][]Handler
-	all    []Handler
+	byType map[string][]projection.Handler
+	all    []projection.Handler
 }
 
-// NewConsumer checks cfg and returns a Consumer with no subscriptions.
-func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+// New checks cfg and returns a Consumer on pool with no subscriptions. A
+// nil cfg means every default. Like a projection, a consumer needs a pool:
+// it holds a lease connection of its own and shares the pool's listener.
+// Configuration errors name the projection.Config field the consumer's
+// field is passed to.
+func New(pool *pgxpool.Pool, cfg *Config) (*Consumer, error) {
+	if pool == nil {
+		return nil, cfgerr.Errorf("consumer.New: pool is nil (a consumer needs a *pgxpool.Pool: it holds a lease connection of its own)")
+	}
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	c := *cfg
+	cfg = &c
 	if cfg.Name == "" {
-		cfg.Name = DefaultConsumerName
+		cfg.Name = DefaultName
 	}
 	if cfg.BatchSize == 0 {
-		cfg.BatchSize = DefaultConsumerBatchSize
+		cfg.BatchSize = DefaultBatchSize
 	}
 	if cfg.PollInterval == 0 {
-		cfg.PollInterval = DefaultConsumerPollInterval
+		cfg.PollInterval = DefaultPollInterval
 	}
-	c := &Consumer{byType: map[string][]Handler{}}
-	p, err := New(Config{
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cons := &Consumer{cfg: *cfg, byType: map[string][]projection.Handler{}}
+	p, err := projection.New(pool, &projection.Config{
 		Name:               cfg.Name,
-		Pool:               cfg.Pool,
 		Store:              cfg.Store,
 		Partition:          cfg.Partition,
-		BatchHandlers:      []BatchHandler{consumerDispatch{c}},
+		BatchHandlers:      []projection.BatchHandler{dispatch{cons}},
 		BatchSize:          cfg.BatchSize,
 		PollInterval:       cfg.PollInterval,
 		DisableNotify:      cfg.DisableNotify,
@@ -111,15 +129,15 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.consumer = true
-	c.p = p
-	return c, nil
+	hook.MarkConsumer(p)
+	cons.p = p
+	return cons, nil
 }
 
 // Subscribe adds h for events of eventType. Handlers run in subscription
 // order, before the handlers subscribed to every event. A subscription made
 // while the consumer runs applies from its next batch.
-func (c *Consumer) Subscribe(eventType string, h Handler) {
+func (c *Consumer) Subscribe(eventType string, h projection.Handler) {
 	if h == nil {
 		return
 	}
@@ -132,7 +150,7 @@ func (c *Consumer) Subscribe(eventType string, h Handler) {
 }
 
 // SubscribeToAll adds h for every event.
-func (c *Consumer) SubscribeToAll(h Handler) {
+func (c *Consumer) SubscribeToAll(h projection.Handler) {
 	if h == nil {
 		return
 	}
@@ -141,17 +159,17 @@ func (c *Consumer) SubscribeToAll(h Handler) {
 	c.all = append(slices.Clip(c.all), h)
 }
 
-// Start starts consuming; see Projection.Start.
+// Start starts consuming; see projection.Projection.Start.
 func (c *Consumer) Start(ctx context.Context) error { return c.p.Start(ctx) }
 
-// Stop stops consuming after the batch in flight; see Projection.Stop.
+// Stop stops consuming after the batch in flight; see projection.Projection.Stop.
 func (c *Consumer) Stop(ctx context.Context) error { return c.p.Stop(ctx) }
 
-// Run consumes until ctx is cancelled; see Projection.Run.
+// Run consumes until ctx is cancelled; see projection.Projection.Run.
 func (c *Consumer) Run(ctx context.Context) error { return c.p.Run(ctx) }
 
-// Status returns the consumer's status; see Projection.Status.
-func (c *Consumer) Status(ctx context.Context) (Status, error) { return c.p.Status(ctx) }
+// Status returns the consumer's status; see projection.Projection.Status.
+func (c *Consumer) Status(ctx context.Context) (projection.Status, error) { return c.p.Status(ctx) }
 
 // WaitFor waits until the consumer has handled every event up to pos; see
 // Projection.WaitFor.
@@ -163,12 +181,12 @@ func (c *Consumer) WaitFor(ctx context.Context, pos store.Position) error {
 func (c *Consumer) Err() error { return c.p.Err() }
 
 // Projection returns the engine the consumer runs on.
-func (c *Consumer) Projection() *Projection { return c.p }
+func (c *Consumer) Projection() *projection.Projection { return c.p }
 
-// consumerDispatch runs the consumer's subscriptions for a batch.
-type consumerDispatch struct{ c *Consumer }
+// dispatch runs the consumer's subscriptions for a batch.
+type dispatch struct{ c *Consumer }
 
-func (d consumerDispatch) HandleBatch(ctx context.Context, tx pgx.Tx, events []store.Event) error {
+func (d dispatch) HandleBatch(ctx context.Context, tx pgx.Tx, events []store.Event) error {
 	d.c.mu.RLock()
 	byType, all := d.c.byType, d.c.all
 	d.c.mu.RUnlock()

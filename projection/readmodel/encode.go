@@ -1,4 +1,4 @@
-package projection
+package readmodel
 
 import (
 	"fmt"
@@ -8,14 +8,14 @@ import (
 	"strings"
 )
 
-// EncodeURIComponent escapes s exactly like JavaScript's
+// encodeURIComponent escapes s exactly like JavaScript's
 // encodeURIComponent: the unreserved characters A–Z a–z 0–9 - _ . ! ~ * ' ( )
 // are kept and every other byte of the UTF-8 encoding is written as %XX with
 // upper-case hex digits. For valid UTF-8 the result is byte for byte what
 // JavaScript returns; bytes that are not valid UTF-8 (where JavaScript has
 // no equivalent string) are escaped one by one, so decoding the result
 // always gives s back.
-func EncodeURIComponent(s string) string {
+func encodeURIComponent(s string) string {
 	n := 0
 	for i := 0; i < len(s); i++ {
 		if !unreserved(s[i]) {
@@ -54,17 +54,18 @@ func unreserved(c byte) bool {
 	return false
 }
 
-// SnapshotStreamID returns the stream id under which the snapshot-table
-// variant stores the snapshot of the row with these keys: the entries sorted
-// by key name, each written as EncodeURIComponent(key) ":"
-// EncodeURIComponent(value), joined with "|". Values are written as
-// [KeyString] does. Encoding makes the id unambiguous: neither ':' nor '|'
-// survives EncodeURIComponent.
+// RowID returns the id of the read-model row with these keys: the stream_id
+// under which the InTable variant stores the row's state in the snapshots
+// table. It is the entries sorted
+// by key name, each written as encodeURIComponent(key) ":"
+// encodeURIComponent(value), joined with "|". Values are written as
+// keyString does. Encoding makes the id unambiguous: neither ':' nor '|'
+// survives encodeURIComponent.
 //
 // Key names are sorted by byte (code point) order; the seed sorts with
 // JavaScript's localeCompare, which gives the same order for the
 // lower-case snake_case column names read models use.
-func SnapshotStreamID(keys map[string]any) string {
+func RowID(keys map[string]any) string {
 	names := make([]string, 0, len(keys))
 	for k := range keys {
 		names = append(names, k)
@@ -75,19 +76,19 @@ func SnapshotStreamID(keys map[string]any) string {
 		if i > 0 {
 			b.WriteByte('|')
 		}
-		b.WriteString(EncodeURIComponent(k))
+		b.WriteString(encodeURIComponent(k))
 		b.WriteByte(':')
-		b.WriteString(EncodeURIComponent(KeyString(keys[k])))
+		b.WriteString(encodeURIComponent(keyString(keys[k])))
 	}
 	return b.String()
 }
 
-// KeyString renders a key value the way JavaScript's String() does for the
+// keyString renders a key value the way JavaScript's String() does for the
 // values a key usually holds: strings as they are, integers in decimal,
 // finite floats in their shortest form, booleans as true/false, nil as
 // "null". Values implementing fmt.Stringer use String; anything else is
 // formatted with fmt's %v.
-func KeyString(v any) string {
+func keyString(v any) string {
 	switch x := v.(type) {
 	case nil:
 		return "null"

@@ -1,4 +1,4 @@
-package projection
+package readmodel
 
 import (
 	"net/url"
@@ -35,13 +35,13 @@ func TestEncodeURIComponentMatchesJavaScript(t *testing.T) {
 		{"a b+c", "a%20b%2Bc"},
 	}
 	for _, c := range cases {
-		if got := EncodeURIComponent(c.in); got != c.want {
-			t.Errorf("EncodeURIComponent(%q) = %q, want %q", c.in, got, c.want)
+		if got := encodeURIComponent(c.in); got != c.want {
+			t.Errorf("encodeURIComponent(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }
 
-func TestSnapshotStreamIDMatchesJavaScript(t *testing.T) {
+func TestRowIDMatchesJavaScript(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		keys map[string]any
@@ -56,17 +56,17 @@ func TestSnapshotStreamIDMatchesJavaScript(t *testing.T) {
 		{map[string]any{}, ""},
 	}
 	for _, c := range cases {
-		if got := SnapshotStreamID(c.keys); got != c.want {
-			t.Errorf("SnapshotStreamID(%v) = %q, want %q", c.keys, got, c.want)
+		if got := RowID(c.keys); got != c.want {
+			t.Errorf("RowID(%v) = %q, want %q", c.keys, got, c.want)
 		}
 	}
 }
 
-func TestSnapshotStreamIDIsUnambiguous(t *testing.T) {
+func TestRowIDIsUnambiguous(t *testing.T) {
 	t.Parallel()
 	// Separators inside keys or values must not make two key sets collide.
-	a := SnapshotStreamID(map[string]any{"a": "1|b:2"})
-	b := SnapshotStreamID(map[string]any{"a": "1", "b": "2"})
+	a := RowID(map[string]any{"a": "1|b:2"})
+	b := RowID(map[string]any{"a": "1", "b": "2"})
 	if a == b {
 		t.Fatalf("two different key sets share the stream id %q", a)
 	}
@@ -86,8 +86,8 @@ func TestKeyString(t *testing.T) {
 		{stringer{}, "stringer!"}, {struct{ A int }{1}, "{1}"},
 	}
 	for _, c := range cases {
-		if got := KeyString(c.in); got != c.want {
-			t.Errorf("KeyString(%#v) = %q, want %q", c.in, got, c.want)
+		if got := keyString(c.in); got != c.want {
+			t.Errorf("keyString(%#v) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }
@@ -101,14 +101,14 @@ func FuzzEncodeURIComponent(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		enc := EncodeURIComponent(s)
+		enc := encodeURIComponent(s)
 		for i := 0; i < len(enc); i++ {
 			c := enc[i]
 			if c != '%' && !unreserved(c) {
-				t.Fatalf("EncodeURIComponent(%q) = %q keeps reserved byte %q", s, enc, c)
+				t.Fatalf("encodeURIComponent(%q) = %q keeps reserved byte %q", s, enc, c)
 			}
 			if c == '%' && (i+2 >= len(enc) || strings.ToUpper(enc[i+1:i+3]) != enc[i+1:i+3]) {
-				t.Fatalf("EncodeURIComponent(%q) = %q has a malformed or lower-case escape", s, enc)
+				t.Fatalf("encodeURIComponent(%q) = %q has a malformed or lower-case escape", s, enc)
 			}
 		}
 		dec, err := url.PathUnescape(enc)
@@ -119,7 +119,7 @@ func FuzzEncodeURIComponent(f *testing.F) {
 			t.Fatalf("round trip of %q gave %q", s, dec)
 		}
 		if utf8.ValidString(s) && strings.ContainsAny(enc, "|:") {
-			t.Fatalf("EncodeURIComponent(%q) = %q contains a stream-id separator", s, enc)
+			t.Fatalf("encodeURIComponent(%q) = %q contains a stream-id separator", s, enc)
 		}
 	})
 }

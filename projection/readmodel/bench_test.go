@@ -1,8 +1,11 @@
-package projection
+package readmodel_test
 
 import (
 	"context"
 	"fmt"
+	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/internal/projtest"
+	"github.com/troupehq/troupe/projection/readmodel"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -26,14 +29,14 @@ const (
 // the store would take minutes of setup for nothing the benchmark measures.
 func seedBenchLog(b *testing.B, pool *pgxpool.Pool) store.Position {
 	b.Helper()
-	ctx := testCtx(b)
+	ctx := projtest.Ctx(b)
 	_, err := pool.Exec(ctx, `INSERT INTO streams (stream_id, stream_position, partition, stream_type)
 SELECT 'cart-' || c, $1, 'default_partition', 'cart' FROM generate_series(1, $2) AS c`, benchRounds, benchCarts)
 	require.NoError(b, err)
 	for r := 1; r <= benchRounds; r++ {
-		typ := typeAdded
+		typ := projtest.TypeAdded
 		if r == 1 {
-			typ = typeOpened
+			typ = projtest.TypeOpened
 		}
 		_, err := pool.Exec(ctx, `INSERT INTO messages (stream_id, stream_position, partition, message_type, message_id, message_data)
 SELECT 'cart-' || c, $1::int, 'default_partition', $2, gen_random_uuid()::text,
@@ -49,39 +52,39 @@ ORDER BY transaction_id DESC, global_position DESC LIMIT 1`).Scan(&last.Transact
 	return last
 }
 
-// BenchmarkSnapshotProjectionCold measures a continuous projection building
+// BenchmarkReadModelCold measures a continuous projection building
 // a snapshot read model of 10,000 carts from 100,000 events, from an empty
 // read model and no checkpoint.
 //
-//	go test -run '^$' -bench SnapshotProjectionCold -benchtime 1x ./projection/
-func BenchmarkSnapshotProjectionCold(b *testing.B) {
-	for _, storage := range storages {
+//	go test -run '^$' -bench ReadModelCold -benchtime 1x ./projection/readmodel/
+func BenchmarkReadModelCold(b *testing.B) {
+	for _, storage := range projtest.Storages {
 		b.Run(storage.String(), func(b *testing.B) {
-			pool, _ := newDB(b)
-			createCartTable(b, pool, "carts", storage)
+			pool, _ := projtest.NewDB(b)
+			projtest.CreateCartTable(b, pool, "carts", storage)
 			last := seedBenchLog(b, pool)
-			sp := cartProjection(b, "carts", storage, nil)
+			sp := projtest.CartProjection(b, "carts", storage, nil)
 			b.ResetTimer()
 			var elapsed time.Duration
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				_, err := pool.Exec(testCtx(b), `TRUNCATE carts; DELETE FROM snapshots`)
+				_, err := pool.Exec(projtest.Ctx(b), `TRUNCATE carts; DELETE FROM snapshots`)
 				require.NoError(b, err)
-				cfg := fastConfig(fmt.Sprintf("cold-%d", i), pool)
+				cfg := projtest.FastConfig(fmt.Sprintf("cold-%d", i))
 				cfg.PollInterval = time.Second
-				cfg.BatchHandlers = []BatchHandler{sp}
-				p := newProjection(b, cfg)
+				cfg.BatchHandlers = []projection.BatchHandler{sp}
+				p := projtest.NewProjection(b, pool, cfg)
 				b.StartTimer()
 				began := time.Now()
-				require.NoError(b, p.Start(testCtx(b)))
-				ctx, cancel := context.WithTimeout(testCtx(b), 10*time.Minute)
+				require.NoError(b, p.Start(projtest.Ctx(b)))
+				ctx, cancel := context.WithTimeout(projtest.Ctx(b), 10*time.Minute)
 				require.NoError(b, p.WaitFor(ctx, last))
 				cancel()
 				elapsed += time.Since(began)
 				b.StopTimer()
-				require.NoError(b, p.Stop(testCtx(b)))
+				require.NoError(b, p.Stop(projtest.Ctx(b)))
 				var n int
-				require.NoError(b, pool.QueryRow(testCtx(b), `SELECT count(*) FROM carts`).Scan(&n))
+				require.NoError(b, pool.QueryRow(projtest.Ctx(b), `SELECT count(*) FROM carts`).Scan(&n))
 				require.Equal(b, benchCarts, n)
 				b.StartTimer()
 			}
@@ -95,30 +98,30 @@ func BenchmarkSnapshotProjectionCold(b *testing.B) {
 // snapshot read model (WaitFor returns when the transaction writing the row
 // and the checkpoint has committed). b.N is the number of appends.
 //
-//	go test -run '^$' -bench AppendToVisibleLatency -benchtime 2000x ./projection/
+//	go test -run '^$' -bench AppendToVisibleLatency -benchtime 2000x ./projection/readmodel/
 func BenchmarkAppendToVisibleLatency(b *testing.B) {
 	const (
 		writers = 4
 		carts   = 1000
 		period  = 5 * time.Millisecond // per writer: about 800 appends/s in all
 	)
-	pool, es := newDB(b)
-	createCartTable(b, pool, "carts", SnapshotInTable)
-	sp := cartProjection(b, "carts", SnapshotInTable, nil)
-	cfg := fastConfig("latency", pool)
+	pool, es := projtest.NewDB(b)
+	projtest.CreateCartTable(b, pool, "carts", readmodel.InTable)
+	sp := projtest.CartProjection(b, "carts", readmodel.InTable, nil)
+	cfg := projtest.FastConfig("latency")
 	cfg.PollInterval = time.Second
-	cfg.BatchHandlers = []BatchHandler{sp}
-	p := newProjection(b, cfg)
-	require.NoError(b, p.Start(testCtx(b)))
-	defer func() { require.NoError(b, p.Stop(testCtx(b))) }()
-	eventually(b, 30*time.Second, "the projection to hold its lease", func() bool { return localState(p) == StateRunning })
+	cfg.BatchHandlers = []projection.BatchHandler{sp}
+	p := projtest.NewProjection(b, pool, cfg)
+	require.NoError(b, p.Start(projtest.Ctx(b)))
+	defer func() { require.NoError(b, p.Stop(projtest.Ctx(b))) }()
+	projtest.Eventually(b, 30*time.Second, "the projection to hold its lease", func() bool { return projtest.LocalState(b, p) == projection.StateRunning })
 
 	var (
 		mu        sync.Mutex
 		latencies = make([]time.Duration, 0, b.N)
 		wg        sync.WaitGroup
 	)
-	ctx := testCtx(b)
+	ctx := projtest.Ctx(b)
 	next := make(chan int, b.N)
 	for i := 0; i < b.N; i++ {
 		next <- i
@@ -137,7 +140,7 @@ func BenchmarkAppendToVisibleLatency(b *testing.B) {
 				<-tick.C
 				cart := fmt.Sprintf("cart-%d", rng.IntN(carts))
 				res, err := es.AppendToStream(ctx, store.StreamID(cart),
-					[]store.EventData{cartEvent(typeAdded, cart, "sku", 1)}, store.AppendOptions{})
+					[]store.EventData{projtest.CartEvent(projtest.TypeAdded, cart, "sku", 1)}, store.AppendOptions{})
 				if err != nil {
 					b.Error(err)
 					return

@@ -1,4 +1,4 @@
-package projection
+package perstream
 
 import (
 	"context"
@@ -11,32 +11,32 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/internal/otelwire"
+	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/internal/batchtel"
+	"github.com/troupehq/troupe/projection/internal/cfgerr"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
 )
 
-// DefaultRunnerBatchSize is how many events ProjectEvents reads when
+// DefaultBatchSize is how many events ProjectEvents reads when
 // ProjectOptions.BatchSize is 0.
-const DefaultRunnerBatchSize = 500
+const DefaultBatchSize = 500
 
-// RunnerConfig configures a Runner.
-type RunnerConfig struct {
-	// Pool is the database holding the checkpoints and the read models.
-	// Required.
-	Pool *pgxpool.Pool
+// Config configures a Runner.
+type Config struct {
 	// Store is read with ReadStream. Defaults to a store/postgres store on
-	// Pool, whose reads then join the batch's transaction.
+	// the database given to New, whose reads then join the batch's
+	// transaction.
 	Store store.EventStore
-	// Registry holds the handlers run for each event type.
-	Registry Registry
+	// Registry holds the handlers run for each event type. Defaults to
+	// none: events are only checkpointed.
+	Registry projection.Registry
 	// TracerProvider creates the tracer of the "projection <subscription
 	// id>" span of each batch with events (handler writes, checkpoint and
-	// commit; see docs/telemetry.md). Defaults to
-	// otel.GetTracerProvider().
+	// commit; see docs/telemetry.md). Defaults to otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
 	// MeterProvider creates the instruments of the batch duration and
-	// events projected (see docs/telemetry.md). Defaults to
-	// otel.GetMeterProvider().
+	// events projected. Defaults to otel.GetMeterProvider().
 	MeterProvider metric.MeterProvider
 }
 
@@ -50,26 +50,38 @@ type RunnerConfig struct {
 // projected: one subscription can project many streams, each from its own
 // position.
 type Runner struct {
-	pool     *pgxpool.Pool
+	db       postgres.DB
 	store    store.EventStore
-	registry Registry
+	registry projection.Registry
 	tel      *otelwire.Telemetry
 }
 
-// NewRunner checks cfg and returns a Runner.
-func NewRunner(cfg RunnerConfig) (*Runner, error) {
-	if cfg.Pool == nil {
-		return nil, configError("RunnerConfig.Pool is nil")
+// New returns a Runner on db, which holds the checkpoints and the read
+// models: a pool, a connection or a transaction (each ProjectEvents call
+// then runs in a savepoint of it). A nil cfg means every default.
+//
+// Without Config.Store, db must be a *pgxpool.Pool, the store/postgres
+// store's handle.
+func New(db postgres.DB, cfg *Config) (*Runner, error) {
+	if db == nil {
+		return nil, cfgerr.Errorf("perstream.New: db is nil")
 	}
-	tel, err := newTelemetry(cfg.TracerProvider, cfg.MeterProvider)
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	tel, err := batchtel.New(cfg.TracerProvider, cfg.MeterProvider)
 	if err != nil {
-		return nil, fmt.Errorf("new runner: %w", err)
+		return nil, fmt.Errorf("new per-stream runner: %w", err)
 	}
-	r := &Runner{pool: cfg.Pool, store: cfg.Store, registry: MergeRegistries(cfg.Registry), tel: tel}
+	r := &Runner{db: db, store: cfg.Store, registry: projection.MergeRegistries(cfg.Registry), tel: tel}
 	if r.store == nil {
-		s, err := postgres.New(cfg.Pool, nil)
+		pool, ok := db.(*pgxpool.Pool)
+		if !ok {
+			return nil, cfgerr.Errorf("perstream.Config.Store is nil and db is a %T: give a store or a *pgxpool.Pool", db)
+		}
+		s, err := postgres.New(pool, nil)
 		if err != nil {
-			return nil, fmt.Errorf("new runner: %w", err)
+			return nil, fmt.Errorf("new per-stream runner: %w", err)
 		}
 		r.store = s
 	}
@@ -78,10 +90,10 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 
 // ProjectOptions are the options of one ProjectEvents call.
 type ProjectOptions struct {
-	// Partition the stream lives in. Defaults to store.DefaultPartition.
+	// Partition the stream lives in. Defaults to the default partition.
 	Partition string
 	// BatchSize is the most events projected by the call. Defaults to
-	// DefaultRunnerBatchSize.
+	// DefaultBatchSize.
 	BatchSize int
 }
 
@@ -113,7 +125,7 @@ WHERE subscription_id = $1 AND partition = $2 AND stream_id = $3`
 // also advances the checkpoint past every event read, handled or not.
 //
 // A handler error rolls everything back and is returned as a
-// *HandlerError: the checkpoint stays before the batch.
+// *projection.HandlerError: the checkpoint stays before the batch.
 func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, stream store.StreamID, opts ProjectOptions) (Result, error) {
 	if subscriptionID == "" {
 		return Result{}, store.InvalidArgument("project events: subscription id is empty")
@@ -130,7 +142,7 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 		return Result{}, store.InvalidArgument("project events: negative batch size %d", batch)
 	}
 	if batch == 0 {
-		batch = DefaultRunnerBatchSize
+		batch = DefaultBatchSize
 	}
 
 	var (
@@ -138,7 +150,7 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 		span *otelwire.BatchSpan
 		sctx = ctx
 	)
-	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, r.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, streamCheckpointEnsureSQL, subscriptionID, partition, string(stream)); err != nil {
 			return fmt.Errorf("create checkpoint: %w", err)
 		}
@@ -165,12 +177,12 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 		}
 		// The batch's span covers the handlers and the checkpoint, and
 		// ends once the transaction has committed or rolled back.
-		sctx, span = r.tel.StartProjectionBatch(ctx, batchOf(subscriptionID, partition, read.Events))
+		sctx, span = r.tel.StartProjectionBatch(ctx, batchtel.Of(subscriptionID, partition, read.Events))
 		ctx := sctx
 		for _, e := range read.Events {
-			for _, h := range r.registry.handlersFor(e.Type) {
+			for _, h := range r.registry[e.Type] {
 				if err := h(ctx, tx, e); err != nil {
-					return &HandlerError{Projection: subscriptionID, Event: e, Attempts: 1, Err: err}
+					return &projection.HandlerError{Projection: subscriptionID, Event: e, Attempts: 1, Err: err}
 				}
 			}
 		}
@@ -192,7 +204,7 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 		span.End(sctx, processed, err)
 	}
 	if err != nil {
-		var he *HandlerError
+		var he *projection.HandlerError
 		if errors.As(err, &he) {
 			return Result{}, err
 		}

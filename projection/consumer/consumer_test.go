@@ -1,9 +1,13 @@
-package projection
+package consumer_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/consumer"
+	"github.com/troupehq/troupe/projection/internal/projtest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,22 +19,25 @@ import (
 	"github.com/troupehq/troupe/store"
 )
 
-func newConsumer(t testing.TB, cfg ConsumerConfig) *Consumer {
+func newConsumer(t testing.TB, pool *pgxpool.Pool, cfg *consumer.Config) *consumer.Consumer {
 	t.Helper()
+	if cfg == nil {
+		cfg = &consumer.Config{}
+	}
 	if cfg.LeaseRetryInterval == 0 {
 		cfg.LeaseRetryInterval = 50 * time.Millisecond
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = quietLogger
+		cfg.Logger = projtest.QuietLogger
 	}
-	c, err := NewConsumer(cfg)
+	c, err := consumer.New(pool, cfg)
 	require.NoError(t, err)
 	return c
 }
 
-func startConsumer(t testing.TB, c *Consumer) {
+func startConsumer(t testing.TB, c *consumer.Consumer) {
 	t.Helper()
-	require.NoError(t, c.Start(testCtx(t)))
+	require.NoError(t, c.Start(projtest.Ctx(t)))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -44,7 +51,7 @@ type seen struct {
 	events []string
 }
 
-func (s *seen) handler(name string) Handler {
+func (s *seen) handler(name string) projection.Handler {
 	return func(_ context.Context, _ pgx.Tx, e store.Event) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -61,37 +68,40 @@ func (s *seen) list() []string {
 
 func TestConsumerDefaults(t *testing.T) {
 	t.Parallel()
-	pool, _ := newDB(t)
-	c, err := NewConsumer(ConsumerConfig{Pool: pool})
+	pool, _ := projtest.NewDB(t)
+	c, err := consumer.New(pool, nil)
 	require.NoError(t, err)
-	cfg := c.Projection().cfg
+	cfg := consumer.ConfigOf(c)
 	require.Equal(t, "default-consumer", cfg.Name)
 	require.Equal(t, 100, cfg.BatchSize)
 	require.Equal(t, time.Second, cfg.PollInterval)
-	require.Equal(t, FailStop, cfg.OnFailure)
-	require.Equal(t, AllPartitions, c.Projection().Partition())
+	require.Equal(t, projection.FailStop, cfg.OnFailure)
+	require.Equal(t, projection.AllPartitions, c.Projection().Partition())
 
-	_, err = NewConsumer(ConsumerConfig{})
-	require.ErrorIs(t, err, ErrInvalidConfig)
-	require.ErrorContains(t, err, "Pool")
+	_, err = consumer.New(nil, nil)
+	require.ErrorIs(t, err, projection.ErrInvalidConfig)
+	require.ErrorContains(t, err, "consumer.New: pool is nil")
+	_, err = consumer.New(pool, &consumer.Config{BatchSize: -1})
+	require.ErrorIs(t, err, projection.ErrInvalidConfig)
+	require.ErrorContains(t, err, "projection.Config.BatchSize")
 }
 
 func TestConsumerSubscriptionsAndPersistedCheckpoint(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
-	appendCart(t, es, "tenant-a", "c1", cartEvent(typeOpened, "c1", "", 0), cartEvent(typeAdded, "c1", "x", 1))
-	appendCart(t, es, "tenant-b", "c2", cartEvent(typeNoted, "c2", "", 0), cartEvent(typeOpened, "c2", "", 0))
+	pool, es := projtest.NewDB(t)
+	projtest.AppendCart(t, es, "tenant-a", "c1", projtest.CartEvent(projtest.TypeOpened, "c1", "", 0), projtest.CartEvent(projtest.TypeAdded, "c1", "x", 1))
+	projtest.AppendCart(t, es, "tenant-b", "c2", projtest.CartEvent(projtest.TypeNoted, "c2", "", 0), projtest.CartEvent(projtest.TypeOpened, "c2", "", 0))
 
 	s := &seen{}
-	c := newConsumer(t, ConsumerConfig{Pool: pool, PollInterval: 100 * time.Millisecond})
-	c.Subscribe(typeOpened, s.handler("opened1"))
-	c.Subscribe(typeOpened, s.handler("opened2"))
+	c := newConsumer(t, pool, &consumer.Config{PollInterval: 100 * time.Millisecond})
+	c.Subscribe(projtest.TypeOpened, s.handler("opened1"))
+	c.Subscribe(projtest.TypeOpened, s.handler("opened2"))
 	c.SubscribeToAll(s.handler("all"))
-	require.NoError(t, c.Start(testCtx(t)))
-	ctx, cancel := context.WithTimeout(testCtx(t), time.Minute)
+	require.NoError(t, c.Start(projtest.Ctx(t)))
+	ctx, cancel := context.WithTimeout(projtest.Ctx(t), time.Minute)
 	defer cancel()
-	require.NoError(t, c.WaitFor(ctx, lastPosition(t, pool, es, "")))
-	require.NoError(t, c.Stop(testCtx(t)))
+	require.NoError(t, c.WaitFor(ctx, projtest.LastPosition(t, pool, es, "")))
+	require.NoError(t, c.Stop(projtest.Ctx(t)))
 	// Type handlers in subscription order, then the all-events handlers;
 	// each event carries its partition.
 	require.Equal(t, []string{
@@ -103,48 +113,48 @@ func TestConsumerSubscriptionsAndPersistedCheckpoint(t *testing.T) {
 
 	// The checkpoint persists: a new consumer (a restarted process) with
 	// the same name goes on from it.
-	require.Equal(t, lastPosition(t, pool, es, ""), loadCP(t, pool, DefaultConsumerName, AllPartitions))
-	appendCart(t, es, "tenant-a", "c1", cartEvent(typeAdded, "c1", "y", 1))
+	require.Equal(t, projtest.LastPosition(t, pool, es, ""), projtest.LoadCheckpoint(t, pool, consumer.DefaultName, projection.AllPartitions))
+	projtest.AppendCart(t, es, "tenant-a", "c1", projtest.CartEvent(projtest.TypeAdded, "c1", "y", 1))
 	s2 := &seen{}
-	c2 := newConsumer(t, ConsumerConfig{Pool: pool, PollInterval: 100 * time.Millisecond})
+	c2 := newConsumer(t, pool, &consumer.Config{PollInterval: 100 * time.Millisecond})
 	c2.SubscribeToAll(s2.handler("all"))
 	startConsumer(t, c2)
-	require.NoError(t, c2.WaitFor(ctx, lastPosition(t, pool, es, "")))
+	require.NoError(t, c2.WaitFor(ctx, projtest.LastPosition(t, pool, es, "")))
 	require.Equal(t, []string{"all:tenant-a:ItemAdded#3"}, s2.list())
 
 	// A subscription made while running applies from the next batch.
-	c2.Subscribe(typeAdded, s2.handler("added"))
-	pos := appendCart(t, es, "tenant-a", "c1", cartEvent(typeAdded, "c1", "z", 1)).LastPosition()
+	c2.Subscribe(projtest.TypeAdded, s2.handler("added"))
+	pos := projtest.AppendCart(t, es, "tenant-a", "c1", projtest.CartEvent(projtest.TypeAdded, "c1", "z", 1)).LastPosition()
 	require.NoError(t, c2.WaitFor(ctx, pos))
 	require.Equal(t, []string{"all:tenant-a:ItemAdded#3", "added:tenant-a:ItemAdded#4", "all:tenant-a:ItemAdded#4"}, s2.list())
 }
 
 func TestConsumerPartition(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
-	appendCart(t, es, "tenant-a", "c1", cartEvent(typeOpened, "c1", "", 0))
-	appendCart(t, es, "tenant-b", "c1", cartEvent(typeOpened, "c1", "", 0))
-	pos := appendCart(t, es, "tenant-a", "c2", cartEvent(typeOpened, "c2", "", 0)).LastPosition()
+	pool, es := projtest.NewDB(t)
+	projtest.AppendCart(t, es, "tenant-a", "c1", projtest.CartEvent(projtest.TypeOpened, "c1", "", 0))
+	projtest.AppendCart(t, es, "tenant-b", "c1", projtest.CartEvent(projtest.TypeOpened, "c1", "", 0))
+	pos := projtest.AppendCart(t, es, "tenant-a", "c2", projtest.CartEvent(projtest.TypeOpened, "c2", "", 0)).LastPosition()
 	s := &seen{}
-	c := newConsumer(t, ConsumerConfig{Pool: pool, Name: "a-only", Partition: "tenant-a", PollInterval: 100 * time.Millisecond})
+	c := newConsumer(t, pool, &consumer.Config{Name: "a-only", Partition: "tenant-a", PollInterval: 100 * time.Millisecond})
 	c.SubscribeToAll(s.handler("all"))
 	startConsumer(t, c)
-	ctx, cancel := context.WithTimeout(testCtx(t), time.Minute)
+	ctx, cancel := context.WithTimeout(projtest.Ctx(t), time.Minute)
 	defer cancel()
 	require.NoError(t, c.WaitFor(ctx, pos))
 	require.Equal(t, []string{"all:tenant-a:CartOpened#1", "all:tenant-a:CartOpened#1"}, s.list())
-	require.Equal(t, pos, loadCP(t, pool, "a-only", "tenant-a"))
+	require.Equal(t, pos, projtest.LoadCheckpoint(t, pool, "a-only", "tenant-a"))
 }
 
 func TestConsumerNeverPollsTwiceAtOnceAndStopWaitsForTheBatch(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
-	seedCarts(t, es, "", 30, 3)
+	pool, es := projtest.NewDB(t)
+	projtest.SeedCarts(t, es, "", 30, 3)
 	var inFlight, maxInFlight, handled atomic.Int64
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	var once sync.Once
-	c := newConsumer(t, ConsumerConfig{Pool: pool, BatchSize: 7, PollInterval: 10 * time.Millisecond})
+	c := newConsumer(t, pool, &consumer.Config{BatchSize: 7, PollInterval: 10 * time.Millisecond})
 	c.SubscribeToAll(func(ctx context.Context, tx pgx.Tx, e store.Event) error {
 		n := inFlight.Add(1)
 		defer inFlight.Add(-1)
@@ -160,11 +170,11 @@ func TestConsumerNeverPollsTwiceAtOnceAndStopWaitsForTheBatch(t *testing.T) {
 		}
 		return nil
 	})
-	require.NoError(t, c.Start(testCtx(t)))
+	require.NoError(t, c.Start(projtest.Ctx(t)))
 	<-entered
 
 	stopped := make(chan error, 1)
-	go func() { stopped <- c.Stop(testCtx(t)) }()
+	go func() { stopped <- c.Stop(projtest.Ctx(t)) }()
 	select {
 	case err := <-stopped:
 		t.Fatalf("Stop returned (%v) while a batch was in flight", err)
@@ -175,8 +185,8 @@ func TestConsumerNeverPollsTwiceAtOnceAndStopWaitsForTheBatch(t *testing.T) {
 	require.EqualValues(t, 1, maxInFlight.Load(), "handlers ran concurrently")
 
 	// The batch in flight was finished and committed, not abandoned.
-	cp := loadCP(t, pool, DefaultConsumerName, AllPartitions)
-	events := readAllEvents(t, pool, es, "")
+	cp := projtest.LoadCheckpoint(t, pool, consumer.DefaultName, projection.AllPartitions)
+	events := projtest.ReadAllEvents(t, pool, es, "")
 	idx := -1
 	for i, e := range events {
 		if e.Position() == cp {
@@ -189,16 +199,16 @@ func TestConsumerNeverPollsTwiceAtOnceAndStopWaitsForTheBatch(t *testing.T) {
 
 func TestConsumerFailurePolicies(t *testing.T) {
 	t.Parallel()
-	for _, action := range []FailureAction{FailStop, FailSkip} {
+	for _, action := range []projection.FailureAction{projection.FailStop, projection.FailSkip} {
 		t.Run(action.String(), func(t *testing.T) {
 			t.Parallel()
-			pool, es := newDB(t)
-			seedCarts(t, es, "", 5, 1)
-			events := readAllEvents(t, pool, es, "")
+			pool, es := projtest.NewDB(t)
+			projtest.SeedCarts(t, es, "", 5, 1)
+			events := projtest.ReadAllEvents(t, pool, es, "")
 			bad := events[4].MessageID
 			var ok atomic.Int64
-			c := newConsumer(t, ConsumerConfig{Pool: pool, OnFailure: action, PollInterval: 50 * time.Millisecond,
-				Retry: RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond}})
+			c := newConsumer(t, pool, &consumer.Config{OnFailure: action, PollInterval: 50 * time.Millisecond,
+				Retry: projection.RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond}})
 			c.SubscribeToAll(func(_ context.Context, _ pgx.Tx, e store.Event) error {
 				if e.MessageID == bad {
 					return errors.New("bad event")
@@ -207,23 +217,23 @@ func TestConsumerFailurePolicies(t *testing.T) {
 				return nil
 			})
 			startConsumer(t, c)
-			ctx, cancel := context.WithTimeout(testCtx(t), time.Minute)
+			ctx, cancel := context.WithTimeout(projtest.Ctx(t), time.Minute)
 			defer cancel()
-			if action == FailSkip {
+			if action == projection.FailSkip {
 				require.NoError(t, c.WaitFor(ctx, events[9].Position()))
 				var n int
 				require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM projection_dead_letters WHERE projection = $1 AND message_id = $2`,
-					DefaultConsumerName, bad).Scan(&n))
+					consumer.DefaultName, bad).Scan(&n))
 				require.Equal(t, 1, n)
 				return
 			}
 			err := c.WaitFor(ctx, events[9].Position())
-			require.ErrorIs(t, err, ErrFailed)
-			require.ErrorIs(t, c.Err(), ErrHandlerFailed)
-			require.Equal(t, events[3].Position(), loadCP(t, pool, DefaultConsumerName, AllPartitions))
+			require.ErrorIs(t, err, projection.ErrFailed)
+			require.ErrorIs(t, c.Err(), projection.ErrHandlerFailed)
+			require.Equal(t, events[3].Position(), projtest.LoadCheckpoint(t, pool, consumer.DefaultName, projection.AllPartitions))
 			st, err := c.Status(ctx)
 			require.NoError(t, err)
-			require.Equal(t, StateFailed, st.State)
+			require.Equal(t, projection.StateFailed, st.State)
 			require.Equal(t, bad, st.FailedEvent.MessageID)
 		})
 	}
@@ -231,14 +241,14 @@ func TestConsumerFailurePolicies(t *testing.T) {
 
 func TestConsumerWakesOnNotify(t *testing.T) {
 	t.Parallel()
-	pool, es := newDB(t)
+	pool, es := projtest.NewDB(t)
 	s := &seen{}
-	c := newConsumer(t, ConsumerConfig{Pool: pool, PollInterval: time.Hour})
+	c := newConsumer(t, pool, &consumer.Config{PollInterval: time.Hour})
 	c.SubscribeToAll(s.handler("all"))
 	startConsumer(t, c)
-	eventually(t, 30*time.Second, "the consumer to hold its lease", func() bool { return localState(c.Projection()) == StateRunning })
-	pos := appendCart(t, es, "", "c1", cartEvent(typeOpened, "c1", "", 0)).LastPosition()
-	ctx, cancel := context.WithTimeout(testCtx(t), 20*time.Second)
+	projtest.Eventually(t, 30*time.Second, "the consumer to hold its lease", func() bool { return projtest.LocalState(t, c.Projection()) == projection.StateRunning })
+	pos := projtest.AppendCart(t, es, "", "c1", projtest.CartEvent(projtest.TypeOpened, "c1", "", 0)).LastPosition()
+	ctx, cancel := context.WithTimeout(projtest.Ctx(t), 20*time.Second)
 	defer cancel()
 	require.NoError(t, c.WaitFor(ctx, pos))
 	require.Len(t, s.list(), 1)

@@ -1,0 +1,4 @@
+package consumer
+
+// ConfigOf returns the configuration c runs with, defaults filled in.
+func ConfigOf(c *Consumer) Config { return c.cfg }

@@ -1,0 +1,156 @@
+package readmodel
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/troupehq/troupe/store"
+)
+
+type streamRef struct {
+	partition string
+	stream    store.StreamID
+}
+
+func refOf(e store.Event) streamRef { return streamRef{e.Partition, e.StreamID} }
+
+// gap is a range of stream positions a row has not seen, to be read
+// before the row's event number before.
+type gap struct {
+	row      int
+	before   int
+	stream   streamRef
+	from, to store.Version
+}
+
+// fillGaps sorts each row's events by stream position and inserts the
+// events of the configured types that the row misses: stream positions
+// after its stored one and before its next event that are not in all.
+func (p *Projection[S]) fillGaps(ctx context.Context, tx pgx.Tx, rows []*rowState[S], all []store.Event) error {
+	present := map[streamRef]map[store.Version]struct{}{}
+	for _, e := range all {
+		ref := refOf(e)
+		if present[ref] == nil {
+			present[ref] = map[store.Version]struct{}{}
+		}
+		present[ref][e.StreamPosition] = struct{}{}
+	}
+	var gaps []gap
+	for ri, r := range rows {
+		slices.SortStableFunc(r.events, func(a, b store.Event) int { return cmp.Compare(a.StreamPosition, b.StreamPosition) })
+		last := r.pos
+		for i, e := range r.events {
+			if e.StreamPosition <= last {
+				continue
+			}
+			if from, to := last+1, e.StreamPosition-1; from <= to && !covered(present[refOf(e)], from, to) {
+				gaps = append(gaps, gap{row: ri, before: i, stream: refOf(e), from: from, to: to})
+			}
+			last = e.StreamPosition
+		}
+	}
+	if len(gaps) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, g := range gaps {
+		b.Queue(gapReadSQL, g.stream.partition, string(g.stream.stream), int64(g.from), int64(g.to))
+	}
+	br := tx.SendBatch(ctx, b)
+	found := make([][]store.Event, len(gaps))
+	for gi, g := range gaps {
+		evs, err := p.readGap(br, g)
+		if err != nil {
+			_ = br.Close()
+			return err
+		}
+		found[gi] = evs
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("read model %q: read missed events: %w", p.cfg.Table, err)
+	}
+	for gi := len(gaps) - 1; gi >= 0; gi-- { // from the back, so indexes stay valid
+		if len(found[gi]) == 0 {
+			continue
+		}
+		r := rows[gaps[gi].row]
+		r.events = slices.Insert(r.events, gaps[gi].before, found[gi]...)
+	}
+	return nil
+}
+
+// covered reports whether every position from..to is in set.
+func covered(set map[store.Version]struct{}, from, to store.Version) bool {
+	if int64(to-from+1) > int64(len(set)) {
+		return false
+	}
+	for q := from; q <= to; q++ {
+		if _, ok := set[q]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+const gapReadSQL = `SELECT m.message_id, m.message_type, m.message_data, m.message_metadata, m.message_schema_version,
+       s.stream_type, m.stream_position, m.global_position, m.transaction_id, m.created
+FROM messages m
+JOIN streams s ON s.stream_id = m.stream_id AND s.partition = m.partition AND NOT s.is_archived
+WHERE m.partition = $1 AND m.stream_id = $2 AND NOT m.is_archived
+  AND m.stream_position >= $3 AND m.stream_position <= $4
+ORDER BY m.stream_position`
+
+// readGap reads one gap's events of the configured types.
+func (p *Projection[S]) readGap(br pgx.BatchResults, g gap) ([]store.Event, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("read model %q: read missed events of stream %q: %w", p.cfg.Table, g.stream.stream, err)
+	}
+	defer rows.Close()
+	var out []store.Event
+	for rows.Next() {
+		var (
+			id, typ, schemaVersion, streamType string
+			data, meta                         []byte
+			position, global                   int64
+			txid                               uint64
+			created                            time.Time
+		)
+		if err := rows.Scan(&id, &typ, &data, &meta, &schemaVersion, &streamType, &position, &global, &txid, &created); err != nil {
+			return nil, fmt.Errorf("read model %q: read missed events of stream %q: %w", p.cfg.Table, g.stream.stream, err)
+		}
+		if _, ok := p.types[typ]; !ok {
+			continue
+		}
+		md := store.Metadata{}
+		if len(meta) > 0 {
+			if err := json.Unmarshal(meta, &md); err != nil {
+				return nil, fmt.Errorf("read model %q: decode metadata of event %d of stream %q: %w", p.cfg.Table, position, g.stream.stream, err)
+			}
+			if md == nil {
+				md = store.Metadata{}
+			}
+		}
+		md[store.MetaMessageID] = id
+		md[store.MetaStreamID] = string(g.stream.stream)
+		md[store.MetaStreamPosition] = store.Version(position)
+		md[store.MetaGlobalPosition] = store.GlobalPosition(global)
+		md[store.MetaPartition] = g.stream.partition
+		out = append(out, store.Event{
+			Type: typ, Data: json.RawMessage(data), Metadata: md, MessageID: id,
+			StreamID: g.stream.stream, StreamType: streamType, Partition: g.stream.partition,
+			StreamPosition: store.Version(position), GlobalPosition: store.GlobalPosition(global),
+			TransactionID: txid, Created: created, SchemaVersion: schemaVersion,
+		})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read model %q: read missed events of stream %q: %w", p.cfg.Table, g.stream.stream, err)
+	}
+	return out, nil
+}

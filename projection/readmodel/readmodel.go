@@ -1,0 +1,414 @@
+package readmodel
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/store"
+)
+
+// Storage says where a read model keeps each row's state.
+type Storage int
+
+const (
+	// InRow keeps the state in the read-model row itself (the
+	// seed's original variant). The table has the key columns, snapshot
+	// (jsonb, or text), stream_id (text), last_stream_position (bigint),
+	// last_global_position (bigint) and the mapped columns, with a unique
+	// index on exactly the key columns.
+	InRow Storage = iota
+	// InTable keeps the state in the shared snapshots table under
+	// (Table, RowID(keys)), with the partition of the event
+	// applied last (schema v4), which is what tenancy.Manager.Drop erases
+	// by; the read-model row holds only the key columns and the mapped
+	// columns, with a unique index on exactly the key columns.
+	InTable
+)
+
+func (s Storage) String() string {
+	switch s {
+	case InRow:
+		return "in-row"
+	case InTable:
+		return "snapshots-table"
+	default:
+		return fmt.Sprintf("Storage(%d)", int(s))
+	}
+}
+
+// SnapshotsTable is the table InTable projections keep their state
+// in (created by schema v1).
+const SnapshotsTable = "snapshots"
+
+// Columns of a InRow read-model table besides keys and mapped
+// columns.
+const (
+	ColumnSnapshot           = "snapshot"
+	ColumnStreamID           = "stream_id"
+	ColumnLastStreamPosition = "last_stream_position"
+	ColumnLastGlobalPosition = "last_global_position"
+)
+
+// DefaultCacheSize is the default number of row states a read model keeps
+// in memory between batches.
+const DefaultCacheSize = 10000
+
+// Config configures a read model whose rows hold the state of folding
+// Evolve over the events of one key, the same fold an aggregate does.
+type Config[S any] struct {
+	// Table is the read-model table, one identifier (quoted, never split on
+	// dots). Required.
+	Table string
+	// Storage says where the state lives. Defaults to InRow.
+	Storage Storage
+	// EventTypes are the event types the projection applies. Registry maps
+	// them to Handler, and HandleBatch ignores every other type. Required.
+	EventTypes []string
+	// ExtractKeys returns the key columns of the row an event belongs to
+	// and their values; partition is the event's partition. The set of
+	// column names is inferred from the first event and must be the same
+	// for every event (a *KeySetError otherwise). Each key identifies one
+	// stream's fold: stream positions of the events of a key must be
+	// increasing. Required.
+	ExtractKeys func(e store.Event, partition string) (map[string]any, error)
+	// Evolve returns the state after one event. It may modify state in
+	// place. Required.
+	Evolve func(state S, e store.Event) (S, error)
+	// Initial returns the state of a row before its first event. Required.
+	Initial func() S
+	// MapToColumns returns extra columns derived from the state, written
+	// to the read-model row; nil writes none. It is called exactly once per
+	// applied event.
+	MapToColumns func(state S) map[string]any
+	// PartitionColumn is the key column holding the partition, used by a
+	// rebuild of a single-partition projection to delete only that
+	// partition's rows. Defaults to "partition".
+	PartitionColumn string
+	// CacheSize is how many row states HandleBatch keeps in memory between
+	// batches (an LRU), so a row touched again is not read and decoded
+	// again. Defaults to DefaultCacheSize; negative disables the
+	// cache. The per-event Handler never uses the cache.
+	CacheSize int
+}
+
+func (c *Config[S]) validate() error {
+	switch {
+	case c.Table == "":
+		return configError("readmodel.Config.Table is empty")
+	case c.Storage != InRow && c.Storage != InTable:
+		return configError("readmodel.Config.Storage %d is not InRow or InTable", int(c.Storage))
+	case len(c.EventTypes) == 0:
+		return configError("readmodel.Config.EventTypes is empty")
+	case c.ExtractKeys == nil:
+		return configError("readmodel.Config.ExtractKeys is nil")
+	case c.Evolve == nil:
+		return configError("readmodel.Config.Evolve is nil")
+	case c.Initial == nil:
+		return configError("readmodel.Config.Initial is nil")
+	}
+	for i, t := range c.EventTypes {
+		if t == "" {
+			return configError("readmodel.Config.EventTypes[%d] is empty", i)
+		}
+	}
+	return nil
+}
+
+// Projection is a read model built from a Config. Use Handler or Registry
+// with a perstream.Runner or a consumer.Consumer, or pass the projection
+// itself as a BatchHandler of a continuous projection.Projection, which
+// applies a whole batch with a few multi-row statements and keeps row
+// states in memory between batches. It is safe for concurrent use.
+//
+// Applying an event locks the row (SELECT … FOR UPDATE), skips the event
+// when its stream position is not after the stored last position, evolves
+// the stored state (or the initial state when there is none), calls
+// MapToColumns once and writes the row. A row is never moved to an older
+// position, and two transactions inserting the first row of a key at once
+// can't both win: the loser's insert affects nothing and its batch fails
+// and is retried, then finding the row.
+type Projection[S any] struct {
+	cfg      Config[S]
+	types    map[string]struct{}
+	tableSQL string
+
+	mu      sync.Mutex
+	keyCols []string // inferred from the first event, sorted
+	sql     *snapshotSQL
+
+	cache   *lru.Cache[string, cachedState[S]] // nil when disabled
+	pendMu  sync.Mutex
+	pending map[pgx.Tx][]pendingState[S]
+}
+
+type cachedState[S any] struct {
+	state S
+	pos   store.Version
+}
+
+type pendingState[S any] struct {
+	id string
+	cachedState[S]
+}
+
+// snapshotSQL are the statements that depend on the inferred key set.
+type snapshotSQL struct {
+	names        []string // key columns, sorted
+	keyCols      []string // quoted
+	lockRows     string   // in-row: lock a batch of rows; built once the key types are known
+	conflictKeys string   // ("k1", "k2")
+}
+
+// New checks cfg and returns the projection. cfg is copied; a nil cfg is
+// rejected (Table, EventTypes, ExtractKeys, Evolve and Initial have no
+// default).
+func New[S any](cfg *Config[S]) (*Projection[S], error) {
+	if cfg == nil {
+		cfg = &Config[S]{}
+	}
+	c := *cfg
+	cfg = &c
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.PartitionColumn == "" {
+		cfg.PartitionColumn = "partition"
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	cfg.EventTypes = slices.Clone(cfg.EventTypes)
+	p := &Projection[S]{
+		cfg:      *cfg,
+		types:    make(map[string]struct{}, len(cfg.EventTypes)),
+		tableSQL: pgx.Identifier{cfg.Table}.Sanitize(),
+		pending:  map[pgx.Tx][]pendingState[S]{},
+	}
+	for _, t := range cfg.EventTypes {
+		p.types[t] = struct{}{}
+	}
+	if cfg.CacheSize > 0 {
+		c, err := lru.New[string, cachedState[S]](cfg.CacheSize)
+		if err != nil {
+			return nil, configError("readmodel.Config.CacheSize: %v", err)
+		}
+		p.cache = c
+	}
+	return p, nil
+}
+
+// Table returns the read-model table name.
+func (p *Projection[S]) Table() string { return p.cfg.Table }
+
+// KeyColumns returns the key columns inferred from the first event, sorted;
+// nil before the first event.
+func (p *Projection[S]) KeyColumns() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.keyCols)
+}
+
+// Handler returns a per-event handler applying events to the read model
+// (no cache). It applies every event it is given, whatever its type.
+func (p *Projection[S]) Handler() projection.Handler {
+	return func(ctx context.Context, tx pgx.Tx, e store.Event) error {
+		one := []store.Event{e}
+		return p.apply(ctx, tx, one, one, false)
+	}
+}
+
+// Registry returns a registry mapping each of the configured event types to
+// Handler.
+func (p *Projection[S]) Registry() projection.Registry {
+	h := p.Handler()
+	r := make(projection.Registry, len(p.cfg.EventTypes))
+	for _, t := range p.cfg.EventTypes {
+		r[t] = []projection.Handler{h}
+	}
+	return r
+}
+
+// HandleBatch implements BatchHandler: it applies the batch's events of the
+// configured types with one round trip to lock and read the rows and one to
+// write them, using the in-memory cache.
+func (p *Projection[S]) HandleBatch(ctx context.Context, tx pgx.Tx, events []store.Event) error {
+	relevant := make([]store.Event, 0, len(events))
+	for _, e := range events {
+		if _, ok := p.types[e.Type]; ok {
+			relevant = append(relevant, e)
+		}
+	}
+	if len(relevant) == 0 {
+		return nil
+	}
+	return p.apply(ctx, tx, relevant, events, p.cache != nil)
+}
+
+// FinishBatch implements BatchFinisher: the row states of a committed batch
+// enter the cache; those of a rolled-back batch were already taken out of
+// it and stay out.
+func (p *Projection[S]) FinishBatch(tx pgx.Tx, committed bool) {
+	p.pendMu.Lock()
+	states := p.pending[tx]
+	delete(p.pending, tx)
+	p.pendMu.Unlock()
+	if !committed || p.cache == nil {
+		return
+	}
+	for _, s := range states {
+		p.cache.Add(s.id, s.cachedState)
+	}
+}
+
+// ResetReadModel implements Resetter: it deletes the projection's rows (and
+// snapshots) of partition, or all of them for AllPartitions, and empties
+// the cache.
+func (p *Projection[S]) ResetReadModel(ctx context.Context, tx pgx.Tx, partition string) error {
+	if p.cache != nil {
+		p.cache.Purge()
+	}
+	pcol := pgx.Identifier{p.cfg.PartitionColumn}.Sanitize()
+	if p.cfg.Storage == InTable {
+		var err error
+		if partition == projection.AllPartitions {
+			_, err = tx.Exec(ctx, `DELETE FROM snapshots WHERE readmodel_table_name = $1`, p.cfg.Table)
+		} else {
+			// Stream ids are "|"-joined "key:value" pairs with both sides
+			// encoded, so the pair is matched exactly within "|id|".
+			pattern := "%|" + likeEscape(encodeURIComponent(p.cfg.PartitionColumn)+":"+encodeURIComponent(partition)) + "|%"
+			_, err = tx.Exec(ctx, `DELETE FROM snapshots WHERE readmodel_table_name = $1 AND ('|' || stream_id || '|') LIKE $2`,
+				p.cfg.Table, pattern)
+		}
+		if err != nil {
+			return fmt.Errorf("read model %q: delete snapshots: %w", p.cfg.Table, err)
+		}
+	}
+	var err error
+	if partition == projection.AllPartitions {
+		_, err = tx.Exec(ctx, `DELETE FROM `+p.tableSQL)
+	} else {
+		_, err = tx.Exec(ctx, `DELETE FROM `+p.tableSQL+` WHERE `+pcol+` = $1`, partition)
+	}
+	if err != nil {
+		return fmt.Errorf("read model %q: delete rows: %w", p.cfg.Table, err)
+	}
+	return nil
+}
+
+// likeEscape escapes the LIKE wildcards of s with the default escape
+// character, backslash.
+func likeEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s)
+}
+
+// rowState is one key's row during a batch.
+type rowState[S any] struct {
+	id     string
+	keys   map[string]any
+	exists bool          // a row (in-row) or snapshot (in-table) is stored
+	pos    store.Version // stored last stream position; 0 when absent
+	state  S
+	snap   *string       // stored snapshot text, when read
+	cached bool          // state came from the cache (valid if pos == cpos)
+	cpos   store.Version // position of the cached state
+
+	events []store.Event // the events to apply, in stream order once sorted
+
+	applied bool
+	last    store.Event    // last applied event
+	cols    map[string]any // mapped columns, merged over the applied events
+}
+
+// apply applies events within tx. all is every event the caller has in
+// hand (the whole batch, events included), used to tell which stream
+// positions a row skips on purpose (events of other types).
+//
+// Each row's events are folded in stream order. The global log is in
+// commit order, which can put a stream's later event before an earlier one
+// (a transaction that took its id first but waited for the stream's lock
+// commits the later position); so when a row's next event is not the one
+// after its stored position and the batch does not hold the events in
+// between, those are read from the stream (they are committed: the later
+// position could only be taken after them) and applied first. The earlier
+// event, when it comes, is then skipped as already applied.
+func (p *Projection[S]) apply(ctx context.Context, tx pgx.Tx, events, all []store.Event, useCache bool) error {
+	rows := make([]*rowState[S], 0, len(events))
+	byID := make(map[string]*rowState[S], len(events))
+	var sqls *snapshotSQL
+	for _, e := range events {
+		keys, err := p.cfg.ExtractKeys(e, e.Partition)
+		if err != nil {
+			return fmt.Errorf("read model %q: extract keys of %s: %w", p.cfg.Table, e, err)
+		}
+		if sqls, err = p.checkKeys(keys); err != nil {
+			return err
+		}
+		id := RowID(keys)
+		r, ok := byID[id]
+		if !ok {
+			r = &rowState[S]{id: id, keys: keys}
+			if useCache {
+				// Take the state out of the cache: until the batch
+				// commits, it belongs to this batch only.
+				if c, ok := p.cache.Peek(id); ok {
+					p.cache.Remove(id)
+					r.state, r.cpos, r.cached = c.state, c.pos, true
+				}
+			}
+			byID[id] = r
+			rows = append(rows, r)
+		}
+		r.events = append(r.events, e)
+	}
+
+	if err := p.load(ctx, tx, sqls, rows); err != nil {
+		return err
+	}
+	if err := p.fillGaps(ctx, tx, rows, all); err != nil {
+		return err
+	}
+
+	for _, r := range rows {
+		for _, e := range r.events {
+			if e.StreamPosition <= r.pos {
+				continue // already applied
+			}
+			next, err := p.cfg.Evolve(r.state, e)
+			if err != nil {
+				return fmt.Errorf("read model %q: evolve %s: %w", p.cfg.Table, e, err)
+			}
+			r.state, r.pos, r.last, r.applied = next, e.StreamPosition, e, true
+			if p.cfg.MapToColumns != nil {
+				cols := p.cfg.MapToColumns(next)
+				if r.cols == nil {
+					r.cols = make(map[string]any, len(cols))
+				}
+				for k, v := range cols {
+					r.cols[k] = v
+				}
+			}
+		}
+	}
+
+	if err := p.write(ctx, tx, sqls, rows); err != nil {
+		return err
+	}
+	if useCache {
+		states := make([]pendingState[S], 0, len(rows))
+		for _, r := range rows {
+			states = append(states, pendingState[S]{id: r.id, cachedState: cachedState[S]{state: r.state, pos: r.pos}})
+		}
+		p.pendMu.Lock()
+		p.pending[tx] = append(p.pending[tx], states...)
+		p.pendMu.Unlock()
+	}
+	return nil
+}

@@ -1,0 +1,335 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/troupehq/troupe/store"
+)
+
+// errStopRequested ends the worker loop when Stop is called during a
+// retry wait.
+var errStopRequested = errors.New("stop requested")
+
+// worker is the state of one run of the worker loop.
+type worker struct {
+	p       *Projection
+	l       *lease
+	stop    <-chan struct{}
+	gen     uint64
+	active  bool
+	pending *rebuildRequest // requested, not yet started
+	rebuild *rebuildRun     // started
+	once    bool            // exit when the rebuild is done
+	backoff time.Duration
+	// seen is the highest global position read so far, and recheck the
+	// current delay before reading again a notified event not yet seen.
+	seen    int64
+	recheck time.Duration
+}
+
+func (w *worker) loop(ctx context.Context) error {
+	p := w.p
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w.stop:
+			return nil
+		default:
+		}
+		if !w.l.held.Load() {
+			if w.active {
+				w.active = false
+				p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_lease_lost",
+					slog.String("projection", p.cfg.Name), slog.String("partition", p.scope))
+				p.publish(func() { p.state, p.active = StateStandby, false })
+				p.lag.stop()
+			}
+			if err := w.wait(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if g := w.l.gen.Load(); g != w.gen || !w.active {
+			if err := w.takeOver(ctx); err != nil {
+				if werr := w.infraError(ctx, "projection_take_over_failed", err); werr != nil {
+					return werr
+				}
+				continue
+			}
+			w.gen = g
+		}
+		if w.pending == nil && w.rebuild == nil {
+			select {
+			case r := <-p.rebuilds:
+				w.pending = r
+			default:
+			}
+		}
+		if w.pending != nil {
+			req := w.pending
+			w.pending = nil
+			if err := w.startRebuild(ctx, req); err != nil {
+				req.reply(err)
+				if w.once {
+					return err
+				}
+				if werr := w.infraError(ctx, "projection_rebuild_reset_failed", err); werr != nil {
+					return werr
+				}
+				continue
+			}
+		}
+		n, err := w.step(ctx)
+		if err != nil {
+			var he *HandlerError
+			switch {
+			case errors.As(err, &he):
+				p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "projection_failed",
+					slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
+					slog.Int64("global_position", int64(he.Event.GlobalPosition)),
+					slog.String("stream_id", string(he.Event.StreamID)),
+					slog.String("event_type", he.Event.Type), slog.String("error", he.Err.Error()))
+				return err
+			case errors.Is(err, errStopRequested):
+				return nil
+			case ctx.Err() != nil:
+				return ctx.Err()
+			}
+			if werr := w.infraError(ctx, "projection_batch_failed", err); werr != nil {
+				return werr
+			}
+			continue
+		}
+		w.backoff = 0
+		if finished, err := w.rebuildProgress(ctx, n); finished && w.once {
+			return err
+		}
+		if n > 0 {
+			w.recheck = 0
+		}
+		if n < p.cfg.BatchSize {
+			var timeout time.Duration
+			if n == 0 && w.l.notified.Load() > w.seen {
+				// Notified of an event the read did not return yet: an
+				// older transaction still in flight holds it back. Read
+				// again soon, backing off up to the poll interval.
+				w.recheck = min(max(2*w.recheck, minRecheck), p.cfg.PollInterval)
+				timeout = w.recheck
+			}
+			if err := w.waitFor(ctx, timeout); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// minRecheck is the first delay before reading again a notified event
+// that was not readable yet.
+const minRecheck = 2 * time.Millisecond
+
+// wait blocks until something may have changed: a wake-up from the lease
+// (notification, poll tick, lease change), a rebuild request, Stop or ctx.
+// It returns errStopRequested-free results: nil to go on, or the reason to
+// exit (ctx's error; nil with stop closed is reported by the loop).
+func (w *worker) wait(ctx context.Context) error { return w.waitFor(ctx, 0) }
+
+// waitFor is wait with a timeout (none when 0).
+func (w *worker) waitFor(ctx context.Context, timeout time.Duration) error {
+	var rebuilds chan *rebuildRequest
+	if w.pending == nil && w.rebuild == nil {
+		rebuilds = w.p.rebuilds
+	}
+	var tick <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		tick = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w.stop:
+		return nil
+	case <-w.l.wake:
+	case <-tick:
+	case r := <-rebuilds:
+		w.pending = r
+	}
+	return nil
+}
+
+// infraError logs an infrastructure error and waits before the next try,
+// doubling the wait up to Retry.MaxBackoff. It returns non-nil when the
+// loop must exit instead.
+func (w *worker) infraError(ctx context.Context, msg string, err error) error {
+	p := w.p
+	if w.backoff == 0 {
+		w.backoff = p.cfg.Retry.InitialBackoff
+	} else {
+		w.backoff = min(2*w.backoff, p.cfg.Retry.MaxBackoff)
+	}
+	p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, msg,
+		slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
+		slog.Duration("retry_in", w.backoff), slog.String("error", err.Error()))
+	if err := sleep(ctx, w.stop, w.backoff); err != nil {
+		if errors.Is(err, errStopRequested) {
+			return nil // the loop sees stop closed and exits
+		}
+		return err
+	}
+	return nil
+}
+
+// sleep waits d, or until ctx is done (its error) or stop is closed
+// (errStopRequested).
+func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-stop:
+		return errStopRequested
+	}
+}
+
+// takeOver runs when the lease is (re)acquired: it creates the checkpoint
+// when missing, loads it and records the projection as running.
+func (w *worker) takeOver(ctx context.Context) error {
+	p := w.p
+	cp, err := p.ensureCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	state := StateRunning
+	if w.rebuild != nil {
+		state = StateRebuilding
+	}
+	if err := p.writeStatus(ctx, p.pool, state, nil); err != nil {
+		return err
+	}
+	w.active = true
+	w.seen = max(w.seen, int64(cp.GlobalPosition))
+	p.publish(func() { p.checkpoint, p.active, p.state = cp, true, state })
+	p.startLag(ctx, cp)
+	p.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "projection_lease_acquired",
+		slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
+		slog.Uint64("checkpoint_transaction_id", cp.TransactionID),
+		slog.Int64("checkpoint_global_position", int64(cp.GlobalPosition)))
+	return nil
+}
+
+// step reads one batch after the checkpoint and applies it. When a handler
+// fails on the batch, the events are applied one by one with retries, so
+// the failing event is known and the ones before it are kept; the failure
+// action then applies to it. It returns how many events were read.
+func (w *worker) step(ctx context.Context) (int, error) {
+	p := w.p
+	cp := p.currentCheckpoint()
+	res, err := p.store.ReadAll(ctx, store.ReadAllOptions{After: cp, Partition: p.cfg.Partition, Limit: p.cfg.BatchSize})
+	if err != nil {
+		return 0, fmt.Errorf("read the log after %+v: %w", cp, err)
+	}
+	events := res.Events
+	if len(events) == 0 {
+		return 0, nil
+	}
+	for _, e := range events {
+		w.seen = max(w.seen, int64(e.GlobalPosition))
+	}
+	p.lag.noteRead(events)
+	err = p.commitBatch(ctx, cp, events)
+	switch {
+	case err == nil:
+		return len(events), nil
+	case errors.Is(err, errCheckpointMoved):
+		return 0, w.reload(ctx)
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	case !isHandlerFailure(err):
+		return 0, err
+	}
+	if len(events) > 1 {
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_batch_failed_isolating",
+			slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
+			slog.Int("batch", len(events)), slog.String("error", err.Error()))
+	}
+	for i, e := range events {
+		if err := w.applyOne(ctx, e, i == 0 && len(events) == 1, err); err != nil {
+			if errors.Is(err, errCheckpointMoved) {
+				return 0, w.reload(ctx)
+			}
+			return i, err
+		}
+	}
+	return len(events), nil
+}
+
+// reload reads the checkpoint again after another runner moved it.
+func (w *worker) reload(ctx context.Context) error {
+	p := w.p
+	cp, err := p.ensureCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_checkpoint_moved",
+		slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
+		slog.Uint64("checkpoint_transaction_id", cp.TransactionID),
+		slog.Int64("checkpoint_global_position", int64(cp.GlobalPosition)))
+	p.lag.noteApplied(int64(cp.GlobalPosition), time.Time{})
+	p.setCheckpoint(cp)
+	return nil
+}
+
+// applyOne applies one event in a transaction of its own, retrying with
+// backoff; firstFailed says the first attempt was already made (and failed
+// with firstErr). When the attempts run out, FailSkip dead-letters the
+// event and FailStop returns the *HandlerError.
+func (w *worker) applyOne(ctx context.Context, e store.Event, firstFailed bool, firstErr error) error {
+	p := w.p
+	attempt, lastErr := 0, error(nil)
+	if firstFailed {
+		attempt, lastErr = 1, firstErr
+	}
+	backoff := p.cfg.Retry.InitialBackoff
+	for attempt < p.cfg.Retry.MaxAttempts {
+		if attempt > 0 {
+			p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_event_retry",
+				slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
+				slog.Int64("global_position", int64(e.GlobalPosition)), slog.Int("attempt", attempt),
+				slog.Duration("retry_in", backoff), slog.String("error", lastErr.Error()))
+			if err := sleep(ctx, w.stop, backoff); err != nil {
+				return err
+			}
+			backoff = min(2*backoff, p.cfg.Retry.MaxBackoff)
+		}
+		attempt++
+		err := p.commitBatch(ctx, p.currentCheckpoint(), []store.Event{e})
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, errCheckpointMoved) || ctx.Err() != nil || !isHandlerFailure(err) {
+			return err
+		}
+		lastErr = err
+	}
+	he := &HandlerError{Projection: p.cfg.Name, Event: e, Attempts: attempt, Err: handlerCause(lastErr)}
+	if p.cfg.OnFailure == FailSkip {
+		if err := p.deadLetter(ctx, e, he); err != nil {
+			return err
+		}
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "projection_event_skipped",
+			slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
+			slog.Int64("global_position", int64(e.GlobalPosition)), slog.String("stream_id", string(e.StreamID)),
+			slog.String("event_type", e.Type), slog.String("error", he.Err.Error()))
+		return nil
+	}
+	return he
+}
