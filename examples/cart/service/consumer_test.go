@@ -12,7 +12,6 @@ import (
 
 	"github.com/troupehq/troupe/examples/cart/cart"
 	"github.com/troupehq/troupe/examples/cart/service"
-//DELETEME
 	"github.com/troupehq/troupe/projection/consumer"
 	"github.com/troupehq/troupe/store"
 )
