@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/retry"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -231,7 +232,7 @@ func TestProjectionsStatus(t *testing.T) {
 
 	// A projection limited to one partition that fails on its first event.
 	failing, err := projection.New(pool, &projection.Config{Name: "fragile", Partition: "acme", Logger: quiet,
-		Retry: projection.RetryPolicy{MaxAttempts: 1, InitialBackoff: time.Millisecond},
+		Retry: retry.Policy{MaxAttempts: 1, InitialDelay: time.Millisecond},
 		Handlers: projection.Registry{"Tick": {func(context.Context, pgx.Tx, store.Event) error {
 			return errors.New("boom:\nthe handler failed")
 		}}}})

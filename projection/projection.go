@@ -19,6 +19,7 @@ import (
 	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/projection/internal/batchtel"
 	"github.com/troupehq/troupe/projection/internal/hook"
+	"github.com/troupehq/troupe/retry"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
 )
@@ -34,10 +35,11 @@ const (
 	DefaultBatchSize          = 500
 	DefaultPollInterval       = time.Second
 	DefaultLeaseRetryInterval = time.Second
-	DefaultMaxAttempts        = 5
-	DefaultInitialBackoff     = 100 * time.Millisecond
-	DefaultMaxBackoff         = 5 * time.Second
 )
+
+// DefaultRetry is the retry policy of failing events when Config.Retry
+// leaves a field zero: 5 attempts, 100ms doubling up to 5s.
+var DefaultRetry = retry.Policy{MaxAttempts: 5, InitialDelay: 100 * time.Millisecond, MaxDelay: 5 * time.Second}
 
 // FailureAction is what a projection does with an event its handlers keep
 // failing on once the retries are used up.
@@ -61,20 +63,6 @@ func (a FailureAction) String() string {
 	default:
 		return fmt.Sprintf("FailureAction(%d)", int(a))
 	}
-}
-
-// RetryPolicy is how often and how fast a failing event is retried.
-type RetryPolicy struct {
-	// MaxAttempts is how many times an event is tried before the failure
-	// action applies. Defaults to DefaultMaxAttempts.
-	MaxAttempts int
-	// InitialBackoff is the wait after the first failure; it doubles after
-	// each further one. Defaults to DefaultInitialBackoff.
-	InitialBackoff time.Duration
-	// MaxBackoff caps the wait. Defaults to DefaultMaxBackoff. It also caps
-	// the wait between attempts to reach the database after infrastructure
-	// errors, which are retried for as long as the projection runs.
-	MaxBackoff time.Duration
 }
 
 // Config configures a continuous Projection.
@@ -107,9 +95,12 @@ type Config struct {
 	// lease over, and how long a runner waits before reconnecting its
 	// lease connection. Defaults to DefaultLeaseRetryInterval.
 	LeaseRetryInterval time.Duration
-	// Retry is the retry policy for failing events. Each zero field
-	// defaults as its doc says.
-	Retry RetryPolicy
+	// Retry is how often a failing event is tried (MaxAttempts) before
+	// OnFailure applies, and the jittered delays between tries; MaxDelay
+	// also caps the wait between attempts to reach the database after
+	// infrastructure errors, which are retried for as long as the
+	// projection runs. Each zero field defaults to DefaultRetry's.
+	Retry retry.Policy
 	// OnFailure is what happens once an event's retries are used up.
 	// Defaults to FailStop.
 	OnFailure FailureAction
@@ -140,14 +131,11 @@ func (c *Config) validate() error {
 		return configError("projection.Config.PollInterval %v is negative", c.PollInterval)
 	case c.LeaseRetryInterval < 0:
 		return configError("projection.Config.LeaseRetryInterval %v is negative", c.LeaseRetryInterval)
-	case c.Retry.MaxAttempts < 0:
-		return configError("projection.Config.Retry.MaxAttempts %d is negative", c.Retry.MaxAttempts)
-	case c.Retry.InitialBackoff < 0:
-		return configError("projection.Config.Retry.InitialBackoff %v is negative", c.Retry.InitialBackoff)
-	case c.Retry.MaxBackoff < 0:
-		return configError("projection.Config.Retry.MaxBackoff %v is negative", c.Retry.MaxBackoff)
 	case c.OnFailure != FailStop && c.OnFailure != FailSkip:
 		return configError("projection.Config.OnFailure %d is not FailStop or FailSkip", int(c.OnFailure))
+	}
+	if err := c.Retry.Validate("projection.Config.Retry"); err != nil {
+		return configError("%v", err)
 	}
 	if c.Partition != "" {
 		if _, err := store.ValidatePartition(c.Partition); err != nil {
@@ -172,15 +160,7 @@ func (c Config) withDefaults() Config {
 	if c.LeaseRetryInterval == 0 {
 		c.LeaseRetryInterval = DefaultLeaseRetryInterval
 	}
-	if c.Retry.MaxAttempts == 0 {
-		c.Retry.MaxAttempts = DefaultMaxAttempts
-	}
-	if c.Retry.InitialBackoff == 0 {
-		c.Retry.InitialBackoff = DefaultInitialBackoff
-	}
-	if c.Retry.MaxBackoff == 0 {
-		c.Retry.MaxBackoff = DefaultMaxBackoff
-	}
+	c.Retry = c.Retry.WithDefaults(DefaultRetry)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

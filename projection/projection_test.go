@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/troupehq/troupe/projection"
-	"github.com/troupehq/troupe/projection/internal/projtest"
-	"github.com/troupehq/troupe/projection/readmodel"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/internal/projtest"
+	"github.com/troupehq/troupe/projection/readmodel"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -719,16 +720,16 @@ func TestNewValidates(t *testing.T) {
 	pool, _ := projtest.NewDB(t)
 	base := projection.Config{Name: "x"}
 	cases := map[string]func(*projection.Config){
-		"Config.Name":                 func(c *projection.Config) { c.Name = "" },
-		"Config.BatchSize":            func(c *projection.Config) { c.BatchSize = -1 },
-		"Config.PollInterval":         func(c *projection.Config) { c.PollInterval = -1 },
-		"Config.LeaseRetryInterval":   func(c *projection.Config) { c.LeaseRetryInterval = -1 },
-		"Config.Retry.MaxAttempts":    func(c *projection.Config) { c.Retry.MaxAttempts = -1 },
-		"Config.Retry.InitialBackoff": func(c *projection.Config) { c.Retry.InitialBackoff = -1 },
-		"Config.Retry.MaxBackoff":     func(c *projection.Config) { c.Retry.MaxBackoff = -1 },
-		"Config.OnFailure":            func(c *projection.Config) { c.OnFailure = 9 },
-		"Config.Partition":            func(c *projection.Config) { c.Partition = "bad partition" },
-		"Config.BatchHandlers[0]":     func(c *projection.Config) { c.BatchHandlers = []projection.BatchHandler{nil} },
+		"Config.Name":               func(c *projection.Config) { c.Name = "" },
+		"Config.BatchSize":          func(c *projection.Config) { c.BatchSize = -1 },
+		"Config.PollInterval":       func(c *projection.Config) { c.PollInterval = -1 },
+		"Config.LeaseRetryInterval": func(c *projection.Config) { c.LeaseRetryInterval = -1 },
+		"Config.Retry.MaxAttempts":  func(c *projection.Config) { c.Retry.MaxAttempts = -1 },
+		"Config.Retry.InitialDelay": func(c *projection.Config) { c.Retry.InitialDelay = -1 },
+		"Config.Retry.MaxDelay":     func(c *projection.Config) { c.Retry.MaxDelay = -1 },
+		"Config.OnFailure":          func(c *projection.Config) { c.OnFailure = 9 },
+		"Config.Partition":          func(c *projection.Config) { c.Partition = "bad partition" },
+		"Config.BatchHandlers[0]":   func(c *projection.Config) { c.BatchHandlers = []projection.BatchHandler{nil} },
 	}
 	for field, mutate := range cases {
 		cfg := base
@@ -749,7 +750,7 @@ func TestNewValidates(t *testing.T) {
 	require.Equal(t, projection.DefaultBatchSize, cfg.BatchSize)
 	require.Equal(t, projection.DefaultPollInterval, cfg.PollInterval)
 	require.Equal(t, projection.DefaultLeaseRetryInterval, cfg.LeaseRetryInterval)
-	require.Equal(t, projection.RetryPolicy{MaxAttempts: projection.DefaultMaxAttempts, InitialBackoff: projection.DefaultInitialBackoff, MaxBackoff: projection.DefaultMaxBackoff}, cfg.Retry)
+	require.Equal(t, projection.DefaultRetry, cfg.Retry)
 	require.Equal(t, projection.FailStop, cfg.OnFailure)
 	require.IsType(t, &postgres.Store{}, projection.StoreOf(p))
 }

@@ -16,15 +16,15 @@ var errStopRequested = errors.New("stop requested")
 
 // worker is the state of one run of the worker loop.
 type worker struct {
-	p       *Projection
-	l       *lease
-	stop    <-chan struct{}
-	gen     uint64
-	active  bool
-	pending *rebuildRequest // requested, not yet started
-	rebuild *rebuildRun     // started
-	once    bool            // exit when the rebuild is done
-	backoff time.Duration
+	p            *Projection
+	l            *lease
+	stop         <-chan struct{}
+	gen          uint64
+	active       bool
+	pending      *rebuildRequest // requested, not yet started
+	rebuild      *rebuildRun     // started
+	once         bool            // exit when the rebuild is done
+	infraRetries int             // infrastructure failures in a row: the next wait is Retry.Delay(infraRetries)
 	// seen is the highest global position read so far, and recheck the
 	// current delay before reading again a notified event not yet seen.
 	seen    int64
@@ -105,7 +105,7 @@ func (w *worker) loop(ctx context.Context) error {
 			}
 			continue
 		}
-		w.backoff = 0
+		w.infraRetries = 0
 		if finished, err := w.rebuildProgress(ctx, n); finished && w.once {
 			return err
 		}
@@ -164,19 +164,17 @@ func (w *worker) waitFor(ctx context.Context, timeout time.Duration) error {
 }
 
 // infraError logs an infrastructure error and waits before the next try,
-// doubling the wait up to Retry.MaxBackoff. It returns non-nil when the
-// loop must exit instead.
+// the delays of Config.Retry growing up to its MaxDelay (infrastructure
+// errors are retried for as long as the projection runs). It returns
+// non-nil when the loop must exit instead.
 func (w *worker) infraError(ctx context.Context, msg string, err error) error {
 	p := w.p
-	if w.backoff == 0 {
-		w.backoff = p.cfg.Retry.InitialBackoff
-	} else {
-		w.backoff = min(2*w.backoff, p.cfg.Retry.MaxBackoff)
-	}
+	w.infraRetries++
+	wait := p.cfg.Retry.Delay(w.infraRetries)
 	p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, msg,
 		slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
-		slog.Duration("retry_in", w.backoff), slog.String("error", err.Error()))
-	if err := sleep(ctx, w.stop, w.backoff); err != nil {
+		slog.Duration("retry_in", wait), slog.String("error", err.Error()))
+	if err := sleep(ctx, w.stop, wait); err != nil {
 		if errors.Is(err, errStopRequested) {
 			return nil // the loop sees stop closed and exits
 		}
@@ -298,17 +296,16 @@ func (w *worker) applyOne(ctx context.Context, e store.Event, firstFailed bool, 
 	if firstFailed {
 		attempt, lastErr = 1, firstErr
 	}
-	backoff := p.cfg.Retry.InitialBackoff
 	for attempt < p.cfg.Retry.MaxAttempts {
 		if attempt > 0 {
+			wait := p.cfg.Retry.Delay(attempt)
 			p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_event_retry",
 				slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
 				slog.Int64("global_position", int64(e.GlobalPosition)), slog.Int("attempt", attempt),
-				slog.Duration("retry_in", backoff), slog.String("error", lastErr.Error()))
-			if err := sleep(ctx, w.stop, backoff); err != nil {
+				slog.Duration("retry_in", wait), slog.String("error", lastErr.Error()))
+			if err := sleep(ctx, w.stop, wait); err != nil {
 				return err
 			}
-			backoff = min(2*backoff, p.cfg.Retry.MaxBackoff)
 		}
 		attempt++
 		err := p.commitBatch(ctx, p.currentCheckpoint(), []store.Event{e})

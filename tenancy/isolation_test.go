@@ -22,6 +22,7 @@ import (
 	"github.com/troupehq/troupe/projection/consumer"
 	"github.com/troupehq/troupe/projection/perstream"
 	"github.com/troupehq/troupe/projection/readmodel"
+	"github.com/troupehq/troupe/retry"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/memory"
 	"github.com/troupehq/troupe/store/postgres"
@@ -480,7 +481,7 @@ func TestDropErasesEveryTable(t *testing.T) {
 		require.NoError(t, err)
 		// A consumer that dead-letters ItemAdded.
 		c, err := consumer.New(e.pool, &consumer.Config{Name: "picky", Partition: string(tenant), Logger: quiet,
-			OnFailure: projection.FailSkip, Retry: projection.RetryPolicy{MaxAttempts: 1, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}})
+			OnFailure: projection.FailSkip, Retry: retry.Policy{MaxAttempts: 1, InitialDelay: time.Millisecond, MaxDelay: time.Millisecond}})
 		require.NoError(t, err)
 		c.Subscribe("ItemAdded", func(context.Context, pgx.Tx, store.Event) error { return errors.New("refused") })
 		require.NoError(t, p.Start(ctx))

@@ -90,6 +90,15 @@ func library(p string) bool {
 	return !under(p, "examples") && !under(p, "cmd") && p != "internal/archtest"
 }
 
+// testSupport reports whether p is a package that exists to serve tests
+// (internal/pgtest, internal/oteltest, projection/internal/projtest,
+// store/storetest, …): its name ends in "test". Such packages may set up an
+// OpenTelemetry SDK and read the environment, as tests do.
+func testSupport(p string) bool {
+	i := strings.LastIndex(p, "/")
+	return strings.HasSuffix(p[i+1:], "test")
+}
+
 // stdlib reports whether an import path belongs to the standard library.
 func stdlib(path string) bool {
 	first, _, _ := strings.Cut(path, "/")
@@ -198,7 +207,7 @@ var rules = []rule{
 		// Direct imports only: protoactor-go itself imports the metric SDK
 		// and its Prometheus exporter.
 		name:   "library code never sets up an OpenTelemetry SDK (only examples/ and cmd/ do)",
-		covers: func(p string) bool { return library(p) && !under(p, "internal/oteltest") },
+		covers: func(p string) bool { return library(p) && !testSupport(p) },
 		direct: true,
 		forbidden: func(dep string) bool {
 			return isOTelSDK(dep)
@@ -332,15 +341,15 @@ func TestLibraryFilesStaySmall(t *testing.T) {
 // print on its own or end the process.
 var forbiddenCalls = []string{"os.Getenv(", "os.LookupEnv(", "os.Environ(", "log.Fatal", "log.Print", "fmt.Print", "os.Exit("}
 
-// envAllowed are the library packages whose job is to read the environment:
-// the test harness that finds a database or starts one.
-var envAllowed = map[string]bool{"internal/pgtest": true, "troupetest": true, "internal/pgserver/cmd/pgrun": true}
+// envAllowed are the library packages whose job is to read the environment
+// besides the test-support ones: the command that runs a throwaway server.
+var envAllowed = map[string]bool{"internal/pgserver/cmd/pgrun": true}
 
 // TestLibraryNeverReadsEnvPrintsOrExits scans library source files for the
 // calls of forbiddenCalls.
 func TestLibraryNeverReadsEnvPrintsOrExits(t *testing.T) {
 	for p, info := range listPackages(t) {
-		if !library(p) || envAllowed[p] {
+		if !library(p) || testSupport(p) || envAllowed[p] {
 			continue
 		}
 		for _, f := range info.GoFiles {

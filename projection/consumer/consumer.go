@@ -16,6 +16,7 @@ import (
 	"github.com/troupehq/troupe/projection"
 	"github.com/troupehq/troupe/projection/internal/cfgerr"
 	"github.com/troupehq/troupe/projection/internal/hook"
+	"github.com/troupehq/troupe/retry"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -49,8 +50,8 @@ type Config struct {
 	// projection.DefaultLeaseRetryInterval.
 	LeaseRetryInterval time.Duration
 	// Retry is the retry policy for failing events. Each zero field
-	// defaults as projection.RetryPolicy's doc says.
-	Retry projection.RetryPolicy
+	// defaults to the field of projection.DefaultRetry.
+	Retry retry.Policy
 	// OnFailure is what happens once an event's retries are used up:
 	// projection.FailStop (the default) stops the consumer at the event,
 	// projection.FailSkip records it in projection_dead_letters and goes on.

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/troupehq/troupe/projection"
-	"github.com/troupehq/troupe/projection/consumer"
-	"github.com/troupehq/troupe/projection/internal/projtest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/consumer"
+	"github.com/troupehq/troupe/projection/internal/projtest"
+	"github.com/troupehq/troupe/retry"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -208,7 +211,7 @@ func TestConsumerFailurePolicies(t *testing.T) {
 			bad := events[4].MessageID
 			var ok atomic.Int64
 			c := newConsumer(t, pool, &consumer.Config{OnFailure: action, PollInterval: 50 * time.Millisecond,
-				Retry: projection.RetryPolicy{MaxAttempts: 2, InitialBackoff: time.Millisecond}})
+				Retry: retry.Policy{MaxAttempts: 2, InitialDelay: time.Millisecond}})
 			c.SubscribeToAll(func(_ context.Context, _ pgx.Tx, e store.Event) error {
 				if e.MessageID == bad {
 					return errors.New("bad event")

@@ -3,11 +3,13 @@ package consumer_test
 import (
 	"context"
 	"errors"
+	"testing"
+	"time"
+
 	"github.com/troupehq/troupe/projection"
 	"github.com/troupehq/troupe/projection/consumer"
 	"github.com/troupehq/troupe/projection/internal/projtest"
-	"testing"
-	"time"
+	"github.com/troupehq/troupe/retry"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
@@ -26,7 +28,7 @@ func TestConsumerSpansAndDeadLetters(t *testing.T) {
 	pool, es := projtest.NewDB(t)
 	ctx := projtest.Ctx(t)
 	c, err := consumer.New(pool, &consumer.Config{Name: "mailer", Store: es, TracerProvider: r.TP, MeterProvider: r.MP, Logger: projtest.QuietLogger,
-		OnFailure: projection.FailSkip, Retry: projection.RetryPolicy{MaxAttempts: 1, InitialBackoff: time.Millisecond}})
+		OnFailure: projection.FailSkip, Retry: retry.Policy{MaxAttempts: 1, InitialDelay: time.Millisecond}})
 	require.NoError(t, err)
 	c.Subscribe(projtest.TypeAdded, func(context.Context, pgx.Tx, store.Event) error { return errors.New("smtp down") })
 	cmd, md := r.Command("command")

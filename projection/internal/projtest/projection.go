@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/retry"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -31,7 +32,7 @@ func FastConfig(name string) projection.Config {
 		Name:               name,
 		PollInterval:       200 * time.Millisecond,
 		LeaseRetryInterval: 50 * time.Millisecond,
-		Retry:              projection.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond},
+		Retry:              retry.Policy{MaxAttempts: 3, InitialDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond},
 		Logger:             QuietLogger,
 	}
 }
