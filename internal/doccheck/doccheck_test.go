@@ -204,21 +204,23 @@ func render(s snippet, pkg string) ([]byte, error) {
 	return out, nil
 }
 
-// splitFuncs moves the fragment's top-level func declarations (lines from
-// "func " at column 0 to the next line that is "}" at column 0) out of its
-// statements.
+// splitFuncs moves the fragment's top-level func and type declarations
+// (lines from "func " or "type " at column 0 to the next line that is "}" at
+// column 0, or the one line when it closes its braces itself) out of its
+// statements: a func can't be declared in a function body, and a type used
+// by such a func must be declared beside it.
 func splitFuncs(code string) (decls, stmts string) {
 	var d, s strings.Builder
-	inFunc := false
+	inDecl := false
 	for _, line := range strings.SplitAfter(code, "\n") {
 		switch {
-		case !inFunc && strings.HasPrefix(line, "func "):
-			inFunc = !strings.HasSuffix(strings.TrimSpace(line), "}")
+		case !inDecl && (strings.HasPrefix(line, "func ") || strings.HasPrefix(line, "type ")):
+			inDecl = strings.Count(line, "{") > strings.Count(line, "}") || strings.HasSuffix(strings.TrimSpace(line), "(")
 			d.WriteString(line)
-		case inFunc:
+		case inDecl:
 			d.WriteString(line)
-			if strings.TrimRight(line, "\n") == "}" {
-				inFunc = false
+			if t := strings.TrimRight(line, "\n"); t == "}" || t == ")" {
+				inDecl = false
 			}
 		default:
 			s.WriteString(line)
