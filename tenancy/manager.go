@@ -379,7 +379,7 @@ func createPartitions(ctx context.Context, tx pgx.Tx, tables []table, id store.T
 		}
 		sql.WriteString(`ALTER TABLE ` + tb.qualified + ` ATTACH PARTITION ` + idents[i] + ` FOR VALUES IN (` + value + `);`)
 		if st.rls {
-			for _, stmt := range pgtenant.PolicyStatements(idents[i], tb.column, st.force) {
+			for _, stmt := range pgtenant.PolicyStatements(idents[i], tb.policyColumns(), st.force) {
 				sql.WriteString(stmt + `;`)
 			}
 		}
