@@ -47,8 +47,7 @@ type Table struct {
 	// tenant ("" for none): the partition a projection is limited to, say,
 	// so that rows of projections over every partition ('*') stay the
 	// owner's.
-	Scope    string
-	HasScope bool // Scope exists in the table (false when Scope is "")
+	Scope string
 }
 
 // PolicyColumns returns the columns the tenant policy on the table keys on:
@@ -76,8 +75,7 @@ type Querier interface {
 const registrySQL = `
 SELECT c.oid, n.nspname, c.relname, r.partition_column::text, r.partitioned, r.lock_order, r.row_level_security,
        EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = r.partition_column AND NOT a.attisdropped),
-       coalesce(to_jsonb(r) ->> 'scope_column', ''),
-       EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = to_jsonb(r) ->> 'scope_column' AND NOT a.attisdropped)
+       coalesce(to_jsonb(r) ->> 'scope_column', '')
 FROM %s r
 JOIN pg_class c ON c.oid = r.relation
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -109,7 +107,7 @@ func Tables(ctx context.Context, q Querier, schema string) ([]Table, error) {
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Table, error) {
 		var t Table
-		err := r.Scan(&t.OID, &t.Schema, &t.Name, &t.Column, &t.Partitioned, &t.LockOrder, &t.RLS, &t.HasColumn, &t.Scope, &t.HasScope)
+		err := r.Scan(&t.OID, &t.Schema, &t.Name, &t.Column, &t.Partitioned, &t.LockOrder, &t.RLS, &t.HasColumn, &t.Scope)
 		return t, err
 	})
 	if err != nil {
