@@ -13,9 +13,11 @@ import (
 type TenantID string
 
 // DefaultPartition is the partition used when none is given, for
-// single-tenant applications. It is a valid tenant id like any other (in
-// PostgreSQL its rows live in the DEFAULT partitions until the tenancy
-// package's Manager gives it partitions of its own).
+// single-tenant applications. It is a valid partition like any other for
+// the event store and projections, but not a tenant: in PostgreSQL its
+// rows live in the DEFAULT partitions, and the tenancy package's Manager
+// refuses to create or drop it (erasing it would erase every write that
+// named no partition).
 const DefaultPartition = "default_partition"
 
 // MaxTenantIDLength is the longest tenant id accepted, in bytes: PostgreSQL's

@@ -7,14 +7,17 @@
 // Tenant ids ([store.TenantID], validated by [store.ValidateTenantID]) and
 // how they travel through a context ([store.WithTenant]) are defined in the
 // backend-neutral store package; single-tenant applications use
-// [store.DefaultPartition] and need nothing from this package.
+// [store.DefaultPartition] and need nothing from this package; that
+// partition is not a tenant, and the Manager refuses to create or drop it
+// ([ErrReservedTenantID]).
 //
 // # Tenant tables
 //
 // The tables that hold tenants' rows are declared in the database, not in
 // Go: the tenant_tables registry (migration 005 of store/postgres) has a
 // row per table with its partition column, whether it is partitioned by
-// tenant, and its lock order. The migrations register their own tables
+// tenant, its lock order and whether row-level security covers it. The
+// migrations register their own tables
 // (the event tables, the projection tables, the read-model snapshots
 // table); applications register their read models from their own
 // migrations. Tables of the Manager's schema partitioned by LIST
@@ -45,7 +48,8 @@
 //
 // # Failures
 //
-// Invalid ids match [store.ErrInvalidTenantID]; unknown tenants [ErrTenantNotFound];
+// Invalid ids match [store.ErrInvalidTenantID]; store.DefaultPartition
+// [ErrReservedTenantID]; unknown tenants [ErrTenantNotFound];
 // name clashes [ErrPartitionConflict]; unpartitioned registered tables
 // [ErrNotPartitioned]; tables kept locked by others past the retry budget
 // [ErrBusy]. A failed Create or Drop changes nothing.

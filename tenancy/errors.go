@@ -22,6 +22,12 @@ var (
 	// because other transactions kept the tables busy. Nothing was changed;
 	// the operation can be retried.
 	ErrBusy = errors.New("tenant tables busy")
+	// ErrReservedTenantID is returned by [Manager.Create] and [Manager.Drop]
+	// for an id that is a valid partition but not a tenant the Manager may
+	// create or erase: store.DefaultPartition, the partition of
+	// single-tenant data, whose rows live in the DEFAULT partitions.
+	// Nothing is changed.
+	ErrReservedTenantID = errors.New("reserved tenant id")
 	// ErrInvalidConfig matches every Config validation failure.
 	ErrInvalidConfig = errors.New("invalid tenancy config")
 )

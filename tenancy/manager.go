@@ -228,13 +228,14 @@ func (m *Manager) registry() string {
 // (written before the tenant was created) are moved into its new partition
 // in the same transaction.
 //
-// Errors: an invalid id matches [ErrInvalidTenantID]; a partition name
+// Errors: an invalid id matches [ErrInvalidTenantID]; a reserved one
+// (store.DefaultPartition) [ErrReservedTenantID]; a partition name
 // taken by another relation, or the tenant's value covered by a partition
 // Troupe did not create, matches [ErrPartitionConflict]; tables that stay
 // locked by other transactions return [ErrBusy] after Config.Retry.MaxAttempts
 // tries. In every error case nothing is changed.
 func (m *Manager) Create(ctx context.Context, id store.TenantID, name string) (t Tenant, created bool, err error) {
-	if err := id.Validate(); err != nil {
+	if err := checkTenantID(id); err != nil {
 		return Tenant{}, false, fmt.Errorf("create tenant: %w", err)
 	}
 	var made []Partition
@@ -379,7 +380,7 @@ func createPartitions(ctx context.Context, tx pgx.Tx, tables []table, id store.T
 		}
 		sql.WriteString(`ALTER TABLE ` + tb.qualified + ` ATTACH PARTITION ` + idents[i] + ` FOR VALUES IN (` + value + `);`)
 		if st.rls {
-			for _, stmt := range pgtenant.PolicyStatements(idents[i], tb.column, st.force) {
+			for _, stmt := range pgtenant.PolicyStatements(idents[i], tb.policyColumns(), st.force) {
 				sql.WriteString(stmt + `;`)
 			}
 		}
@@ -406,6 +407,31 @@ func insertableColumns(ctx context.Context, tx pgx.Tx, oid uint32) (string, erro
 		names[i] = pgx.Identifier{n}.Sanitize()
 	}
 	return strings.Join(names, ", "), nil
+}
+
+// reservedTenantID reports why id can't be created or dropped as a tenant
+// by the Manager, or "" when it can. store.DefaultPartition is reserved: it
+// is the partition of single-tenant data (every write that names no
+// partition), kept in the tables' DEFAULT partitions; registering it as a
+// tenant would list it among the tenants, and dropping it would erase
+// that data. It stays a valid partition for the event store and
+// projections.
+func reservedTenantID(id store.TenantID) string {
+	if id == store.DefaultPartition {
+		return "it is store.DefaultPartition, the partition of single-tenant data (kept in the DEFAULT partitions), not a tenant"
+	}
+	return ""
+}
+
+// checkTenantID validates id and refuses reserved ids.
+func checkTenantID(id store.TenantID) error {
+	if err := id.Validate(); err != nil {
+		return err
+	}
+	if why := reservedTenantID(id); why != "" {
+		return fmt.Errorf("%w %q: %s", ErrReservedTenantID, id, why)
+	}
+	return nil
 }
 
 // Get returns the registered tenant id, or an error matching
@@ -451,13 +477,15 @@ func (m *Manager) List(ctx context.Context) ([]Tenant, error) {
 // are untouched.
 //
 // Drop is idempotent: dropping an unknown or already dropped tenant does
-// nothing and returns nil. Dropping a partition needs a brief ACCESS
+// nothing and returns nil. A reserved id (store.DefaultPartition) is
+// refused with [ErrReservedTenantID]: erasing it would erase the data of
+// every writer that names no partition. Dropping a partition needs a brief ACCESS
 // EXCLUSIVE lock on each parent table; Drop waits at most
 // Config.LockTimeout for it, backs off and retries so that other tenants'
 // traffic is never queued behind it for long, and returns [ErrBusy] after
 // Config.Retry.MaxAttempts tries, having changed nothing.
 func (m *Manager) Drop(ctx context.Context, id store.TenantID) error {
-	if err := id.Validate(); err != nil {
+	if err := checkTenantID(id); err != nil {
 		return fmt.Errorf("drop tenant: %w", err)
 	}
 	var dropped []Partition

@@ -18,6 +18,7 @@ type table struct {
 	schema     string
 	name       string
 	column     string // the partition column
+	scope      string // the registry's scope column; "" for none
 	lockOrder  int
 	defSchema  string // the DEFAULT partition; "" when there is none
 	defName    string
@@ -26,6 +27,14 @@ type table struct {
 }
 
 func (t table) String() string { return t.schema + "." + t.name }
+
+// policyColumns returns the columns the tenant policy keys on.
+func (t table) policyColumns() []string {
+	if t.scope == "" {
+		return []string{t.column}
+	}
+	return []string{t.column, t.scope}
+}
 
 // unlistedLockOrder is the lock order of tables that are not in the
 // registry (Config.Tables, tables found by their partitioning): the
@@ -67,6 +76,7 @@ func (m *Manager) tables(ctx context.Context, q postgres.DB) (partitioned []tabl
 	oids := []uint32{}
 	cols := []string{}
 	order := map[uint32]int{}
+	scopes := map[uint32]string{}
 	for _, t := range registry {
 		if !t.Partitioned {
 			unpartitioned = append(unpartitioned, t)
@@ -75,6 +85,7 @@ func (m *Manager) tables(ctx context.Context, q postgres.DB) (partitioned []tabl
 		oids = append(oids, t.OID)
 		cols = append(cols, t.Column)
 		order[t.OID] = t.LockOrder
+		scopes[t.OID] = t.Scope
 	}
 	listed, err := m.listedTables(ctx, q)
 	if err != nil {
@@ -106,6 +117,7 @@ func (m *Manager) tables(ctx context.Context, q postgres.DB) (partitioned []tabl
 		if t.defName != "" {
 			t.defaultSQL = pgx.Identifier{t.defSchema, t.defName}.Sanitize()
 		}
+		t.scope = scopes[t.oid]
 		t.lockOrder = unlistedLockOrder
 		if o, ok := order[t.oid]; ok {
 			t.lockOrder = o

@@ -23,8 +23,8 @@ const PolicyName = "troupe_tenant_isolation"
 
 // RegistryTable is the registry of tenant tables (migration 005): one row
 // per table holding tenants' rows, with its partition column, whether it is
-// partitioned by tenant, its lock order and whether row-level security
-// covers it by default.
+// partitioned by tenant, its lock order, whether row-level security
+// covers it by default and (schema v6) its scope column.
 const RegistryTable = "tenant_tables"
 
 // DefaultColumn is the partition column of tables not in the registry.
@@ -43,6 +43,20 @@ type Table struct {
 	LockOrder   int
 	RLS         bool // row-level security covers it by default
 	HasColumn   bool // Column exists in the table
+	// Scope is a second column the tenant policy requires to equal the
+	// tenant ("" for none): the partition a projection is limited to, say,
+	// so that rows of projections over every partition ('*') stay the
+	// owner's.
+	Scope string
+}
+
+// PolicyColumns returns the columns the tenant policy on the table keys on:
+// Column, then Scope when set.
+func (t Table) PolicyColumns() []string {
+	if t.Scope == "" {
+		return []string{t.Column}
+	}
+	return []string{t.Column, t.Scope}
 }
 
 // Qualified returns the table's sanitized, schema-qualified name.
@@ -55,10 +69,13 @@ type Querier interface {
 }
 
 // registrySQL lists the registered tables that exist, in lock order. A row
-// whose table was dropped (its oid no longer in pg_class) is skipped.
+// whose table was dropped (its oid no longer in pg_class) is skipped. The
+// scope column came with schema v6; reading it through to_jsonb keeps the
+// query valid on a registry of v5.
 const registrySQL = `
 SELECT c.oid, n.nspname, c.relname, r.partition_column::text, r.partitioned, r.lock_order, r.row_level_security,
-       EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = r.partition_column AND NOT a.attisdropped)
+       EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = r.partition_column AND NOT a.attisdropped),
+       coalesce(to_jsonb(r) ->> 'scope_column', '')
 FROM %s r
 JOIN pg_class c ON c.oid = r.relation
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -90,7 +107,7 @@ func Tables(ctx context.Context, q Querier, schema string) ([]Table, error) {
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Table, error) {
 		var t Table
-		err := r.Scan(&t.OID, &t.Schema, &t.Name, &t.Column, &t.Partitioned, &t.LockOrder, &t.RLS, &t.HasColumn)
+		err := r.Scan(&t.OID, &t.Schema, &t.Name, &t.Column, &t.Partitioned, &t.LockOrder, &t.RLS, &t.HasColumn, &t.Scope)
 		return t, err
 	})
 	if err != nil {
@@ -99,22 +116,28 @@ func Tables(ctx context.Context, q Querier, schema string) ([]Table, error) {
 	return out, nil
 }
 
-// PolicyUsing is the row filter on column: rows of the tenant the
-// transaction is scoped to. With no tenant set, current_setting(…, true) is
-// NULL (or the empty string after an earlier transaction set it), which
-// matches no row: unscoped access fails closed.
-func PolicyUsing(column string) string {
-	return pgx.Identifier{column}.Sanitize() + ` = current_setting('` + SettingName + `', true)`
+// PolicyUsing is the row filter on columns: rows whose every one of the
+// columns holds the tenant the transaction is scoped to. With no tenant
+// set, current_setting(…, true) is NULL (or the empty string after an
+// earlier transaction set it), which matches no row: unscoped access fails
+// closed.
+func PolicyUsing(columns ...string) string {
+	conds := make([]string, len(columns))
+	for i, c := range columns {
+		conds[i] = pgx.Identifier{c}.Sanitize() + ` = current_setting('` + SettingName + `', true)`
+	}
+	return strings.Join(conds, ` AND `)
 }
 
 // PolicyStatements enables row-level security on the (sanitized) relation
-// rel and (re)creates the tenant policy on it, keyed by column.
-func PolicyStatements(rel, column string, force bool) []string {
+// rel and (re)creates the tenant policy on it, keyed by columns (see
+// [PolicyUsing]).
+func PolicyStatements(rel string, columns []string, force bool) []string {
 	stmts := []string{`ALTER TABLE ` + rel + ` ENABLE ROW LEVEL SECURITY`}
 	if force {
 		stmts = append(stmts, `ALTER TABLE `+rel+` FORCE ROW LEVEL SECURITY`)
 	}
-	using := PolicyUsing(column)
+	using := PolicyUsing(columns...)
 	return append(stmts,
 		`DROP POLICY IF EXISTS `+PolicyName+` ON `+rel,
 		`CREATE POLICY `+PolicyName+` ON `+rel+` USING (`+using+`) WITH CHECK (`+using+`)`,

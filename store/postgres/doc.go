@@ -18,8 +18,10 @@
 // The schema records which tables hold tenants' rows in the tenant_tables
 // registry (migration 005): each migration registers the tables it creates,
 // with their partition column, whether they are partitioned by tenant, the
-// order tenant lifecycle operations lock them in, and whether row-level
-// security covers them. The tenancy package's Manager and
+// order tenant lifecycle operations lock them in, whether row-level
+// security covers them (since migration 006 every table of the migrations
+// that holds tenants' rows) and an optional scope column the policy also
+// keys on. The tenancy package's Manager and
 // [EnableRowLevelSecurity] read it; applications register their read-model
 // tables in it from their own migrations (docs/tenancy.md).
 //
@@ -34,6 +36,17 @@
 // scoped sees only that tenant. ReadAll without a partition sets no tenant
 // and returns only what the role may see (nothing, on the pool): read the
 // whole log as the tables' owner. Off (the default), nothing is added.
+//
+// Under the policies a tenant-scoped role reaches its own partition's rows
+// of every tenant table: events, aggregate snapshots, checkpoints,
+// projection statuses and dead letters of projections limited to its
+// partition, read-model snapshots. Rows of projections over every
+// partition (partition or scope '*') are visible to no tenant. The
+// projection package's runtimes (projections, consumers, the per-stream
+// runner) write checkpoints and statuses outside any tenant's scope: run
+// them as the owner. [UnprotectedTenantTables] lists, from the catalogue,
+// the tables with a partition column that row-level security leaves
+// uncovered; run it in a test of your deployment.
 //
 // # Notifications
 //

@@ -223,9 +223,10 @@ func TestNewOnATransaction(t *testing.T) {
 	require.Len(t, res.Events, 2, "committed with the caller's transaction")
 }
 
-// Migration 005 registers the tenant tables of the earlier migrations;
-// running it on a database migrated by an older build (through 004) adds
-// the registry and keeps the data.
+// Migration 005 registers the tenant tables of the earlier migrations and
+// 006 puts them all under row-level security; running them on a database
+// migrated by an older build (through 004) adds the registry and keeps the
+// data.
 func TestTenantTableRegistry(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -265,10 +266,10 @@ func TestTenantTableRegistry(t *testing.T) {
 		{"messages", "partition", true, true},
 		{"aggregate_snapshots", "partition", true, true},
 		{"subscriptions", "partition", true, true},
-		{"projection_dead_letters", "partition", true, false},
-		{"projection_status", "partition", true, false},
-		{"projection_stream_checkpoints", "partition", true, false},
-		{"snapshots", "partition", false, false},
+		{"projection_dead_letters", "partition", true, true},
+		{"projection_status", "partition", true, true},
+		{"projection_stream_checkpoints", "partition", true, true},
+		{"snapshots", "partition", false, true},
 	}, got)
 	res, err := old.ReadStream(ctx, "before", store.ReadOptions{Partition: "acme"})
 	require.NoError(t, err)
