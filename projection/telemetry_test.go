@@ -2,10 +2,11 @@ package projection_test
 
 import (
 	"context"
-	"github.com/troupehq/troupe/projection"
-	"github.com/troupehq/troupe/projection/internal/projtest"
 	"strings"
 	"testing"
+
+	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/internal/projtest"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
@@ -14,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/troupehq/troupe/internal/oteltest"
 	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/store"
 )
@@ -54,7 +56,7 @@ func TestProjectionBatchSpans(t *testing.T) {
 	require.Len(t, b.Links, 2)
 	assert.Equal(t, cmdA, b.Links[0].SpanContext.WithRemote(false))
 	assert.Equal(t, cmdB, b.Links[1].SpanContext.WithRemote(false))
-	a := projtest.SpanAttrs(b)
+	a := oteltest.Attrs(b.Attributes)
 	assert.Equal(t, "traced", a[otelwire.AttrProjection].AsString())
 	assert.Equal(t, int64(4), a[otelwire.AttrEvents].AsInt64())
 	assert.Equal(t, int64(2), a[otelwire.AttrLinkedCommands].AsInt64())
@@ -67,7 +69,7 @@ func TestProjectionBatchSpans(t *testing.T) {
 	// The handler writes and the checkpoint run under the batch span.
 	var sqls []string
 	for _, c := range r.Children(b.SpanContext) {
-		sqls = append(sqls, projtest.SpanAttrs(c)[attribute.Key("db.query.text")].AsString())
+		sqls = append(sqls, oteltest.Attrs(c.Attributes)[attribute.Key("db.query.text")].AsString())
 	}
 	joined := strings.Join(sqls, "\n")
 	assert.Contains(t, joined, "INSERT INTO applied")
@@ -87,15 +89,15 @@ func TestProjectionBatchSpans(t *testing.T) {
 	assert.Equal(t, cmdC.TraceID(), b.SpanContext.TraceID())
 	assert.Equal(t, cmdC.SpanID(), b.Parent.SpanID())
 	assert.Empty(t, b.Links)
-	assert.Equal(t, int64(1), projtest.SpanAttrs(b)[otelwire.AttrLinkedCommands].AsInt64())
+	assert.Equal(t, int64(1), oteltest.Attrs(b.Attributes)[otelwire.AttrLinkedCommands].AsInt64())
 
 	m := r.Metrics(t)
-	assert.Equal(t, int64(6), projtest.SumOf(t, m[otelwire.MetricProjectionEvents], otelwire.AttrProjection.String("traced")))
+	assert.Equal(t, int64(6), oteltest.SumInt(t, m[otelwire.MetricProjectionEvents], otelwire.AttrProjection.String("traced")))
 	h, ok := m[otelwire.MetricProjectionBatchDuration].Data.(metricdata.Histogram[float64])
 	require.True(t, ok)
 	var batchCount uint64
 	for _, dp := range h.DataPoints {
-		if projtest.HasAll(dp.Attributes, []attribute.KeyValue{otelwire.AttrProjection.String("traced"), otelwire.AttrOutcome.String("ok")}) {
+		if oteltest.HasAttrs(dp.Attributes, otelwire.AttrProjection.String("traced"), otelwire.AttrOutcome.String("ok")) {
 			batchCount += dp.Count
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/internal/oteltest"
 	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/store"
 )
@@ -53,9 +54,9 @@ func TestConsumerSpansAndDeadLetters(t *testing.T) {
 	assert.Empty(t, r.Named("projection mailer"))
 
 	m := r.Metrics(t)
-	assert.Equal(t, int64(1), projtest.SumOf(t, m[otelwire.MetricProjectionDeadLettered],
+	assert.Equal(t, int64(1), oteltest.SumInt(t, m[otelwire.MetricProjectionDeadLettered],
 		otelwire.AttrProjection.String("mailer"), otelwire.AttrEventType.String(projtest.TypeAdded)))
-	assert.Equal(t, int64(1), projtest.SumOf(t, m[otelwire.MetricProjectionEvents], otelwire.AttrProjection.String("mailer")),
+	assert.Equal(t, int64(1), oteltest.SumInt(t, m[otelwire.MetricProjectionEvents], otelwire.AttrProjection.String("mailer")),
 		"the opening was applied, the failing event was not")
 	projtest.RequireBoundedAttributes(t, m)
 }

@@ -1,11 +1,13 @@
 package perstream_test
 
 import (
+	"testing"
+
+	"github.com/troupehq/troupe/internal/oteltest"
 	"github.com/troupehq/troupe/internal/otelwire"
 	"github.com/troupehq/troupe/projection"
 	"github.com/troupehq/troupe/projection/internal/projtest"
 	"github.com/troupehq/troupe/projection/perstream"
-	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -32,8 +34,8 @@ func TestRunnerBatchSpan(t *testing.T) {
 	spans := r.Named("projection per-stream")
 	require.Len(t, spans, 1, "a call with nothing to project has no span")
 	assert.Equal(t, cmd.SpanID(), spans[0].Parent.SpanID())
-	a := projtest.SpanAttrs(spans[0])
+	a := oteltest.Attrs(spans[0].Attributes)
 	assert.Equal(t, "tenant-1", a[otelwire.AttrTenant].AsString())
 	assert.Equal(t, int64(1), a[otelwire.AttrProcessed].AsInt64())
-	assert.Equal(t, int64(1), projtest.SumOf(t, r.Metrics(t)[otelwire.MetricProjectionEvents], otelwire.AttrProjection.String("per-stream")))
+	assert.Equal(t, int64(1), oteltest.SumInt(t, r.Metrics(t)[otelwire.MetricProjectionEvents], otelwire.AttrProjection.String("per-stream")))
 }

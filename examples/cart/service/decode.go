@@ -71,7 +71,7 @@ type itemsRequest struct {
 
 // Caps on the strings of a request, in bytes (UTF-8). A longer value is
 // a 400 naming the field. (Tenant ids are capped at 63 bytes by
-// tenancy.Validate; cart and order ids are UUIDs.)
+// store.ValidateTenantID; cart and order ids are UUIDs.)
 const (
 	// maxNameLength caps a tenant's display name and an item's name.
 	maxNameLength = 200

@@ -2,10 +2,11 @@ package projtest
 
 import (
 	"context"
-	"github.com/exaring/otelpgx"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/exaring/otelpgx"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
@@ -14,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/troupehq/troupe/internal/oteltest"
@@ -97,40 +97,6 @@ func WithMeta(md store.Metadata, events ...store.EventData) []store.EventData {
 	return events
 }
 
-func SpanAttrs(s tracetest.SpanStub) map[attribute.Key]attribute.Value {
-	out := map[attribute.Key]attribute.Value{}
-	for _, kv := range s.Attributes {
-		out[kv.Key] = kv.Value
-	}
-	return out
-}
-
-// SumOf adds up the int64 sum data points of m whose attributes include
-// want.
-func SumOf(t testing.TB, m metricdata.Metrics, want ...attribute.KeyValue) int64 {
-	t.Helper()
-	s, ok := m.Data.(metricdata.Sum[int64])
-	require.True(t, ok, "%s is an int64 sum", m.Name)
-	var n int64
-	for _, dp := range s.DataPoints {
-		if HasAll(dp.Attributes, want) {
-			n += dp.Value
-		}
-	}
-	return n
-}
-
-// HasAll reports whether set holds every attribute of want.
-func HasAll(set attribute.Set, want []attribute.KeyValue) bool {
-	for _, kv := range want {
-		v, ok := set.Value(kv.Key)
-		if !ok || v != kv.Value {
-			return false
-		}
-	}
-	return true
-}
-
 // RequireBoundedAttributes checks that no metric carries an attribute
 // outside the bounded set (no stream id, no tenant).
 func RequireBoundedAttributes(t testing.TB, metrics map[string]metricdata.Metrics) {
@@ -140,35 +106,11 @@ func RequireBoundedAttributes(t testing.TB, metrics map[string]metricdata.Metric
 		otelwire.AttrProjection: true, otelwire.AttrEventType: true, otelwire.AttrReason: true,
 		otelwire.AttrSnapshotUsed: true,
 	}
-	check := func(name string, set attribute.Set) {
+	oteltest.ForEachAttrSet(t, metrics, func(name string, set attribute.Set) {
 		for _, kv := range set.ToSlice() {
 			assert.True(t, allowed[kv.Key], "metric %s has attribute %s", name, kv.Key)
 		}
-	}
-	for name, m := range metrics {
-		switch d := m.Data.(type) {
-		case metricdata.Sum[int64]:
-			for _, dp := range d.DataPoints {
-				check(name, dp.Attributes)
-			}
-		case metricdata.Gauge[int64]:
-			for _, dp := range d.DataPoints {
-				check(name, dp.Attributes)
-			}
-		case metricdata.Gauge[float64]:
-			for _, dp := range d.DataPoints {
-				check(name, dp.Attributes)
-			}
-		case metricdata.Histogram[float64]:
-			for _, dp := range d.DataPoints {
-				check(name, dp.Attributes)
-			}
-		case metricdata.Histogram[int64]:
-			for _, dp := range d.DataPoints {
-				check(name, dp.Attributes)
-			}
-		}
-	}
+	})
 }
 
 // TracedPool returns a pool on a fresh migrated database whose queries are
