@@ -47,6 +47,10 @@ type Host struct {
 	stopErr     error
 	evictReason string // why the cache is evicting right now (a otelwire.Reason*)
 
+	// onDelivered, when set (by tests), is called after deliver has put a
+	// message in a stream actor's mailbox.
+	onDelivered atomic.Pointer[func()]
+
 	jobs    sync.WaitGroup // store calls, backoffs and snapshot writes run off the actors' loops
 	scanner sync.WaitGroup
 
@@ -246,6 +250,7 @@ func (h *Host) deliver(ctx context.Context, k key, rt anyKind, msg any) error {
 			act.lastUsed = time.Now()
 			h.system.Root.Send(act.pid, msg)
 			h.mu.Unlock()
+			h.delivered()
 			return nil
 		}
 		var wait <-chan struct{}
@@ -267,6 +272,7 @@ func (h *Host) deliver(ctx context.Context, k key, rt anyKind, msg any) error {
 			h.cache.Add(k, act)
 			h.system.Root.Send(act.pid, msg)
 			h.mu.Unlock()
+			h.delivered()
 			return nil
 		}
 		h.mu.Unlock()
@@ -277,6 +283,12 @@ func (h *Host) deliver(ctx context.Context, k key, rt anyKind, msg any) error {
 			return ctx.Err()
 		}
 		h.mu.Lock()
+	}
+}
+
+func (h *Host) delivered() {
+	if f := h.onDelivered.Load(); f != nil {
+		(*f)()
 	}
 }
 
