@@ -20,7 +20,11 @@ var (
 	// leaves its outcome unknown (for example the connection was lost
 	// during commit): the events may or may not be stored. The stream actor
 	// reloads before its next command; re-sending the command with the same
-	// SendOptions.CommandID is safe.
+	// SendOptions.CommandID is safe. Any other error from Send (except the
+	// caller's own context ending while its command was in flight) means
+	// the command was not stored: an append that never reached the
+	// database matches store.ErrUnavailable, one PostgreSQL refused because
+	// of the command's events store.ErrInvalidArgument.
 	ErrOutcomeUnknown = errors.New("actor: append outcome unknown")
 	// ErrUnknownKind is returned by Lookup for a kind name that is not
 	// registered, or registered with other type parameters.

@@ -23,8 +23,9 @@ import (
 type counterCmd struct {
 	Tenant string
 	Stream string
-	Op     string // "inc" (default), "inc2", "noop", "reject", "panic", "poison"
+	Op     string // "inc" (default), "inc2", "noop", "reject", "panic", "poison", "note"
 	By     int
+	Text   string // the text of a "note"
 }
 
 type counterEvent interface{ isCounterEvent() }
@@ -35,8 +36,15 @@ type Incremented struct {
 
 type Poisoned struct{}
 
+// Noted carries free text: a string with \x00 in it is valid JSON that
+// PostgreSQL's jsonb refuses.
+type Noted struct {
+	Text string `json:"text"`
+}
+
 func (Incremented) isCounterEvent() {}
 func (Poisoned) isCounterEvent()    {}
+func (Noted) isCounterEvent()       {}
 
 type counterState struct {
 	Count  int `json:"count"`
@@ -64,6 +72,8 @@ var counterDecider = decider.Decider[counterCmd, counterEvent, counterState]{
 			panic("decide exploded")
 		case "poison":
 			return []counterEvent{Poisoned{}}, nil
+		case "note":
+			return []counterEvent{Noted{Text: c.Text}}, nil
 		}
 		return nil, errors.New("unknown op " + c.Op)
 	},
@@ -81,7 +91,7 @@ var counterDecider = decider.Decider[counterCmd, counterEvent, counterState]{
 }
 
 func newCodec() *store.JSONCodec {
-	return store.NewJSONCodec().MustRegister("Incremented", Incremented{}).MustRegister("Poisoned", Poisoned{})
+	return store.NewJSONCodec().MustRegister("Incremented", Incremented{}).MustRegister("Poisoned", Poisoned{}).MustRegister("Noted", Noted{})
 }
 
 func counterKind() actor.Kind[counterCmd, counterEvent, counterState] {

@@ -38,6 +38,8 @@ type Host struct {
 	state       hostState
 	cache       *lru.Cache[key, *activation]
 	passivating map[key]*activation
+	waiting     map[key]*slotWait // streams whose senders wait for their actor to be (re)activated
+	needed      int               // streams in waiting without an actor yet: the slots they need
 	live        int
 	peakLive    int
 	seq         uint64
@@ -46,6 +48,10 @@ type Host struct {
 	stopDone    chan struct{} // closed when Stop has finished
 	stopErr     error
 	evictReason string // why the cache is evicting right now (a otelwire.Reason*)
+
+	// onDelivered, when set (by tests), is called after deliver has put a
+	// message in a stream actor's mailbox.
+	onDelivered atomic.Pointer[func()]
 
 	jobs    sync.WaitGroup // store calls, backoffs and snapshot writes run off the actors' loops
 	scanner sync.WaitGroup
@@ -106,6 +112,7 @@ func New(st store.EventStore, cfg *Config) (*Host, error) {
 		log:         c.Logger,
 		kinds:       map[string]anyKind{},
 		passivating: map[key]*activation{},
+		waiting:     map[key]*slotWait{},
 		slotFree:    make(chan struct{}),
 		quit:        make(chan struct{}),
 		stopDone:    make(chan struct{}),
@@ -233,40 +240,58 @@ func (h *Host) aborted() bool { return h.baseCtx.Err() != nil }
 // while the host is at MaxActors live actors.
 func (h *Host) deliver(ctx context.Context, k key, rt anyKind, msg any) error {
 	h.mu.Lock()
+	waiting := false // k's waiters count this call
+	leave := func() {
+		if waiting {
+			h.unwait(k)
+			waiting = false
+		}
+	}
 	for {
 		switch h.state {
 		case hostNew:
+			leave()
 			h.mu.Unlock()
 			return ErrNotStarted
 		case hostStopping, hostStopped:
+			leave()
 			h.mu.Unlock()
 			return ErrStopped
 		}
 		if act, ok := h.cache.Get(k); ok {
+			leave()
 			act.lastUsed = time.Now()
 			h.system.Root.Send(act.pid, msg)
 			h.mu.Unlock()
+			h.delivered()
 			return nil
 		}
 		var wait <-chan struct{}
 		if old, ok := h.passivating[k]; ok {
 			// The previous activation must finish its commands before a
 			// new one loads the stream, or the new one would start stale.
+			// Its slot becomes this stream's.
+			h.wait(k, &waiting)
 			wait = old.stopped
 		} else if h.live >= h.cfg.MaxActors {
-			// At the cap: passivate the least recently used actor and
-			// wait for a slot.
-			h.evict(otelwire.ReasonEvicted, func() { h.cache.RemoveOldest() })
+			// At the cap: wait for a slot, passivating least recently
+			// used actors if the ones already stopping are too few.
+			h.wait(k, &waiting)
+			h.makeRoom()
 			wait = h.slotFree
 		} else {
 			act, err := h.spawn(k, rt, msg)
 			if err != nil {
+				leave()
 				h.mu.Unlock()
 				return err
 			}
 			h.cache.Add(k, act)
+			h.served(k)
+			leave()
 			h.system.Root.Send(act.pid, msg)
 			h.mu.Unlock()
+			h.delivered()
 			return nil
 		}
 		h.mu.Unlock()
@@ -274,9 +299,76 @@ func (h *Host) deliver(ctx context.Context, k key, rt anyKind, msg any) error {
 		case <-wait:
 		case <-h.quit:
 		case <-ctx.Done():
+			h.mu.Lock()
+			leave()
+			h.mu.Unlock()
 			return ctx.Err()
 		}
 		h.mu.Lock()
+	}
+}
+
+// slotWait counts the senders waiting for one stream's actor.
+type slotWait struct {
+	senders int
+	served  bool // an actor was started for the stream since they began
+}
+
+// wait counts a sender waiting for k's actor (once per call: *counted
+// says whether it already is) and makes k need a slot again when an
+// actor started for it meanwhile is gone. Called with h.mu held.
+func (h *Host) wait(k key, counted *bool) {
+	w := h.waiting[k]
+	if w == nil {
+		w = &slotWait{}
+		h.waiting[k] = w
+		h.needed++
+	} else if w.served {
+		w.served = false
+		h.needed++
+	}
+	if !*counted {
+		w.senders++
+		*counted = true
+	}
+}
+
+// unwait stops counting a sender waiting for k's actor. Called with h.mu
+// held.
+func (h *Host) unwait(k key) {
+	w := h.waiting[k]
+	w.senders--
+	if w.senders > 0 {
+		return
+	}
+	if !w.served {
+		h.needed--
+	}
+	delete(h.waiting, k)
+}
+
+// served records that an actor was started for k: the senders waiting for
+// it no longer need a slot. Called with h.mu held.
+func (h *Host) served(k key) {
+	if w := h.waiting[k]; w != nil && !w.served {
+		w.served = true
+		h.needed--
+	}
+}
+
+// makeRoom passivates least recently used actors until the free slots and
+// the slots of actors already stopping cover the streams waiting for one:
+// when many senders wait at the cap, exactly as many actors are passivated
+// as streams need a slot. Called with h.mu held.
+func (h *Host) makeRoom() {
+	for h.needed > h.cfg.MaxActors-h.live+len(h.passivating) && h.cache.Len() > 0 {
+		h.evict(otelwire.ReasonEvicted, func() { h.cache.RemoveOldest() })
+	}
+}
+
+func (h *Host) delivered() {
+	if f := h.onDelivered.Load(); f != nil {
+		(*f)()
 	}
 }
 

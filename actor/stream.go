@@ -42,6 +42,7 @@ type streamActor[C, E, S any] struct {
 
 	job          jobKind
 	retryAttempt int   // attempts of the batch that conflicted: the next tail load waits a backoff
+	solo         int   // the next solo batches take one command each (after a batch the store refused)
 	pending      []any // *commandMsg and *queryMsg, in arrival order
 	building     []*commandMsg[C, E, S]
 	passivating  bool
@@ -173,7 +174,12 @@ func (a *streamActor[C, E, S]) runBatch() {
 		taken  int
 	)
 	a.building = a.building[:0]
-	for len(a.pending) > 0 && taken < a.h.cfg.MaxBatch {
+	limit := a.h.cfg.MaxBatch
+	if a.solo > 0 {
+		limit = 1
+		a.solo--
+	}
+	for len(a.pending) > 0 && taken < limit {
 		item := a.pending[0]
 		a.pending[0] = nil
 		a.pending = a.pending[1:]
@@ -354,7 +360,11 @@ func appendSpan[C, E, S any](ctx context.Context, k key, expected store.Expected
 
 // onAppended settles a batch: on success the state advances and every
 // command is answered; on a conflict the commands are decided again after
-// the tail is read; on any other failure they fail.
+// the tail is read. A failure caused by one command's events fails that
+// command only (a batch with several commands with events is split into
+// appends of one command each); a failure that proves nothing was written
+// fails every command without a reload; any other failure leaves the
+// outcome unknown: every command fails and the state is reloaded.
 func (a *streamActor[C, E, S]) onAppended(d *appendDone[C, E, S]) {
 	a.job = jobNone
 	b, err := d.batch, d.err
@@ -407,35 +417,49 @@ func (a *streamActor[C, E, S]) onAppended(d *appendDone[C, E, S]) {
 			}
 		}
 		a.pending = append(retry, a.pending...)
+	case b.eventful() > 1 && commandFault(err):
+		// The store refused the batch because of one command's events (a
+		// stale command id, a value PostgreSQL can't store), without
+		// writing anything. Its batch mates must not pay for it: decide
+		// and append the commands again one at a time, so that each gets
+		// its own outcome.
+		a.h.log.Debug("actor_batch_split", slog.String("kind", a.key.kind),
+			slog.String("tenant_id", a.key.tenant), slog.String("stream_id", string(a.key.stream)),
+			slog.Int("commands", len(b.entries)), slog.Any("error", err))
+		a.solo = a.requeue(b.entries, nil)
 	case errors.Is(err, store.ErrDuplicateMessageID):
-		// Some command's id was already applied at other positions: reload
-		// (its result may be in the tail) and decide again; a command that
-		// hits this twice was applied outside the window.
+		// The batch's one command with events has an id already applied
+		// at other positions: reload (its result may be in the tail) and
+		// decide again; a command that hits this twice was applied outside
+		// the window. The commands decided after it are decided again.
 		a.dirty = true
-		var retry []any
-		for _, e := range b.entries {
-			m := e.msg
-			m.attempts++
-			if m.opts.CommandID != "" && m.dupRetried {
-				a.failEntry(e, fmt.Errorf("actor: %s command %q for stream %q was already applied, outside the command-id window: %w",
-					a.key.kind, m.opts.CommandID, a.key.stream, err))
-				continue
-			}
-			if m.attempts >= a.h.cfg.Retry.MaxAttempts {
-				a.failEntry(e, fmt.Errorf("actor: %s command for stream %q: %d attempts: %w", a.key.kind, a.key.stream, m.attempts, err))
-				continue
-			}
+		owner := b.owner()
+		m := owner.msg
+		m.attempts++
+		switch {
+		case m.opts.CommandID != "" && m.dupRetried:
+			a.failEntry(owner, fmt.Errorf("actor: %s command %q for stream %q was already applied, outside the command-id window: %w",
+				a.key.kind, m.opts.CommandID, a.key.stream, err))
+			a.requeue(b.entries, owner)
+		case m.attempts >= a.h.cfg.Retry.MaxAttempts:
+			a.failEntry(owner, fmt.Errorf("actor: %s command for stream %q: %d attempts: %w", a.key.kind, a.key.stream, m.attempts, err))
+			a.requeue(b.entries, owner)
+		default:
 			if m.opts.CommandID != "" {
 				m.dupRetried = true
 			}
-			retry = append(retry, m)
-			for _, f := range e.followers {
-				retry = append(retry, f)
-			}
+			a.requeue(b.entries, nil)
 		}
-		a.pending = append(retry, a.pending...)
-	case errors.Is(err, store.ErrInvalidArgument), errors.Is(err, store.ErrUnknownEventType):
-		// Rejected before anything was written.
+	case commandFault(err):
+		// Rejected before anything was written, because of the events of
+		// the batch's one command with events.
+		owner := b.owner()
+		a.failEntry(owner, fmt.Errorf("actor: append %s events to stream %q: %w", a.key.kind, a.key.stream, err))
+		a.requeue(b.entries, owner)
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrRefused):
+		// Nothing was written (the append never reached the database, or
+		// the database refused it whatever its events): the state is still
+		// the store's, no reload is needed.
 		for _, e := range b.entries {
 			a.failEntry(e, fmt.Errorf("actor: append %s events to stream %q: %w", a.key.kind, a.key.stream, err))
 		}
@@ -448,6 +472,54 @@ func (a *streamActor[C, E, S]) onAppended(d *appendDone[C, E, S]) {
 			a.failEntry(e, fmt.Errorf("%w: %s command for stream %q: %w", ErrOutcomeUnknown, a.key.kind, a.key.stream, err))
 		}
 	}
+}
+
+// commandFault reports whether err, an append's failure, proves that
+// nothing was written and is caused by the events appended: retrying the
+// same events fails again, another command's events may succeed.
+func commandFault(err error) bool {
+	return errors.Is(err, store.ErrInvalidArgument) || errors.Is(err, store.ErrDuplicateMessageID) ||
+		errors.Is(err, store.ErrUnknownEventType)
+}
+
+// eventful counts the batch's commands with events.
+func (b *batch[C, E, S]) eventful() int {
+	n := 0
+	for _, e := range b.entries {
+		if len(e.events) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// owner returns the batch's first command with events (a batch has at
+// least one).
+func (b *batch[C, E, S]) owner() *entry[C, E, S] {
+	for _, e := range b.entries {
+		if len(e.events) > 0 {
+			return e
+		}
+	}
+	return b.entries[0]
+}
+
+// requeue puts the commands of entries (with their followers), except
+// skip's, back at the front of pending in their order, to be decided
+// again; their attempts are not counted. It returns how many it put back.
+func (a *streamActor[C, E, S]) requeue(entries []*entry[C, E, S], skip *entry[C, E, S]) int {
+	var back []any
+	for _, e := range entries {
+		if e == skip {
+			continue
+		}
+		back = append(back, e.msg)
+		for _, f := range e.followers {
+			back = append(back, f)
+		}
+	}
+	a.pending = append(back, a.pending...)
+	return len(back)
 }
 
 // complete answers a command (and its followers) with its result and

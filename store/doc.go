@@ -32,5 +32,8 @@
 //
 // Bad input (no events, empty stream id, invalid partition, event without a
 // type or with invalid JSON) returns an error matching [ErrInvalidArgument]
-// naming what was wrong; nothing is written.
+// naming what was wrong; nothing is written. An operation that never
+// reached the database returns an error matching [ErrUnavailable] (nothing
+// written, safe to retry); one the database refused for a reason other than
+// its input, [ErrRefused].
 package store

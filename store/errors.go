@@ -25,6 +25,19 @@ var (
 	// ErrUnknownEventType is returned by a codec asked to decode a type it
 	// has no registration for.
 	ErrUnknownEventType = errors.New("unknown event type")
+	// ErrUnavailable is returned when an operation never reached the
+	// database: no connection could be made (connection refused, server
+	// starting or shutting down, no connection slot left), none could be
+	// had from the pool before the context ended, or the request failed
+	// before any of it was sent. Nothing was written; retrying the same
+	// operation later is safe. The error also matches the cause (for
+	// example context.DeadlineExceeded).
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrRefused is returned when the database refused an operation for a
+	// reason other than its input, in a way that proves nothing was written
+	// (insufficient privilege, a missing table or column: SQLSTATE class
+	// 42). Retrying it as is fails the same way.
+	ErrRefused = errors.New("refused by the database")
 )
 
 // VersionConflictError is the detail of a failed expected-version check.

@@ -137,6 +137,8 @@ type Server struct {
 	logPath string
 	port    int
 	logger  *slog.Logger
+	opts    Options             // as Start resolved them, for Restart
+	cred    *syscall.Credential // the user postgres runs as, or nil
 
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once cmd.Wait returned
@@ -177,6 +179,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		sockDir: filepath.Join(dir, "run"),
 		logPath: opts.LogPath,
 		logger:  opts.Logger,
+		opts:    opts,
+		cred:    cred,
 	}
 	if s.logPath == "" {
 		s.logPath = filepath.Join(dir, "postgres.log")

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/troupehq/troupe/store"
 )
@@ -209,11 +210,19 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 	versions := make([]string, n)
 	for i, e := range events {
 		ids[i], types[i], data[i], versions[i] = e.MessageID, e.Type, string(e.Data), e.SchemaVersion
+		if nulEscape(e.Data) {
+			return store.AppendResult{}, store.InvalidArgument("append to stream %q in partition %q: event %d (%s) data holds a string with \\u0000, which PostgreSQL's jsonb can't store",
+				stream, opts.Partition, i, e.Type)
+		}
 		metas[i] = "{}"
 		if len(e.Metadata) > 0 {
 			b, err := json.Marshal(e.Metadata)
 			if err != nil {
 				return store.AppendResult{}, store.InvalidArgument("append to stream %q: event %d (%s) metadata: %v", stream, i, e.Type, err)
+			}
+			if nulEscape(b) {
+				return store.AppendResult{}, store.InvalidArgument("append to stream %q in partition %q: event %d (%s) metadata holds a string with \\u0000, which PostgreSQL's jsonb can't store",
+					stream, opts.Partition, i, e.Type)
 			}
 			metas[i] = string(b)
 		}
@@ -223,10 +232,19 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 	sql, args := appendStatementFor(s.inTx(), quiet, opts)
 	args = append([]any{string(stream), opts.Partition, int64(n), ids, types, data, metas, versions}, args...)
 
+	// On a pool, take the connection first: a failure to get one (the
+	// context ended while every connection was busy, or none could be
+	// made) proves the append was never sent.
+	db, release, err := s.acquire(ctx)
+	if err != nil {
+		return store.AppendResult{}, unavailable(fmt.Sprintf("append to stream %q in partition %q: get a connection", stream, opts.Partition), err)
+	}
+	defer release()
+
 	for attempt := 1; ; attempt++ {
 		var res store.AppendResult
 		var next, lastGlobal int64
-		err := s.queryRow(ctx, s.db(), opts.Partition, sql, args...).Scan(&next, &lastGlobal, &res.TransactionID, nil)
+		err := s.queryRow(ctx, db, opts.Partition, sql, args...).Scan(&next, &lastGlobal, &res.TransactionID, nil)
 		if err == nil {
 			res.NextExpectedVersion = store.Version(next)
 			res.LastGlobalPosition = store.GlobalPosition(lastGlobal)
@@ -249,13 +267,10 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 		case isUniqueViolation(err):
 			return store.AppendResult{}, fmt.Errorf("append to stream %q in partition %q: %w: a concurrent append stored one of its message ids first, and the transaction is aborted: %w",
 				stream, opts.Partition, store.ErrDuplicateMessageID, err)
-		case isDataException(err):
-			return store.AppendResult{}, fmt.Errorf("append to stream %q in partition %q: %w: PostgreSQL rejected a value: %w",
-				stream, opts.Partition, store.ErrInvalidArgument, err)
 		default:
-			return store.AppendResult{}, fmt.Errorf("append to stream %q in partition %q: %w", stream, opts.Partition, err)
+			return store.AppendResult{}, appendError(stream, opts.Partition, err)
 		}
-		res, retry, err := s.explainEmptyAppend(ctx, stream, opts, ids)
+		res, retry, err := s.explainEmptyAppend(ctx, db, stream, opts, ids)
 		if err != nil || !retry {
 			return res, err
 		}
@@ -264,6 +279,43 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 				stream, opts.Partition, attempt)
 		}
 	}
+}
+
+// appendError describes an append that failed with err, which none of the
+// refusals AppendToStream explains (a version conflict, a stored message
+// id) is: a PostgreSQL error whose class proves nothing was written matches
+// store.ErrInvalidArgument (class 22, data exception, and 23, integrity
+// violation: the input) or store.ErrRefused (class 42: the statement or
+// the role's privileges); an error that proves nothing was sent matches
+// store.ErrUnavailable. Any other error leaves the outcome unknown to the
+// caller (the connection was lost while the statement ran, the context
+// ended meanwhile) and is returned wrapped as it is.
+func appendError(stream store.StreamID, partition string, err error) error {
+	what := fmt.Sprintf("append to stream %q in partition %q", stream, partition)
+	switch sqlstateClass(err) {
+	case classDataException, classIntegrityViolation:
+		return fmt.Errorf("%s: %w: PostgreSQL rejected a value, nothing was written: %w", what, store.ErrInvalidArgument, err)
+	case classSyntaxOrAccess:
+		return fmt.Errorf("%s: %w, nothing was written: %w", what, store.ErrRefused, err)
+	}
+	if notSent(err) {
+		return unavailable(what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// acquire returns where an operation's statements run: a connection taken
+// from the pool for the operation when the store runs on a pool, and
+// release, which gives it back; otherwise the store's handle and a no-op.
+func (s *Store) acquire(ctx context.Context) (querier, func(), error) {
+	if pool, ok := s.db().(*pgxpool.Pool); ok {
+		conn, err := pool.Acquire(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		return conn, conn.Release, nil
+	}
+	return s.db(), func() {}, nil
 }
 
 // appendStatement returns the append statement for opts and its
@@ -341,8 +393,8 @@ type storedMessage struct {
 // error matching ErrDuplicateMessageID, or a *store.VersionConflictError.
 // retry is true when none of those applies because the stream changed
 // since the append ran; the append should then run again.
-func (s *Store) explainEmptyAppend(ctx context.Context, stream store.StreamID, opts store.AppendOptions, ids []string) (res store.AppendResult, retry bool, err error) {
-	rows, err := s.query(ctx, s.db(), opts.Partition, appendLookupSQL, string(stream), opts.Partition, ids)
+func (s *Store) explainEmptyAppend(ctx context.Context, db querier, stream store.StreamID, opts store.AppendOptions, ids []string) (res store.AppendResult, retry bool, err error) {
+	rows, err := s.query(ctx, db, opts.Partition, appendLookupSQL, string(stream), opts.Partition, ids)
 	if err != nil {
 		return res, false, fmt.Errorf("append to stream %q in partition %q: look up the stream after a refused append: %w", stream, opts.Partition, err)
 	}
