@@ -303,6 +303,12 @@ func (s *Service) commandError(ctx context.Context, cmd cart.Command, err error)
 		return errorf(http.StatusConflict, "%s", err.Error())
 	case errors.Is(err, store.ErrVersionConflict):
 		return errorf(http.StatusConflict, "the cart was changed by someone else at the same time; try again")
+	case errors.Is(err, store.ErrInvalidArgument):
+		// The store refused the command's events before writing anything
+		// (a value PostgreSQL cannot hold): the request's values are bad.
+		return errorf(http.StatusBadRequest, "the store refused the command's values: %s", err.Error())
+	case errors.Is(err, store.ErrUnavailable):
+		return errorf(http.StatusServiceUnavailable, "the database is unavailable; nothing was written, try again")
 	case errors.Is(err, actor.ErrStopped), errors.Is(err, actor.ErrNotStarted):
 		return errorf(http.StatusServiceUnavailable, "the service is not running (shutting down?); try again")
 	case errors.Is(err, actor.ErrOutcomeUnknown):
