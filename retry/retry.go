@@ -82,12 +82,12 @@ func (p Policy) Delay(n int) time.Duration {
 // Wait sleeps for Delay(n), or until ctx is done, whichever comes first,
 // and returns ctx's error in the second case.
 func (p Policy) Wait(ctx context.Context, n int) error {
-	return Sleep(ctx, p.Delay(n))
+	return sleep(ctx, p.Delay(n))
 }
 
-// Sleep waits for d or until ctx is done, whichever comes first, and
+// sleep waits for d or until ctx is done, whichever comes first, and
 // returns ctx's error in the second case.
-func Sleep(ctx context.Context, d time.Duration) error {
+func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

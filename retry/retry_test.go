@@ -69,7 +69,7 @@ func TestWaitHonoursContext(t *testing.T) {
 	if err := p.Wait(ctx, 1); !errors.Is(err, context.Canceled) {
 		t.Errorf("Wait on a cancelled context = %v, want context.Canceled", err)
 	}
-	if err := Sleep(context.Background(), time.Millisecond); err != nil {
-		t.Errorf("Sleep = %v", err)
+	if err := sleep(context.Background(), time.Millisecond); err != nil {
+		t.Errorf("sleep = %v", err)
 	}
 }
