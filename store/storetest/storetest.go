@@ -14,7 +14,7 @@ import (
 )
 
 // Run checks that the stores returned by newStore behave as the
-// store.EventStore contract requires (CONFORMANCE §2 and §3). Every subtest
+// store.EventStore contract requires (appends, reads and the global log). Every subtest
 // calls newStore for a store of its own, which must be empty and isolated
 // from the stores of other subtests (a fresh database, schema or in-memory
 // store): subtests run in parallel and some read the whole global log.
