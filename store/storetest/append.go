@@ -27,8 +27,9 @@ var appendTests = []test{
 	{"CancelledContext", testCancelledContext},
 }
 
-// testExpectedVersionMatrix covers every cell of the expected-version table (any, stream exists, no stream, exact n; stream missing or present),
-// on a missing stream and on a stream at version 2.
+// testExpectedVersionMatrix covers every cell of the expected-version
+// table (any, stream exists, no stream, exact n), on a missing stream and
+// on a stream at version 2.
 func testExpectedVersionMatrix(t *testing.T, s store.EventStore) {
 	cases := []struct {
 		name     string
