@@ -135,13 +135,15 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	}
 
 	if cfg.PgbenchSeconds > 0 {
-		b.stepf("pgbench ceiling (-c %d -j %d -T %d, twice: without and with pg_notify)", cfg.PgbenchClients, cfg.PgbenchThreads, cfg.PgbenchSeconds)
+		b.stepf("pgbench ceilings (-c %d -j %d -T %d, three times: one stream per transaction without and with pg_notify, then %d streams per transaction)",
+			cfg.PgbenchClients, cfg.PgbenchThreads, cfg.PgbenchSeconds, pgbenchGroupStreams)
 		pg, err := b.pgbench(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("pgbench: %w", err)
 		}
 		rep.Pgbench = &pg
-		b.progressf("  %s transactions/s (%s with the append's pg_notify)", fmtRate(pg.TPS), fmtRate(pg.TPSNotify))
+		b.progressf("  %s transactions/s (%s with the append's pg_notify); %d streams per transaction: %s appends/s",
+			fmtRate(pg.TPS), fmtRate(pg.TPSNotify), pg.GroupStreams, fmtRate(pg.GroupTPS*float64(pg.GroupStreams)))
 	}
 	rep.Environment.LoadEnd = loadAverage()
 	rep.Finished = time.Now().UTC()

@@ -30,12 +30,19 @@ type PgbenchResult struct {
 	// store/postgres append makes, which serialises committing
 	// transactions on the database's notification lock.
 	TPSNotify float64 `json:"tpsWithNotify"`
-	Clients   int     `json:"clients"`
-	Threads   int     `json:"threads"`
-	Seconds   int     `json:"seconds"`
-	Streams   int     `json:"streams"`
-	Script    string  `json:"script"`
-	Command   string  `json:"command"`
+	// GroupTPS is the group-commit ceiling: transactions per second of a
+	// script that appends one event to each of GroupStreams streams in one
+	// statement and one commit, as a host that gathers many streams'
+	// appends into one round trip would. GroupTPS × GroupStreams is its
+	// appends per second.
+	GroupTPS     float64 `json:"groupTps"`
+	GroupStreams int     `json:"groupStreams"`
+	Clients      int     `json:"clients"`
+	Threads      int     `json:"threads"`
+	Seconds      int     `json:"seconds"`
+	Streams      int     `json:"streams"`
+	Script       string  `json:"script"`
+	Command      string  `json:"command"`
 }
 
 // pgbenchStreams is how many stream rows the pgbench script spreads its
@@ -71,6 +78,41 @@ WITH s AS (
 SELECT pg_notify('troupe_events', json_build_object('partition', m.partition, 'globalPosition', m.global_position)::text)
 FROM m;
 `
+
+// pgbenchGroupStreams is how many streams one transaction of the
+// group-commit script appends to.
+const pgbenchGroupStreams = 10
+
+// pgbenchGroupScript appends one event to each of pgbenchGroupStreams
+// streams in one statement: it locks the stream rows in id order (so
+// concurrent transactions on overlapping streams wait instead of
+// deadlocking), advances each, and inserts one message per stream. The
+// first %d is the highest first stream, the second the streams per
+// transaction less one, %s the event body.
+const pgbenchGroupScript = `\set n random(1, %d)
+WITH ids AS (
+    SELECT 'pgb-' || g AS stream_id FROM generate_series(:n, :n + %d) AS g
+), locked AS (
+    SELECT st.stream_id FROM streams st JOIN ids USING (stream_id)
+    WHERE st.partition = 'default_partition' AND NOT st.is_archived
+    ORDER BY st.stream_id
+    FOR UPDATE
+), s AS (
+    UPDATE streams SET stream_position = stream_position + 1
+    FROM locked
+    WHERE streams.stream_id = locked.stream_id AND streams.partition = 'default_partition' AND NOT streams.is_archived
+    RETURNING streams.stream_id, streams.partition, streams.stream_position
+)
+INSERT INTO messages (stream_id, stream_position, partition, message_data, message_metadata, message_type, message_id)
+SELECT s.stream_id, s.stream_position, s.partition, '%s'::jsonb, '{}'::jsonb, 'ItemAddedToCart', gen_random_uuid()::text
+FROM s;
+`
+
+// groupScript returns the group-commit script with body as every event's
+// data.
+func groupScript(body string) string {
+	return fmt.Sprintf(pgbenchGroupScript, pgbenchStreams-pgbenchGroupStreams+1, pgbenchGroupStreams-1, body)
+}
 
 // pgbenchBody returns the JSON body of a typical cart event, as stored.
 func pgbenchBody() (string, error) {
@@ -155,12 +197,24 @@ SELECT 'pgb-' || g, 'default_partition', 'cart', 0 FROM generate_series(1, $1::i
 	if res.TPS, err = b.runPgbench(ctx, bin, db.url, res.Script); err != nil {
 		return res, err
 	}
-	res.TPSNotify, err = b.runPgbench(ctx, bin, db.url, fmt.Sprintf(pgbenchNotifyScript, pgbenchStreams, body))
+	if res.TPSNotify, err = b.runPgbench(ctx, bin, db.url, fmt.Sprintf(pgbenchNotifyScript, pgbenchStreams, body)); err != nil {
+		return res, err
+	}
+	res.GroupStreams = pgbenchGroupStreams
+	res.GroupTPS, err = b.runPgbench(ctx, bin, db.url, groupScript(body))
 	return res, err
 }
 
-// runPgbench runs script with pgbench against dbURL and returns its tps.
+// runPgbench runs script with pgbench against dbURL for
+// cfg.PgbenchSeconds and returns its tps.
 func (b *bench) runPgbench(ctx context.Context, bin, dbURL, script string) (float64, error) {
+	return runPgbench(ctx, bin, dbURL, script, b.cfg.PgbenchClients, b.cfg.PgbenchThreads, "-T", b.cfg.PgbenchSeconds)
+}
+
+// runPgbench runs script with pgbench against dbURL with clients clients on
+// threads threads, limit being "-T" (seconds) or "-t" (transactions per
+// client) with its value n, and returns its tps.
+func runPgbench(ctx context.Context, bin, dbURL, script string, clients, threads int, limit string, n int) (float64, error) {
 	dir, err := os.MkdirTemp("", "troupe-pgbench-")
 	if err != nil {
 		return 0, fmt.Errorf("make a directory for the pgbench script: %w", err)
@@ -170,8 +224,8 @@ func (b *bench) runPgbench(ctx context.Context, bin, dbURL, script string) (floa
 	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
 		return 0, fmt.Errorf("write the pgbench script: %w", err)
 	}
-	args := []string{"-n", "-M", "prepared", "-c", strconv.Itoa(b.cfg.PgbenchClients), "-j", strconv.Itoa(b.cfg.PgbenchThreads),
-		"-T", strconv.Itoa(b.cfg.PgbenchSeconds), "-f", file, dbURL}
+	args := []string{"-n", "-M", "prepared", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads),
+		limit, strconv.Itoa(n), "-f", file, dbURL}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -119,6 +119,13 @@ func targets(r *Report) []Target {
 		out = append(out, Target{Name: fmt.Sprintf("actor commands/s at C=%d vs pgbench ceiling", c), Goal: ">= 0.5",
 			Value: v, Shown: fmt.Sprintf("%.2f (%s vs %s tps)", v, fmtRate(a.CommandsPerSec), fmtRate(r.Pgbench.TPS)), Met: v >= 0.5})
 	}
+	if p := r.Pgbench; okA && p != nil && p.GroupTPS > 0 && p.GroupStreams > 0 {
+		ceiling := p.GroupTPS * float64(p.GroupStreams)
+		v := a.CommandsPerSec / ceiling
+		out = append(out, Target{Name: fmt.Sprintf("actor commands/s at C=%d vs group-commit ceiling", c), Goal: ">= 0.5",
+			Value: v, Shown: fmt.Sprintf("%.2f (%s vs %s appends/s, %d streams per transaction)", v, fmtRate(a.CommandsPerSec), fmtRate(ceiling), p.GroupStreams),
+			Met: v >= 0.5})
+	}
 	if n := len(r.StreamLength); n >= 2 && r.StreamLength[0].Cached.P50 > 0 {
 		short, long := r.StreamLength[0], r.StreamLength[n-1]
 		v := long.Cached.P50 / short.Cached.P50
@@ -222,9 +229,17 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if p := r.Pgbench; p != nil {
 		fmt.Fprintf(&sb, "\npgbench ceiling (UPDATE stream row + INSERT one message per transaction, -c %d -j %d -T %d): %s tps; with the append's pg_notify: %s tps\n",
 			p.Clients, p.Threads, p.Seconds, fmtRate(p.TPS), fmtRate(p.TPSNotify))
+		if p.GroupTPS > 0 {
+			fmt.Fprintf(&sb, "group-commit ceiling (%d streams' appends per transaction): %s transactions/s = %s appends/s\n",
+				p.GroupStreams, fmtRate(p.GroupTPS), fmtRate(p.GroupTPS*float64(p.GroupStreams)))
+		}
 		if a, ok := r.find(ModeActor, r.maxConcurrency()); ok && p.TPS > 0 && p.TPSNotify > 0 {
-			fmt.Fprintf(&sb, "actor mode at C=%d: %.2f of the plain ceiling, %.2f of the ceiling with pg_notify\n",
+			fmt.Fprintf(&sb, "actor mode at C=%d: %.2f of the plain ceiling, %.2f of the ceiling with pg_notify",
 				a.Concurrency, a.CommandsPerSec/p.TPS, a.CommandsPerSec/p.TPSNotify)
+			if p.GroupTPS > 0 {
+				fmt.Fprintf(&sb, ", %.2f of the group-commit ceiling", a.CommandsPerSec/(p.GroupTPS*float64(p.GroupStreams)))
+			}
+			sb.WriteString("\n")
 		}
 	}
 	if len(r.Targets) > 0 {
