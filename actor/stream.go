@@ -363,8 +363,9 @@ func appendSpan[C, E, S any](ctx context.Context, k key, expected store.Expected
 // the tail is read. A failure caused by one command's events fails that
 // command only (a batch with several commands with events is split into
 // appends of one command each); a failure that proves nothing was written
-// fails every command without a reload; any other failure leaves the
-// outcome unknown: every command fails and the state is reloaded.
+// fails every command without a reload (a dropped tenant also drops the
+// state and passivates the actor); any other failure leaves the outcome
+// unknown: every command fails and the state is reloaded.
 func (a *streamActor[C, E, S]) onAppended(d *appendDone[C, E, S]) {
 	a.job = jobNone
 	b, err := d.batch, d.err
@@ -417,6 +418,8 @@ func (a *streamActor[C, E, S]) onAppended(d *appendDone[C, E, S]) {
 			}
 		}
 		a.pending = append(retry, a.pending...)
+	case errors.Is(err, store.ErrTenantDropped):
+		a.onTenantDropped(b, err)
 	case b.eventful() > 1 && commandFault(err):
 		// The store refused the batch because of one command's events (a
 		// stale command id, a value PostgreSQL can't store), without

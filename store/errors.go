@@ -38,6 +38,11 @@ var (
 	// (insufficient privilege, a missing table or column: SQLSTATE class
 	// 42). Retrying it as is fails the same way.
 	ErrRefused = errors.New("refused by the database")
+	// ErrTenantDropped is returned when a write names a tenant (partition)
+	// that was dropped: its data was erased and it accepts no writes until
+	// it is created again, as a new tenant. Nothing was written; retrying
+	// the same write fails the same way.
+	ErrTenantDropped = errors.New("the tenant (partition) was dropped; it accepts no writes")
 )
 
 // VersionConflictError is the detail of a failed expected-version check.

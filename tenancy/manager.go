@@ -221,6 +221,9 @@ func (m *Manager) registry() string {
 // Create registers tenant id under name and creates its partition of every
 // partitioned table (see [Config.Tables]), all in one transaction.
 //
+// A tenant dropped before (see [Manager.Drop]) loses its tombstone
+// partitions first: it is a new tenant, and its streams are new streams.
+//
 // Create is idempotent: for a tenant that exists it creates only the
 // partitions that are missing (say, of a table registered since) and
 // leaves the registered name alone; created reports whether the registry
@@ -240,8 +243,9 @@ func (m *Manager) Create(ctx context.Context, id store.TenantID, name string) (t
 	}
 	var made []Partition
 	var moved int64
+	var revived bool
 	err = m.run(ctx, "create", id, func(tx pgx.Tx) error {
-		made, moved = nil, 0
+		made, moved, revived = nil, 0, false
 		tag, err := tx.Exec(ctx, `INSERT INTO `+m.registry()+` (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, string(id), name)
 		if err != nil {
 			return fmt.Errorf("register tenant: %w", err)
@@ -255,6 +259,16 @@ func (m *Manager) Create(ctx context.Context, id store.TenantID, name string) (t
 		if err != nil {
 			return err
 		}
+		// A dropped tenant created again is a new tenant: its tombstones
+		// go first, then it gets partitions like any new tenant.
+		tombs, err := tombstonesOf(ctx, tx, ts, id)
+		if err != nil {
+			return err
+		}
+		if err := dropTombstones(ctx, tx, ts, tombs); err != nil {
+			return err
+		}
+		revived = len(tombs) > 0
 		existing, err := partitionsOf(ctx, tx, ts, id)
 		if err != nil {
 			return err
@@ -273,7 +287,7 @@ func (m *Manager) Create(ctx context.Context, id store.TenantID, name string) (t
 	}
 	if created || len(made) > 0 {
 		m.log.InfoContext(ctx, "tenant created", "tenant_id", string(id), "new_registration", created,
-			"partitions_created", len(made), "rows_moved_from_default", moved)
+			"partitions_created", len(made), "rows_moved_from_default", moved, "was_dropped", revived)
 	}
 	return t, created, nil
 }
@@ -476,8 +490,17 @@ func (m *Manager) List(ctx context.Context) ([]Tenant, error) {
 // and removes the registry row, all in one transaction. Other tenants' rows
 // are untouched.
 //
-// Drop is idempotent: dropping an unknown or already dropped tenant does
-// nothing and returns nil. A reserved id (store.DefaultPartition) is
+// In the same transaction every partitioned tenant table gets a tombstone
+// partition for the tenant's value, which refuses every row: from the
+// commit on, no write of the tenant succeeds (an append fails with an error
+// matching store.ErrTenantDropped, in this process and in any other), and
+// nothing of it lands in a DEFAULT partition, until [Manager.Create]
+// creates the tenant again, as a new tenant. Writes that committed before
+// the drop are erased with the tenant. A table where a partition Troupe
+// did not create covers the value gets no tombstone (a warning is logged).
+//
+// Drop is idempotent: dropping an already dropped tenant changes nothing
+// and returns nil; dropping an unknown one only guards its id as above. A reserved id (store.DefaultPartition) is
 // refused with [ErrReservedTenantID]: erasing it would erase the data of
 // every writer that names no partition. Dropping a partition needs a brief ACCESS
 // EXCLUSIVE lock on each parent table; Drop waits at most
@@ -491,8 +514,10 @@ func (m *Manager) Drop(ctx context.Context, id store.TenantID) error {
 	var dropped []Partition
 	var deleted int64
 	var registered bool
+	var guarded int
+	var skipped []string
 	err := m.run(ctx, "drop", id, func(tx pgx.Tx) error {
-		dropped, deleted = nil, 0
+		dropped, deleted, guarded, skipped = nil, 0, 0, nil
 		ts, unpartitioned, err := m.tables(ctx, tx)
 		if err != nil {
 			return err
@@ -501,23 +526,38 @@ func (m *Manager) Drop(ctx context.Context, id store.TenantID) error {
 		if err != nil {
 			return err
 		}
-		if len(parts) > 0 {
-			var locks, drops []string
-			for _, tb := range ts {
-				p, ok := parts[tb.oid]
-				if !ok {
-					continue
-				}
-				locks = append(locks, "ONLY "+tb.qualified)
-				if tb.defaultSQL != "" {
-					locks = append(locks, "ONLY "+tb.defaultSQL)
-				}
+		tombs, err := tombstonesOf(ctx, tx, ts, id)
+		if err != nil {
+			return err
+		}
+		// Lock every table whose partition is dropped or that gets a
+		// tombstone: a tenant dropped before costs no lock at all.
+		var locks, drops []string
+		var unguarded []table
+		for _, tb := range ts {
+			p, live := parts[tb.oid]
+			_, guarded := tombs[tb.oid]
+			if !live && guarded {
+				continue
+			}
+			locks = append(locks, "ONLY "+tb.qualified)
+			if tb.defaultSQL != "" {
+				locks = append(locks, "ONLY "+tb.defaultSQL)
+			}
+			if live {
 				drops = append(drops, pgx.Identifier{p.Schema, p.Name}.Sanitize())
 				dropped = append(dropped, p)
 			}
+			if !guarded {
+				unguarded = append(unguarded, tb)
+			}
+		}
+		if len(locks) > 0 {
 			if _, err := tx.Exec(ctx, `LOCK TABLE `+strings.Join(locks, ", ")+` IN ACCESS EXCLUSIVE MODE`); err != nil {
 				return fmt.Errorf("lock tables: %w", err)
 			}
+		}
+		if len(drops) > 0 {
 			if _, err := tx.Exec(ctx, `DROP TABLE `+strings.Join(drops, ", ")); err != nil {
 				return fmt.Errorf("drop partitions: %w", err)
 			}
@@ -538,6 +578,12 @@ func (m *Manager) Drop(ctx context.Context, id store.TenantID) error {
 			return err
 		}
 		deleted += n
+		// Last, with the tenant's rows gone from the DEFAULT partitions:
+		// the tombstones that refuse its writes from now on.
+		guarded, skipped, err = createTombstones(ctx, tx, unguarded, id)
+		if err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, `DELETE FROM `+m.registry()+` WHERE id = $1`, string(id))
 		if err != nil {
 			return fmt.Errorf("unregister tenant: %w", err)
@@ -548,9 +594,13 @@ func (m *Manager) Drop(ctx context.Context, id store.TenantID) error {
 	if err != nil {
 		return fmt.Errorf("drop tenant %q: %w", id, err)
 	}
-	if registered || len(dropped) > 0 || deleted > 0 {
+	if registered || len(dropped) > 0 || deleted > 0 || guarded > 0 {
 		m.log.InfoContext(ctx, "tenant dropped", "tenant_id", string(id), "was_registered", registered,
-			"partitions_dropped", len(dropped), "leftover_rows_deleted", deleted)
+			"partitions_dropped", len(dropped), "leftover_rows_deleted", deleted, "tombstones_created", guarded)
+	}
+	if len(skipped) > 0 {
+		m.log.WarnContext(ctx, "tenant tombstone skipped", "tenant_id", string(id), "tables", skipped,
+			"reason", "a partition Troupe did not create covers the tenant's value")
 	}
 	return nil
 }

@@ -44,7 +44,22 @@ func PartitionName(table string, id store.TenantID) (string, error) {
 }
 
 func partitionName(table, id string) string {
-	name := table + "_t_" + escapeID(id)
+	return relationName(table, "_t_", "", id)
+}
+
+// tombstoneName is the name of the tombstone partition that stands for
+// tenant id in table once the tenant is dropped: table + "_x_" + the
+// escaped id, hashed like a partition name when too long (with "dropped"
+// in the hash input, so the two hashed forms differ too).
+func tombstoneName(table, id string) string {
+	return relationName(table, "_x_", "dropped\x00", id)
+}
+
+// relationName is table + infix + the escaped id, or when that is longer
+// than 62 bytes its first 46 bytes, "_" and 16 hex digits of
+// SHA-256(table, salt + id).
+func relationName(table, infix, salt, id string) string {
+	name := table + infix + escapeID(id)
 	if len(name) < maxIdentifier {
 		return name
 	}
@@ -54,7 +69,7 @@ func partitionName(table, id string) string {
 		// keep the hashed form at exactly 63 bytes.
 		prefix += "_"
 	}
-	sum := sha256.Sum256([]byte(table + "\x00" + id))
+	sum := sha256.Sum256([]byte(table + "\x00" + salt + id))
 	return prefix + "_" + hex.EncodeToString(sum[:8])
 }
 

@@ -21,6 +21,13 @@ const SettingName = "troupe.tenant"
 // table and partition.
 const PolicyName = "troupe_tenant_isolation"
 
+// DroppedConstraint names the CHECK (false) constraint of a dropped
+// tenant's tombstone partitions: the partitions that tenancy.Manager.Drop
+// attaches for the tenant's value in place of the dropped ones, so that a
+// later write of the tenant fails (SQLSTATE 23514, check_violation, with
+// this constraint name) instead of landing in a DEFAULT partition.
+const DroppedConstraint = "troupe_tenant_dropped"
+
 // RegistryTable is the registry of tenant tables (migration 005): one row
 // per table holding tenants' rows, with its partition column, whether it is
 // partitioned by tenant, its lock order, whether row-level security

@@ -283,8 +283,9 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 
 // appendError describes an append that failed with err, which none of the
 // refusals AppendToStream explains (a version conflict, a stored message
-// id) is: a PostgreSQL error whose class proves nothing was written matches
-// store.ErrInvalidArgument (class 22, data exception, and 23, integrity
+// id) is: a write refused by the tombstone partition of a dropped tenant
+// matches store.ErrTenantDropped; a PostgreSQL error whose class proves
+// nothing was written matches store.ErrInvalidArgument (class 22, data exception, and 23, integrity
 // violation: the input) or store.ErrRefused (class 42: the statement or
 // the role's privileges); an error that proves nothing was sent matches
 // store.ErrUnavailable. Any other error leaves the outcome unknown to the
@@ -292,6 +293,9 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 // ended meanwhile) and is returned wrapped as it is.
 func appendError(stream store.StreamID, partition string, err error) error {
 	what := fmt.Sprintf("append to stream %q in partition %q", stream, partition)
+	if isTenantDropped(err) {
+		return tenantDropped(what, partition, err)
+	}
 	switch sqlstateClass(err) {
 	case classDataException, classIntegrityViolation:
 		return fmt.Errorf("%s: %w: PostgreSQL rejected a value, nothing was written: %w", what, store.ErrInvalidArgument, err)
