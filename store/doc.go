@@ -24,6 +24,9 @@
 //     *[VersionConflictError] matching [ErrVersionConflict].
 //   - Re-sending an append whose message ids are already stored at those
 //     positions returns the original result and writes nothing.
+//   - A [BatchAppender] appends to several streams in one transaction;
+//     each stream's part keeps the guarantees above on its own, and one
+//     part's refusal never fails the others.
 //   - [EventStore.ReadAll] returns the global log in commit-safe order
 //     ([Position]): never an event while an older transaction that could
 //     still commit before it is in flight.

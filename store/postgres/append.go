@@ -188,6 +188,40 @@ func appendQuiet(sql string) string {
 	return strings.Replace(sql, appendNotifySQL, appendQuietSQL, 1)
 }
 
+// appendArgs returns the eight parameters shared by every append statement
+// for events prepared by store.PrepareAppend (see the comment on the
+// statements), and the message ids among them. It refuses events
+// PostgreSQL's jsonb would reject (a string holding \u0000) before
+// anything is sent.
+func appendArgs(stream store.StreamID, events []store.EventData, opts store.AppendOptions) ([]string, []any, error) {
+	n := len(events)
+	ids := make([]string, n)
+	types := make([]string, n)
+	data := make([]string, n)
+	metas := make([]string, n)
+	versions := make([]string, n)
+	for i, e := range events {
+		ids[i], types[i], data[i], versions[i] = e.MessageID, e.Type, string(e.Data), e.SchemaVersion
+		if nulEscape(e.Data) {
+			return nil, nil, store.InvalidArgument("append to stream %q in partition %q: event %d (%s) data holds a string with \\u0000, which PostgreSQL's jsonb can't store",
+				stream, opts.Partition, i, e.Type)
+		}
+		metas[i] = "{}"
+		if len(e.Metadata) > 0 {
+			b, err := json.Marshal(e.Metadata)
+			if err != nil {
+				return nil, nil, store.InvalidArgument("append to stream %q: event %d (%s) metadata: %v", stream, i, e.Type, err)
+			}
+			if nulEscape(b) {
+				return nil, nil, store.InvalidArgument("append to stream %q in partition %q: event %d (%s) metadata holds a string with \\u0000, which PostgreSQL's jsonb can't store",
+					stream, opts.Partition, i, e.Type)
+			}
+			metas[i] = string(b)
+		}
+	}
+	return ids, []any{string(stream), opts.Partition, int64(n), ids, types, data, metas, versions}, nil
+}
+
 // maxAppendAttempts bounds how often an append is re-run when it wrote
 // nothing although the state read afterwards would allow it (the stream
 // changed between the two statements, for example archived meanwhile).
@@ -202,35 +236,15 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 	if err != nil {
 		return store.AppendResult{}, err
 	}
-	n := len(events)
-	ids := make([]string, n)
-	types := make([]string, n)
-	data := make([]string, n)
-	metas := make([]string, n)
-	versions := make([]string, n)
-	for i, e := range events {
-		ids[i], types[i], data[i], versions[i] = e.MessageID, e.Type, string(e.Data), e.SchemaVersion
-		if nulEscape(e.Data) {
-			return store.AppendResult{}, store.InvalidArgument("append to stream %q in partition %q: event %d (%s) data holds a string with \\u0000, which PostgreSQL's jsonb can't store",
-				stream, opts.Partition, i, e.Type)
-		}
-		metas[i] = "{}"
-		if len(e.Metadata) > 0 {
-			b, err := json.Marshal(e.Metadata)
-			if err != nil {
-				return store.AppendResult{}, store.InvalidArgument("append to stream %q: event %d (%s) metadata: %v", stream, i, e.Type, err)
-			}
-			if nulEscape(b) {
-				return store.AppendResult{}, store.InvalidArgument("append to stream %q in partition %q: event %d (%s) metadata holds a string with \\u0000, which PostgreSQL's jsonb can't store",
-					stream, opts.Partition, i, e.Type)
-			}
-			metas[i] = string(b)
-		}
+	ids, shared, err := appendArgs(stream, events, opts)
+	if err != nil {
+		return store.AppendResult{}, err
 	}
+	n := len(events)
 
 	quiet := s.notifier != nil && !s.inTx()
 	sql, args := appendStatementFor(s.inTx(), quiet, opts)
-	args = append([]any{string(stream), opts.Partition, int64(n), ids, types, data, metas, versions}, args...)
+	args = append(shared, args...)
 
 	// On a pool, take the connection first: a failure to get one (the
 	// context ended while every connection was busy, or none could be

@@ -38,6 +38,13 @@
 //     written once, losers get only the typed conflict), writers racing to
 //     create one stream (one wins), unchecked writers, a reader following
 //     the log while writers append.
+//   - store.BatchAppender, when the store implements it: every
+//     expected-version case as parts of one batch, idempotent retries of
+//     parts, two batches racing to create a stream (one wins, the other's
+//     part is the typed conflict), a batch mixing conflicting, duplicate and
+//     clean parts (the clean ones commit together), bad input in one part,
+//     a stream twice in one batch, a cancelled context, a batch in a
+//     session.
 //   - store.SnapshotStore, when the store implements it: save and load, no
 //     replacement by an older version, partition, stream and name scoping.
 //
