@@ -20,40 +20,33 @@ import (
 // the batch runs inside a savepoint of its own instead, so a failed round
 // leaves the caller's transaction usable.
 //
-// The parts use the guarded statements of the transaction family (see the
-// comment on the statements in append.go): a part refused by its version
-// check or by a stored message id returns no row and raises no error, so
-// it doesn't abort its batch mates. Such parts are explained after the
-// commit by the look-up AppendToStream uses (a conflict, an idempotent
-// retry or a duplicate). A statement that raises an error anyway (a
-// unique violation from a race with another transaction, a constraint or
-// a value PostgreSQL refuses) aborts the round: the part that raised it
-// gets its own error and the others are sent again without it, so a batch
-// takes at most one round more than it has failing parts.
+// On the pool the parts use the pool's statements (see the comment on the
+// statements in append.go): they never read a partitioned table by
+// partition, so their prepared generic plans lock only the partitions they
+// write, however many tenants there are, and cost no planning. A part
+// refused by its version check on an existing stream returns no row and
+// raises no error. The refusals that do raise one — a message id already
+// stored (a retry or a duplicate: a unique violation) and an exact or
+// stream-exists append to a missing stream (the NULL message_data the
+// statement writes on purpose) — abort the round: the part that raised it
+// is explained by the look-up AppendToStream uses, and the others are sent
+// again without it. So is any other error (a constraint or a value
+// PostgreSQL refuses), which becomes that part's own error; a batch takes
+// at most one round more than it has refused parts. In the steady state of
+// a host (streams that exist, versions it knows) no part raises anything.
 //
-// The guarded statements read streams and messages by partition. A generic
-// plan of such a read locks every partition of the table, so in an
-// implicit transaction the batch first makes PostgreSQL plan each
-// statement for its parameters (batchCustomPlanSQL, or scopeCustomPlanSQL
-// with row-level security), which prunes to the parts' partitions.
+// In a caller's transaction the parts use the guarded statements of the
+// transaction family, which refuse without raising an error (an error
+// would abort the caller's transaction); parts that returned no row are
+// explained after the round.
 //
 // Parts are sent in (partition, stream) order, so two batches lock the
 // streams rows they share in the same order and never deadlock each other.
 const (
-	batchCustomPlanSQL = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`
-	batchSavepointSQL  = `SAVEPOINT troupe_append_batch`
-	batchReleaseSQL    = `RELEASE SAVEPOINT troupe_append_batch`
-	batchRollbackSQL   = `ROLLBACK TO SAVEPOINT troupe_append_batch; RELEASE SAVEPOINT troupe_append_batch`
+	batchSavepointSQL = `SAVEPOINT troupe_append_batch`
+	batchReleaseSQL   = `RELEASE SAVEPOINT troupe_append_batch`
+	batchRollbackSQL  = `ROLLBACK TO SAVEPOINT troupe_append_batch; RELEASE SAVEPOINT troupe_append_batch`
 )
-
-// The guarded statements without their notification, for a store with a
-// Config.Notifier (poked after the batch commits).
-var batchQuietSQL = map[string]string{
-	appendAnySQL:      appendQuiet(appendAnySQL),
-	appendNewSQL:      appendQuiet(appendNewSQL),
-	appendExactSQL:    appendQuiet(appendExactSQL),
-	appendExistingSQL: appendQuiet(appendExistingSQL),
-}
 
 var _ store.BatchAppender = (*Store)(nil)
 
@@ -101,10 +94,7 @@ func (s *Store) AppendBatch(ctx context.Context, appends []store.StreamAppend) (
 			out[i].Err = err
 			continue
 		}
-		sql, more := appendStatement(true, a.Options)
-		if quiet {
-			sql = batchQuietSQL[sql]
-		}
+		sql, more := appendStatementFor(s.inTx(), quiet, a.Options)
 		pending = append(pending, &batchPart{index: i, stream: a.Stream, opts: a.Options, n: int64(len(a.Events)), ids: ids, sql: sql, args: append(args, more...)})
 	}
 	if len(pending) == 0 {
@@ -140,8 +130,15 @@ func (s *Store) AppendBatch(ctx context.Context, appends []store.StreamAppend) (
 			// others go again.
 			p := pending[failed]
 			pending = slices.Delete(pending, failed, failed+1)
-			if !isUniqueViolation(rows[failed].err) {
+			if !isUniqueViolation(rows[failed].err) && !isMissingStream(rows[failed].err) {
 				out[p.index].Err = appendError(p.stream, p.opts.Partition, rows[failed].err)
+				continue
+			}
+			if isUniqueViolation(rows[failed].err) && sharesMessageID(p, pending) {
+				// The stored id is a batch mate's, written earlier in the
+				// same round: the two parts can't both be stored.
+				out[p.index].Err = fmt.Errorf("append to stream %q in partition %q: %w: another part of the batch has one of its message ids",
+					p.stream, p.opts.Partition, store.ErrDuplicateMessageID)
 				continue
 			}
 			if s.explainBatchPart(ctx, db, p, out) {
@@ -166,6 +163,22 @@ func (s *Store) AppendBatch(ctx context.Context, appends []store.StreamAppend) (
 		pending = again
 	}
 	return out, nil
+}
+
+// sharesMessageID reports whether p has a message id of one of others in
+// the same partition.
+func sharesMessageID(p *batchPart, others []*batchPart) bool {
+	for _, o := range others {
+		if o == p || o.opts.Partition != p.opts.Partition {
+			continue
+		}
+		for _, id := range o.ids {
+			if slices.Contains(p.ids, id) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // explainBatchPart explains a part that wrote nothing (see
@@ -201,19 +214,12 @@ type partRow struct {
 func (s *Store) batchRound(ctx context.Context, db querier, pending []*batchPart) (rows []partRow, failed int, err error) {
 	inTx := s.inTx()
 	b := &pgx.Batch{}
-	switch {
-	case inTx:
+	if inTx {
 		b.Queue(batchSavepointSQL)
-	case !s.rls:
-		b.Queue(batchCustomPlanSQL)
-	}
-	scope := scopeSQL
-	if !inTx {
-		scope = scopeCustomPlanSQL
 	}
 	for _, p := range pending {
 		if s.rls {
-			b.Queue(scope, p.opts.Partition)
+			b.Queue(scopeSQL, p.opts.Partition)
 		}
 		b.Queue(p.sql, p.args...)
 	}
@@ -225,7 +231,7 @@ func (s *Store) batchRound(ctx context.Context, db querier, pending []*batchPart
 	rows = make([]partRow, len(pending))
 	failed = -1
 	err = func() error {
-		if inTx || !s.rls {
+		if inTx {
 			if _, err := br.Exec(); err != nil {
 				return err
 			}
