@@ -43,6 +43,20 @@ type Config struct {
 	// MaxBatch caps the commands decided together and written as one
 	// append (group commit). Defaults to 64; 1 disables batching.
 	MaxBatch int
+	// MaxAppendBatch caps the streams whose appends the host writes
+	// together, in one store round trip and one commit (cross-stream group
+	// commit), when the store implements store.BatchAppender. While
+	// AppendBatchesInFlight batches are being written, the appends that
+	// become ready wait and go out together in the next batch; a lone
+	// append goes out at once, so a single sender waits for nothing.
+	// Defaults to 64; 1 writes every stream's append on its own.
+	MaxAppendBatch int
+	// MaxAppendBatchBytes caps the event data in one cross-stream batch
+	// (an append larger than this goes alone). Defaults to 4 MiB.
+	MaxAppendBatchBytes int
+	// AppendBatchesInFlight is how many cross-stream batches may be
+	// written at once. Defaults to 2.
+	AppendBatchesInFlight int
 	// Retry is how a stream actor retries a command after a version
 	// conflict (another process wrote the stream): it waits a jittered
 	// delay, reads only the tail after its version, decides again and
@@ -72,8 +86,12 @@ const (
 	maxIdleScanInterval    = time.Minute
 	defaultMaxBatch        = 64
 	defaultCommandIDWindow = 128
-	defaultReplayPageSize  = 1000
-	defaultStoreTimeout    = 30 * time.Second
+
+	defaultMaxAppendBatch        = 64
+	defaultMaxAppendBatchBytes   = 4 << 20
+	defaultAppendBatchesInFlight = 2
+	defaultReplayPageSize        = 1000
+	defaultStoreTimeout          = 30 * time.Second
 )
 
 // withDefaults returns a copy of cfg (nil allowed) with defaults filled
@@ -104,6 +122,15 @@ func withDefaults(cfg *Config) (Config, error) {
 	def := DefaultRetry
 	def.MaxDelay = max(def.MaxDelay, c.Retry.InitialDelay)
 	c.Retry = c.Retry.WithDefaults(def)
+	if c.MaxAppendBatch == 0 {
+		c.MaxAppendBatch = defaultMaxAppendBatch
+	}
+	if c.MaxAppendBatchBytes == 0 {
+		c.MaxAppendBatchBytes = defaultMaxAppendBatchBytes
+	}
+	if c.AppendBatchesInFlight == 0 {
+		c.AppendBatchesInFlight = defaultAppendBatchesInFlight
+	}
 	if c.CommandIDWindow == 0 {
 		c.CommandIDWindow = defaultCommandIDWindow
 	}
@@ -127,6 +154,12 @@ func (c Config) validate() error {
 		return invalidConfig("actor.Config.IdleScanInterval is %v, must not be negative", c.IdleScanInterval)
 	case c.MaxBatch < 0:
 		return invalidConfig("actor.Config.MaxBatch is %d, must not be negative", c.MaxBatch)
+	case c.MaxAppendBatch < 0:
+		return invalidConfig("actor.Config.MaxAppendBatch is %d, must not be negative", c.MaxAppendBatch)
+	case c.MaxAppendBatchBytes < 0:
+		return invalidConfig("actor.Config.MaxAppendBatchBytes is %d, must not be negative", c.MaxAppendBatchBytes)
+	case c.AppendBatchesInFlight < 0:
+		return invalidConfig("actor.Config.AppendBatchesInFlight is %d, must not be negative", c.AppendBatchesInFlight)
 	case c.CommandIDWindow < 0:
 		return invalidConfig("actor.Config.CommandIDWindow is %d, must not be negative", c.CommandIDWindow)
 	case c.ReplayPageSize < 0:

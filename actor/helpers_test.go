@@ -241,6 +241,16 @@ func (w *wrapStore) AppendToStream(ctx context.Context, stream store.StreamID, e
 	return res, err
 }
 
+// AppendBatch sends each part through AppendToStream, so hooks and the
+// log see every stream's append.
+func (w *wrapStore) AppendBatch(ctx context.Context, appends []store.StreamAppend) ([]store.StreamAppendResult, error) {
+	out := make([]store.StreamAppendResult, len(appends))
+	for i, a := range appends {
+		out[i].Result, out[i].Err = w.AppendToStream(ctx, a.Stream, a.Events, a.Options)
+	}
+	return out, nil
+}
+
 func (w *wrapStore) ReadStream(ctx context.Context, stream store.StreamID, opts store.ReadOptions) (store.ReadResult, error) {
 	w.reads.Add(1)
 	return w.Store.ReadStream(ctx, stream, opts)

@@ -60,6 +60,8 @@ type Host struct {
 	passivations   atomic.Int64
 	eventsReplayed atomic.Int64
 	appends        atomic.Int64
+	appendCalls    atomic.Int64 // store calls made to append: lone appends and cross-stream batches
+	appender       *appender    // nil: every stream appends on its own
 	conflicts      atomic.Int64
 }
 
@@ -118,6 +120,7 @@ func New(st store.EventStore, cfg *Config) (*Host, error) {
 		stopDone:    make(chan struct{}),
 	}
 	h.snapshots, _ = st.(store.SnapshotStore)
+	h.appender = newAppender(h)
 	h.tel, err = otelwire.New(&otelwire.Config{TracerProvider: c.TracerProvider, MeterProvider: c.MeterProvider})
 	if err != nil {
 		return nil, fmt.Errorf("actor: create telemetry: %w", err)
@@ -482,6 +485,10 @@ type Stats struct {
 	EventsReplayed int64
 	// Appends counts successful appends (one per group commit batch).
 	Appends int64
+	// AppendCalls counts the store calls made to append: one per lone
+	// append and one per cross-stream batch, however many streams it
+	// wrote (see Config.MaxAppendBatch).
+	AppendCalls int64
 	// Conflicts counts appends that failed with a version conflict.
 	Conflicts int64
 }
@@ -495,6 +502,7 @@ func (h *Host) Stats() Stats {
 	s.Passivations = h.passivations.Load()
 	s.EventsReplayed = h.eventsReplayed.Load()
 	s.Appends = h.appends.Load()
+	s.AppendCalls = h.appendCalls.Load()
 	s.Conflicts = h.conflicts.Load()
 	return s
 }

@@ -316,22 +316,33 @@ func (a *streamActor[C, E, S]) encode(m *commandMsg[C, E, S], evs []E) (out []st
 // startAppend writes a batch off the receive loop; the outcome comes back
 // as an appendDone message.
 func (a *streamActor[C, E, S]) startAppend(b *batch[C, E, S]) {
-	h, k, self, streamType := a.h, a.key, a.self, a.k.StreamType
+	h, k, self := a.h, a.key, a.self
 	expected := store.Exact(a.version)
+	opts := store.AppendOptions{Partition: k.tenant, StreamType: a.k.StreamType, ExpectedVersion: expected}
 	a.job = jobAppend
+	finish := func(ctx context.Context, span *otelwire.AppendSpan, res store.AppendResult, err error) {
+		span.End(ctx, otelwire.OutcomeFor(err, store.ErrVersionConflict, nil), int64(res.NextExpectedVersion), err)
+		h.post(self, &appendDone[C, E, S]{batch: b, res: res, err: err})
+	}
+	if h.appender != nil {
+		ctx, span := h.tel.StartAppend(appendSpan(context.Background(), k, expected, b))
+		h.appender.submit(&appendReq{
+			part:  store.StreamAppend{Stream: k.stream, Events: b.data, Options: opts},
+			span:  trace.SpanFromContext(ctx),
+			bytes: eventBytes(b.data),
+			done:  func(res store.AppendResult, err error) { finish(ctx, span, res, err) },
+		})
+		return
+	}
 	h.jobs.Add(1)
 	go func() {
 		defer h.jobs.Done()
 		ctx, cancel := h.storeCtx()
 		defer cancel()
 		ctx, span := h.tel.StartAppend(appendSpan(ctx, k, expected, b))
-		res, err := h.store.AppendToStream(ctx, k.stream, b.data, store.AppendOptions{
-			Partition:       k.tenant,
-			StreamType:      streamType,
-			ExpectedVersion: expected,
-		})
-		span.End(ctx, otelwire.OutcomeFor(err, store.ErrVersionConflict, nil), int64(res.NextExpectedVersion), err)
-		h.post(self, &appendDone[C, E, S]{batch: b, res: res, err: err})
+		h.appendCalls.Add(1)
+		res, err := h.store.AppendToStream(ctx, k.stream, b.data, opts)
+		finish(ctx, span, res, err)
 	}()
 }
 
