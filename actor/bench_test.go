@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,51 +53,70 @@ func (l latencies) report(b *testing.B) {
 func BenchmarkThroughput(b *testing.B) {
 	const streams, perStream = 1000, 10
 	for _, senders := range []int{1, 8, 64} {
-		b.Run(fmt.Sprintf("senders=%d", senders), func(b *testing.B) {
-			st := pgStore(b)
-			h, agg := startHost(b, st, actor.Config{})
-			ctx := context.Background()
-			var all latencies
-			var elapsed time.Duration
-			b.ResetTimer()
-			for iter := range b.N {
-				lat := make(latencies, streams*perStream)
-				var next atomic.Int64
-				var wg sync.WaitGroup
-				start := time.Now()
-				for range senders {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for {
-							n := int(next.Add(1) - 1)
-							if n >= len(lat) {
-								return
+		for _, mode := range []struct {
+			name     string
+			maxBatch int
+		}{{"cross-stream", 0}, {"per-stream", 1}} {
+			b.Run(fmt.Sprintf("senders=%d/%s", senders, mode.name), func(b *testing.B) {
+				st := pgStore(b)
+				h, agg := startHost(b, st, actor.Config{MaxAppendBatch: mode.maxBatch})
+				cpu0 := processCPU()
+				ctx := context.Background()
+				var all latencies
+				var elapsed time.Duration
+				b.ResetTimer()
+				for iter := range b.N {
+					lat := make(latencies, streams*perStream)
+					var next atomic.Int64
+					var wg sync.WaitGroup
+					start := time.Now()
+					for range senders {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for {
+								n := int(next.Add(1) - 1)
+								if n >= len(lat) {
+									return
+								}
+								// Command n goes to stream n % 1000: the first
+								// 1,000 activate their (empty) streams.
+								cmd := counterCmd{Tenant: "bench", Stream: fmt.Sprintf("i%d-s%d", iter, n%streams)}
+								t0 := time.Now()
+								_, err := agg.Send(ctx, cmd)
+								lat[n] = time.Since(t0)
+								if err != nil {
+									b.Error(err)
+									return
+								}
 							}
-							// Command n goes to stream n % 1000: the first
-							// 1,000 activate their (empty) streams.
-							cmd := counterCmd{Tenant: "bench", Stream: fmt.Sprintf("i%d-s%d", iter, n%streams)}
-							t0 := time.Now()
-							_, err := agg.Send(ctx, cmd)
-							lat[n] = time.Since(t0)
-							if err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					}()
+						}()
+					}
+					wg.Wait()
+					elapsed += time.Since(start)
+					all = append(all, lat...)
 				}
-				wg.Wait()
-				elapsed += time.Since(start)
-				all = append(all, lat...)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(len(all))/elapsed.Seconds(), "commands/s")
-			all.report(b)
-			s := h.Stats()
-			b.ReportMetric(float64(len(all))/float64(max(s.Appends, 1)), "commands/append")
-		})
+				b.StopTimer()
+				b.ReportMetric(float64(len(all))/elapsed.Seconds(), "commands/s")
+				all.report(b)
+				s := h.Stats()
+				b.ReportMetric(float64(len(all))/float64(max(s.Appends, 1)), "commands/append")
+				b.ReportMetric(float64(len(all))/float64(max(s.AppendCalls, 1)), "commands/store_call")
+				// The client's CPU (this process: the host, the driver, the
+				// senders; PostgreSQL runs in processes of its own).
+				b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(len(all)), "client_cpu_us/command")
+			})
+		}
 	}
+}
+
+// processCPU returns the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // seedStream appends n Incremented events to a stream directly.
