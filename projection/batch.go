@@ -81,6 +81,12 @@ func (p *Projection) applyBatch(ctx context.Context, cp store.Position, events [
 			// fault, whatever it returned.
 			return fmt.Errorf("apply batch: %w", herr)
 		}
+		if transient(herr) {
+			// A deadlock, a serialization failure, a lock or statement
+			// timeout...: retried as an infrastructure error, never an
+			// attempt of the event.
+			return fmt.Errorf("apply batch: transient database error in a handler of %s: %w", e, herr)
+		}
 		return &handlerFailure{event: e, batch: n, err: herr}
 	}
 	for _, e := range events {

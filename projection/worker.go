@@ -288,7 +288,10 @@ func (w *worker) reload(ctx context.Context) error {
 
 // applyOne applies one event in a transaction of its own, retrying with
 // backoff; firstFailed says the first attempt was already made (and failed
-// with firstErr). When the attempts run out, FailSkip dead-letters the
+// with firstErr). Only the handlers' own failures count as attempts:
+// transient database errors and other infrastructure errors are waited out
+// with the infrastructure backoff and tried again, for as long as the
+// projection runs. When the attempts run out, FailSkip dead-letters the
 // event and FailStop returns the *HandlerError.
 func (w *worker) applyOne(ctx context.Context, e store.Event, firstFailed bool, firstErr error) error {
 	p := w.p
@@ -296,8 +299,9 @@ func (w *worker) applyOne(ctx context.Context, e store.Event, firstFailed bool, 
 	if firstFailed {
 		attempt, lastErr = 1, firstErr
 	}
+	handlerFailed := firstFailed // the last try failed in a handler
 	for attempt < p.cfg.Retry.MaxAttempts {
-		if attempt > 0 {
+		if handlerFailed {
 			wait := p.cfg.Retry.Delay(attempt)
 			p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_event_retry",
 				slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
@@ -307,15 +311,28 @@ func (w *worker) applyOne(ctx context.Context, e store.Event, firstFailed bool, 
 				return err
 			}
 		}
-		attempt++
 		err := p.commitBatch(ctx, p.currentCheckpoint(), []store.Event{e})
-		if err == nil {
+		switch {
+		case err == nil:
 			return nil
-		}
-		if errors.Is(err, errCheckpointMoved) || ctx.Err() != nil || !isHandlerFailure(err) {
+		case errors.Is(err, errCheckpointMoved), errors.Is(err, errLeaseLost), ctx.Err() != nil:
 			return err
+		case !isHandlerFailure(err):
+			// Not the handler's making (a deadlock, a lost connection…):
+			// not an attempt.
+			handlerFailed = false
+			if werr := w.infraError(ctx, "projection_event_retry_infrastructure", err); werr != nil {
+				return werr
+			}
+			select {
+			case <-w.stop:
+				return errStopRequested
+			default:
+			}
+			continue
 		}
-		lastErr = err
+		attempt++
+		handlerFailed, lastErr = true, err
 	}
 	he := &HandlerError{Projection: p.cfg.Name, Event: e, Attempts: attempt, Err: handlerCause(lastErr)}
 	if p.cfg.OnFailure == FailSkip {
