@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/troupehq/troupe/store"
 )
 
@@ -42,13 +44,7 @@ func (w *worker) loop(ctx context.Context) error {
 		default:
 		}
 		if !w.l.held.Load() {
-			if w.active {
-				w.active = false
-				p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_lease_lost",
-					slog.String("projection", p.cfg.Name), slog.String("partition", p.scope))
-				p.publish(func() { p.state, p.active = StateStandby, false })
-				p.lag.stop()
-			}
+			w.deactivate(ctx, nil)
 			if err := w.wait(ctx); err != nil {
 				return err
 			}
@@ -56,6 +52,9 @@ func (w *worker) loop(ctx context.Context) error {
 		}
 		if g := w.l.gen.Load(); g != w.gen || !w.active {
 			if err := w.takeOver(ctx); err != nil {
+				if errors.Is(err, errLeaseLost) {
+					w.deactivate(ctx, err)
+				}
 				if werr := w.infraError(ctx, "projection_take_over_failed", err); werr != nil {
 					return werr
 				}
@@ -99,6 +98,10 @@ func (w *worker) loop(ctx context.Context) error {
 				return nil
 			case ctx.Err() != nil:
 				return ctx.Err()
+			case errors.Is(err, errLeaseLost):
+				// A write found the lease gone: it was rolled back. Stand
+				// by until the lease is confirmed (taken again) or lost.
+				w.deactivate(ctx, err)
 			}
 			if werr := w.infraError(ctx, "projection_batch_failed", err); werr != nil {
 				return werr
@@ -126,6 +129,28 @@ func (w *worker) loop(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// deactivate makes an active runner that lost its lease a standby: it
+// writes nothing more until it takes the lease again (and claims the
+// projection). cause is the write that found the lease gone, if any: the
+// lease connection is then checked at once.
+func (w *worker) deactivate(ctx context.Context, cause error) {
+	if cause != nil {
+		w.l.probe()
+	}
+	if !w.active {
+		return
+	}
+	p := w.p
+	w.active = false
+	attrs := []slog.Attr{slog.String("projection", p.cfg.Name), slog.String("partition", p.scope)}
+	if cause != nil {
+		attrs = append(attrs, slog.String("error", cause.Error()))
+	}
+	p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_lease_lost", attrs...)
+	p.publish(func() { p.state, p.active = StateStandby, false })
+	p.lag.stop()
 }
 
 // minRecheck is the first delay before reading again a notified event
@@ -198,19 +223,17 @@ func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) error {
 	}
 }
 
-// takeOver runs when the lease is (re)acquired: it creates the checkpoint
-// when missing, loads it and records the projection as running.
+// takeOver runs when the lease is (re)acquired: it claims the projection
+// (records it as running under this runner), creates the checkpoint when
+// missing and loads it.
 func (w *worker) takeOver(ctx context.Context) error {
 	p := w.p
-	cp, err := p.ensureCheckpoint(ctx)
-	if err != nil {
-		return err
-	}
 	state := StateRunning
 	if w.rebuild != nil {
 		state = StateRebuilding
 	}
-	if err := p.writeStatus(ctx, p.pool, state, nil); err != nil {
+	cp, err := p.claim(ctx, state)
+	if err != nil {
 		return err
 	}
 	w.active = true
@@ -273,7 +296,12 @@ func (w *worker) step(ctx context.Context) (int, error) {
 // reload reads the checkpoint again after another runner moved it.
 func (w *worker) reload(ctx context.Context) error {
 	p := w.p
-	cp, err := p.ensureCheckpoint(ctx)
+	var cp store.Position
+	err := p.fenced(ctx, func(tx pgx.Tx) error {
+		var err error
+		cp, err = p.ensureCheckpointTx(ctx, tx)
+		return err
+	})
 	if err != nil {
 		return err
 	}
