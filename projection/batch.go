@@ -81,6 +81,12 @@ func (p *Projection) applyBatch(ctx context.Context, cp store.Position, events [
 			// fault, whatever it returned.
 			return fmt.Errorf("apply batch: %w", herr)
 		}
+		if transient(herr) {
+			// A deadlock, a serialization failure, a lock or statement
+			// timeout...: retried as an infrastructure error, never an
+			// attempt of the event.
+			return fmt.Errorf("apply batch: transient database error in a handler of %s: %w", e, herr)
+		}
 		return &handlerFailure{event: e, batch: n, err: herr}
 	}
 	for _, e := range events {
@@ -94,6 +100,9 @@ func (p *Projection) applyBatch(ctx context.Context, cp store.Position, events [
 		if herr := bh.HandleBatch(ctx, tx, events); herr != nil {
 			return fail(events[0], len(events), herr)
 		}
+	}
+	if err := p.fence(ctx, tx); err != nil {
+		return err
 	}
 	next := events[len(events)-1].Position()
 	if err := p.advanceCheckpoint(ctx, tx, cp, next); err != nil {
@@ -117,13 +126,13 @@ WHERE subscription_id = $1 AND partition = $2 AND version = 1
   AND last_processed_transaction_id = $5::xid8 AND last_processed_position = $6`
 )
 
-// ensureCheckpoint creates the checkpoint at the start of the log when it
-// is missing (never resetting one) and returns it.
-func (p *Projection) ensureCheckpoint(ctx context.Context) (store.Position, error) {
-	if _, err := p.pool.Exec(ctx, checkpointEnsureSQL, p.cfg.Name, p.scope); err != nil {
+// ensureCheckpointTx creates the checkpoint at the start of the log when
+// it is missing (never resetting one) and returns it.
+func (p *Projection) ensureCheckpointTx(ctx context.Context, tx pgx.Tx) (store.Position, error) {
+	if _, err := tx.Exec(ctx, checkpointEnsureSQL, p.cfg.Name, p.scope); err != nil {
 		return store.Position{}, fmt.Errorf("create checkpoint: %w", err)
 	}
-	return loadCheckpoint(ctx, p.pool, p.cfg.Name, p.scope)
+	return loadCheckpoint(ctx, tx, p.cfg.Name, p.scope)
 }
 
 type queryRower interface {
@@ -190,7 +199,7 @@ func (p *Projection) writeDeadLetter(ctx context.Context, e store.Event, he *Han
 	if len(e.Data) == 0 {
 		data = "null"
 	}
-	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	err = p.fenced(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, deadLetterSQL, p.cfg.Name, p.scope, e.Partition, e.TransactionID, int64(e.GlobalPosition),
 			string(e.StreamID), int64(e.StreamPosition), e.MessageID, e.Type, data, meta, he.Err.Error(), he.Attempts); err != nil {
 			return fmt.Errorf("insert dead letter: %w", err)

@@ -54,6 +54,12 @@
 //   - One active runner per projection and partition across processes: a
 //     session advisory lock on a dedicated connection; standbys retry and
 //     take over when the owner's connection ends.
+//   - A runner that lost its lease writes nothing: every checkpoint and
+//     status write checks, in its transaction, that the runner's lease
+//     backend still holds the lock and that the runner still owns the
+//     projection_status row (which a runner taking over claims before it
+//     reads the checkpoint), so a stale runner's batch, dead letter or
+//     status never commits after a takeover.
 //   - Notifications only hasten reads: a lost one (the listener's
 //     connection dropped) delays an event by at most the poll interval,
 //     and every (re)connection of the listener wakes each projection to
@@ -92,7 +98,12 @@
 // failures are *[HandlerError] (matching [ErrHandlerFailed]) naming the
 // event. Database errors are wrapped with what was being done; a running
 // projection retries them with backoff for as long as it runs (they are not
-// the handler's failure and never dead-letter an event). A listener that
+// the handler's failure and never dead-letter an event). So are transient
+// database errors a handler returns (wrapped with %w): serialization
+// failures, deadlocks, lock and statement timeouts, connection losses, a
+// server shutting down or out of resources (docs/projections.md lists the
+// SQLSTATEs); only the handler's own errors and database errors that would
+// recur (a constraint violation, a type error) count as attempts. A listener that
 // loses its connection logs projection_listener_failed and reconnects after
 // a second; meanwhile projections poll.
 package projection

@@ -27,6 +27,11 @@ var (
 	// (another runner committed first). The batch is rolled back and the
 	// runner reloads its checkpoint.
 	errCheckpointMoved = errors.New("checkpoint moved")
+	// errLeaseLost reports that a write found the runner no longer holding
+	// the projection's lease: its lease connection no longer holds the
+	// lock, or another runner has claimed the projection since. The
+	// transaction is rolled back and nothing is written.
+	errLeaseLost = errors.New("projection lease lost")
 )
 
 // HandlerError is a handler failure for one event. errors.Is(err,

@@ -17,7 +17,7 @@ import (
 const healthTimeout = 10 * time.Second
 
 const (
-	tryLockSQL = `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`
+	tryLockSQL = `SELECT pg_try_advisory_lock(hashtextextended($1, 0)), pg_backend_pid()`
 	unlockSQL  = `SELECT pg_advisory_unlock(hashtextextended($1, 0))`
 )
 
@@ -36,6 +36,8 @@ type lease struct {
 	// wake is signalled (without blocking) on a notification, a poll tick
 	// and every lease change.
 	wake chan struct{}
+	// probeNow asks the session to check its connection at once.
+	probeNow chan struct{}
 	// notified is the highest global position a relevant notification
 	// named: while the worker has not read it, an empty read means the
 	// event is held back by an older transaction still in flight, and the
@@ -44,7 +46,16 @@ type lease struct {
 }
 
 func newLease(p *Projection) *lease {
-	return &lease{p: p, wake: make(chan struct{}, 1)}
+	return &lease{p: p, wake: make(chan struct{}, 1), probeNow: make(chan struct{}, 1)}
+}
+
+// probe asks the lease to check its connection now rather than at the
+// next poll tick (a write found the lease gone).
+func (l *lease) probe() {
+	select {
+	case l.probeNow <- struct{}{}:
+	default:
+	}
 }
 
 func (l *lease) signal() {
@@ -75,6 +86,7 @@ func (l *lease) run(ctx context.Context) {
 				// when the server notices the connection closed.
 				_, _ = conn.Exec(cctx, unlockSQL, p.lockKey)
 			}
+			p.leasePID.Store(0)
 			if l.held.Swap(false) {
 				l.signal()
 			}
@@ -107,10 +119,12 @@ func (l *lease) session(ctx context.Context, conn *pgx.Conn) error {
 	p := l.p
 	for {
 		var ok bool
-		if err := conn.QueryRow(ctx, tryLockSQL, p.lockKey).Scan(&ok); err != nil {
+		var pid uint32
+		if err := conn.QueryRow(ctx, tryLockSQL, p.lockKey).Scan(&ok, &pid); err != nil {
 			return err
 		}
 		if ok {
+			p.leasePID.Store(pid)
 			break
 		}
 		if err := sleep(ctx, nil, p.cfg.LeaseRetryInterval); err != nil {
@@ -121,8 +135,14 @@ func (l *lease) session(ctx context.Context, conn *pgx.Conn) error {
 	l.held.Store(true)
 	l.signal()
 	for {
-		if err := sleep(ctx, nil, p.cfg.PollInterval); err != nil {
-			return err
+		t := time.NewTimer(p.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		case <-l.probeNow:
+			t.Stop()
 		}
 		// Poll tick: wake the worker and check the connection is alive
 		// (a silently dropped connection would otherwise keep a lock the

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -99,7 +100,10 @@ type Config struct {
 	// OnFailure applies, and the jittered delays between tries; MaxDelay
 	// also caps the wait between attempts to reach the database after
 	// infrastructure errors, which are retried for as long as the
-	// projection runs. Each zero field defaults to DefaultRetry's.
+	// projection runs. Transient database errors a handler returns
+	// (deadlocks, serialization failures, lock and statement timeouts,
+	// lost connections…) are infrastructure errors: they never count as
+	// attempts. Each zero field defaults to DefaultRetry's.
 	Retry retry.Policy
 	// OnFailure is what happens once an event's retries are used up.
 	// Defaults to FailStop.
@@ -202,7 +206,11 @@ type Projection struct {
 	store   store.EventStore
 	lockKey string
 	owner   string
-	tel     *otelwire.Telemetry
+	// leasePID is the backend pid of the lease connection while it holds
+	// the lock, else 0; every write of the checkpoint or the status checks
+	// that this backend still holds the lock (see fence.go).
+	leasePID atomic.Uint32
+	tel      *otelwire.Telemetry
 	// consumer names batch spans "consumer <name>".
 	consumer bool
 	lag      lagTracker
@@ -472,16 +480,16 @@ func (p *Projection) run(ctx context.Context, stop <-chan struct{}, once *rebuil
 }
 
 // persistExit records the state the runner leaves the projection in,
-// while it still holds the lease.
+// provided it still holds the lease (a runner that lost it writes nothing).
 func (p *Projection) persistExit(ctx context.Context, s State, he *HandlerError) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	var err error
-	if s == StateFailed {
-		err = p.writeStatus(wctx, p.pool, s, he)
-	} else {
-		err = p.writeStoppedStatus(wctx)
-	}
+	err := p.fenced(wctx, func(tx pgx.Tx) error {
+		if s == StateFailed {
+			return p.writeStatus(wctx, tx, s, he)
+		}
+		return p.writeStoppedStatus(wctx, tx)
+	})
 	if err != nil {
 		p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_status_write_failed",
 			slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),

@@ -150,7 +150,7 @@ func (w *worker) startRebuild(ctx context.Context, req *rebuildRequest) error {
 		return err
 	}
 	p := w.p
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	err := p.fenced(ctx, func(tx pgx.Tx) error {
 		var txid uint64
 		var gp int64
 		if err := tx.QueryRow(ctx, checkpointLockSQL, p.cfg.Name, p.scope).Scan(&txid, &gp); err != nil {
@@ -245,7 +245,7 @@ func (w *worker) rebuildProgress(ctx context.Context, n int) (finished bool, err
 	}
 	w.rebuild = nil
 	if !w.once {
-		if serr := p.writeStatus(ctx, p.pool, StateRunning, nil); serr != nil {
+		if serr := p.fenced(ctx, func(tx pgx.Tx) error { return p.writeStatus(ctx, tx, StateRunning, nil) }); serr != nil {
 			p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_status_write_failed",
 				slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
 				slog.String("state", string(StateRunning)), slog.String("error", serr.Error()))

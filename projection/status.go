@@ -140,8 +140,8 @@ func (p *Projection) writeStatus(ctx context.Context, q execer, s State, he *Han
 	return nil
 }
 
-func (p *Projection) writeStoppedStatus(ctx context.Context) error {
-	if _, err := p.pool.Exec(ctx, statusStoppedSQL, p.cfg.Name, p.scope, p.owner); err != nil {
+func (p *Projection) writeStoppedStatus(ctx context.Context, q execer) error {
+	if _, err := q.Exec(ctx, statusStoppedSQL, p.cfg.Name, p.scope, p.owner); err != nil {
 		return fmt.Errorf("write status stopped: %w", err)
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/troupehq/troupe/store"
 )
 
@@ -42,13 +44,7 @@ func (w *worker) loop(ctx context.Context) error {
 		default:
 		}
 		if !w.l.held.Load() {
-			if w.active {
-				w.active = false
-				p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_lease_lost",
-					slog.String("projection", p.cfg.Name), slog.String("partition", p.scope))
-				p.publish(func() { p.state, p.active = StateStandby, false })
-				p.lag.stop()
-			}
+			w.deactivate(ctx, nil)
 			if err := w.wait(ctx); err != nil {
 				return err
 			}
@@ -56,6 +52,9 @@ func (w *worker) loop(ctx context.Context) error {
 		}
 		if g := w.l.gen.Load(); g != w.gen || !w.active {
 			if err := w.takeOver(ctx); err != nil {
+				if errors.Is(err, errLeaseLost) {
+					w.deactivate(ctx, err)
+				}
 				if werr := w.infraError(ctx, "projection_take_over_failed", err); werr != nil {
 					return werr
 				}
@@ -99,6 +98,10 @@ func (w *worker) loop(ctx context.Context) error {
 				return nil
 			case ctx.Err() != nil:
 				return ctx.Err()
+			case errors.Is(err, errLeaseLost):
+				// A write found the lease gone: it was rolled back. Stand
+				// by until the lease is confirmed (taken again) or lost.
+				w.deactivate(ctx, err)
 			}
 			if werr := w.infraError(ctx, "projection_batch_failed", err); werr != nil {
 				return werr
@@ -126,6 +129,28 @@ func (w *worker) loop(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// deactivate makes an active runner that lost its lease a standby: it
+// writes nothing more until it takes the lease again (and claims the
+// projection). cause is the write that found the lease gone, if any: the
+// lease connection is then checked at once.
+func (w *worker) deactivate(ctx context.Context, cause error) {
+	if cause != nil {
+		w.l.probe()
+	}
+	if !w.active {
+		return
+	}
+	p := w.p
+	w.active = false
+	attrs := []slog.Attr{slog.String("projection", p.cfg.Name), slog.String("partition", p.scope)}
+	if cause != nil {
+		attrs = append(attrs, slog.String("error", cause.Error()))
+	}
+	p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_lease_lost", attrs...)
+	p.publish(func() { p.state, p.active = StateStandby, false })
+	p.lag.stop()
 }
 
 // minRecheck is the first delay before reading again a notified event
@@ -198,19 +223,17 @@ func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) error {
 	}
 }
 
-// takeOver runs when the lease is (re)acquired: it creates the checkpoint
-// when missing, loads it and records the projection as running.
+// takeOver runs when the lease is (re)acquired: it claims the projection
+// (records it as running under this runner), creates the checkpoint when
+// missing and loads it.
 func (w *worker) takeOver(ctx context.Context) error {
 	p := w.p
-	cp, err := p.ensureCheckpoint(ctx)
-	if err != nil {
-		return err
-	}
 	state := StateRunning
 	if w.rebuild != nil {
 		state = StateRebuilding
 	}
-	if err := p.writeStatus(ctx, p.pool, state, nil); err != nil {
+	cp, err := p.claim(ctx, state)
+	if err != nil {
 		return err
 	}
 	w.active = true
@@ -273,7 +296,12 @@ func (w *worker) step(ctx context.Context) (int, error) {
 // reload reads the checkpoint again after another runner moved it.
 func (w *worker) reload(ctx context.Context) error {
 	p := w.p
-	cp, err := p.ensureCheckpoint(ctx)
+	var cp store.Position
+	err := p.fenced(ctx, func(tx pgx.Tx) error {
+		var err error
+		cp, err = p.ensureCheckpointTx(ctx, tx)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -288,7 +316,10 @@ func (w *worker) reload(ctx context.Context) error {
 
 // applyOne applies one event in a transaction of its own, retrying with
 // backoff; firstFailed says the first attempt was already made (and failed
-// with firstErr). When the attempts run out, FailSkip dead-letters the
+// with firstErr). Only the handlers' own failures count as attempts:
+// transient database errors and other infrastructure errors are waited out
+// with the infrastructure backoff and tried again, for as long as the
+// projection runs. When the attempts run out, FailSkip dead-letters the
 // event and FailStop returns the *HandlerError.
 func (w *worker) applyOne(ctx context.Context, e store.Event, firstFailed bool, firstErr error) error {
 	p := w.p
@@ -296,8 +327,9 @@ func (w *worker) applyOne(ctx context.Context, e store.Event, firstFailed bool, 
 	if firstFailed {
 		attempt, lastErr = 1, firstErr
 	}
+	handlerFailed := firstFailed // the last try failed in a handler
 	for attempt < p.cfg.Retry.MaxAttempts {
-		if attempt > 0 {
+		if handlerFailed {
 			wait := p.cfg.Retry.Delay(attempt)
 			p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "projection_event_retry",
 				slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
@@ -307,15 +339,28 @@ func (w *worker) applyOne(ctx context.Context, e store.Event, firstFailed bool, 
 				return err
 			}
 		}
-		attempt++
 		err := p.commitBatch(ctx, p.currentCheckpoint(), []store.Event{e})
-		if err == nil {
+		switch {
+		case err == nil:
 			return nil
-		}
-		if errors.Is(err, errCheckpointMoved) || ctx.Err() != nil || !isHandlerFailure(err) {
+		case errors.Is(err, errCheckpointMoved), errors.Is(err, errLeaseLost), ctx.Err() != nil:
 			return err
+		case !isHandlerFailure(err):
+			// Not the handler's making (a deadlock, a lost connection…):
+			// not an attempt.
+			handlerFailed = false
+			if werr := w.infraError(ctx, "projection_event_retry_infrastructure", err); werr != nil {
+				return werr
+			}
+			select {
+			case <-w.stop:
+				return errStopRequested
+			default:
+			}
+			continue
 		}
-		lastErr = err
+		attempt++
+		handlerFailed, lastErr = true, err
 	}
 	he := &HandlerError{Projection: p.cfg.Name, Event: e, Attempts: attempt, Err: handlerCause(lastErr)}
 	if p.cfg.OnFailure == FailSkip {
