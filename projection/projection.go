@@ -230,6 +230,7 @@ type Projection struct {
 	active     bool
 	checkpoint store.Position
 	failure    *HandlerError
+	exitErr    error // why the last run ended, when not by Stop, ctx or FailStop
 	changed    chan struct{}
 }
 
@@ -399,14 +400,17 @@ func (p *Projection) Run(ctx context.Context) error {
 	return err
 }
 
-// Err returns the failure the projection stopped at under FailStop, or nil.
+// Err returns the failure the projection stopped at under FailStop (a
+// *HandlerError), or the error that ended its last run otherwise (one
+// matching store.ErrTenantDropped for a projection limited to a partition
+// that was dropped), or nil.
 func (p *Projection) Err() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.failure == nil {
-		return nil
+	if p.failure != nil {
+		return p.failure
 	}
-	return p.failure
+	return p.exitErr
 }
 
 // publish updates the published fields under mu and wakes every waiter.
@@ -473,6 +477,10 @@ func (p *Projection) run(ctx context.Context, stop <-chan struct{}, once *rebuil
 			p.state, p.active = final, false
 			if final == StateFailed {
 				p.failure = he
+			}
+			p.exitErr = nil
+			if err != nil && he == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				p.exitErr = err
 			}
 		})
 	}()

@@ -98,3 +98,28 @@ INSERT INTO tenant_tables (relation) VALUES ('carts');`)
 	row := projtest.ReadCarts(t, pool, "carts", readmodel.InRow)["tenant-a/cart-0"]
 	require.Equal(t, projtest.CartRow{State: projtest.CartState{Open: true, Items: map[string]int{}, Applied: 1}, Open: true, Position: 1}, row)
 }
+
+// A projection limited to a dropped tenant can never write its checkpoint
+// or status again: started after the drop, it stops at once with an error
+// matching store.ErrTenantDropped instead of retrying for ever.
+func TestProjectionOfDroppedTenantStops(t *testing.T) {
+	t.Parallel()
+	pool, es := projtest.NewDB(t)
+	ctx := projtest.Ctx(t)
+	projtest.CreateAppliedTable(t, pool)
+	mgr, err := tenancy.NewManager(pool, &tenancy.Config{Logger: projtest.QuietLogger})
+	require.NoError(t, err)
+	_, _, err = mgr.Create(ctx, "gone", "")
+	require.NoError(t, err)
+	projtest.SeedCarts(t, es, "gone", 2, 1)
+	require.NoError(t, mgr.Drop(ctx, "gone"))
+
+	cfg := projtest.FastConfig("applied-gone")
+	cfg.Partition = "gone"
+	cfg.BatchHandlers = []projection.BatchHandler{projtest.CountBatch{Owner: "gone"}}
+	p := projtest.NewProjection(t, pool, cfg)
+	err = p.Run(ctx)
+	require.ErrorIs(t, err, store.ErrTenantDropped)
+	require.ErrorIs(t, p.Err(), store.ErrTenantDropped)
+	require.Empty(t, rowsOf(t, pool, "gone"))
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/postgres"
 )
 
 // errStopRequested ends the worker loop when Stop is called during a
@@ -194,6 +195,13 @@ func (w *worker) waitFor(ctx context.Context, timeout time.Duration) error {
 // non-nil when the loop must exit instead.
 func (w *worker) infraError(ctx context.Context, msg string, err error) error {
 	p := w.p
+	if p.scope != AllPartitions && postgres.IsTenantDropped(err) {
+		// The partition this projection is limited to was dropped: its
+		// checkpoint and status can never be written again. Stop.
+		p.cfg.Logger.LogAttrs(ctx, slog.LevelError, "projection_tenant_dropped",
+			slog.String("projection", p.cfg.Name), slog.String("partition", p.scope), slog.String("error", err.Error()))
+		return fmt.Errorf("projection %q limited to partition %q: %w: %w", p.cfg.Name, p.scope, store.ErrTenantDropped, err)
+	}
 	w.infraRetries++
 	wait := p.cfg.Retry.Delay(w.infraRetries)
 	p.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, msg,
