@@ -33,6 +33,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.EventStore) {
 		{"ReadAll", readAllTests},
 		{"Concurrency", concurrencyTests},
 		{"Snapshot", snapshotTests},
+		{"Incarnation", incarnationTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
