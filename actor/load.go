@@ -16,6 +16,11 @@ type loadStart[S any] struct {
 	state   S
 	version store.Version
 	exists  bool
+	// incarnation is the incarnation the tail load's state was folded
+	// from (0: unknown). When the stream read is another incarnation (it
+	// was archived, and maybe started again), the load starts over from the
+	// initial state and the first event.
+	incarnation store.Incarnation
 }
 
 // loadResult is a rebuilt state.
@@ -27,6 +32,11 @@ type loadResult[E, S any] struct {
 	// snapshotVersion is the version of the snapshot the state started
 	// from (0: none).
 	snapshotVersion store.Version
+	// incarnation is the incarnation of the stream the state was folded
+	// from; 0 when the stream does not exist. Appends from this state
+	// should require it (store.AppendOptions.Incarnation) and snapshots of
+	// it record it (store.Snapshot.Incarnation).
+	incarnation store.Incarnation
 	// commands are the results of the most recent commands with an id
 	// found in the replayed events, oldest first.
 	commands []commandRecord[E, S]
@@ -46,12 +56,12 @@ func (k *kindRuntime[C, E, S]) load(ctx context.Context, h *Host, key key, start
 			r.err = newPanicError("replay", p)
 		}
 	}()
-	state, version, exists := start.state, start.version, start.exists
+	state, version, exists, inc := start.state, start.version, start.exists, start.incarnation
 	var snapVersion store.Version
 	if start.full {
-		state, version, exists = k.Decider.InitialState(), 0, false
-		if s, v, ok := k.loadSnapshot(ctx, h, key); ok {
-			state, version, exists, snapVersion = s, v, true, v
+		state, version, exists, inc = k.Decider.InitialState(), 0, false, 0
+		if s, v, si, ok := k.loadSnapshot(ctx, h, key); ok {
+			state, version, exists, snapVersion, inc = s, v, true, v, si
 		}
 	}
 	window := h.cfg.CommandIDWindow
@@ -75,16 +85,34 @@ func (k *kindRuntime[C, E, S]) load(ctx context.Context, h *Host, key key, start
 			r.err = fmt.Errorf("read stream from position %d: %w", from, err)
 			return r
 		}
+		if inc != 0 && res.Incarnation != inc {
+			// The state was folded from another incarnation of the stream
+			// (archived, and maybe started again since): it is not this
+			// stream's. Start over from the initial state and the first
+			// event of the stream as it is now.
+			h.log.Info("actor_stream_incarnation_changed", slog.String("kind", key.kind),
+				slog.String("tenant_id", key.tenant), slog.String("stream_id", string(key.stream)),
+				slog.Int64("incarnation", int64(inc)), slog.Int64("stream_incarnation", int64(res.Incarnation)),
+				slog.Int64("snapshot_version", int64(snapVersion)), slog.Int64("version", int64(version)))
+			state, version, exists, snapVersion, inc = k.Decider.InitialState(), 0, false, 0, res.Incarnation
+			r.commands, cur = nil, nil
+			if from != 1 || !res.StreamExists {
+				from = 1
+				continue
+			}
+		}
 		if snapVersion > 0 && (!res.StreamExists || res.CurrentVersion < snapVersion) {
-			// The snapshot is ahead of the stream (archived and started
-			// again): ignore it and replay from the start.
+			// The snapshot is ahead of the stream: ignore it and replay
+			// from the start.
 			h.log.Warn("actor_snapshot_ahead_of_stream", slog.String("kind", key.kind),
 				slog.String("tenant_id", key.tenant), slog.String("stream_id", string(key.stream)),
 				slog.Int64("snapshot_version", int64(snapVersion)), slog.Int64("stream_version", int64(res.CurrentVersion)))
-			state, version, exists, snapVersion = k.Decider.InitialState(), 0, false, 0
+			state, version, exists, snapVersion, inc = k.Decider.InitialState(), 0, false, 0, 0
+			r.commands, cur = nil, nil
 			from = 1
 			continue
 		}
+		inc = res.Incarnation
 		exists = exists || res.StreamExists
 		for _, ev := range res.Events {
 			if ev.StreamPosition != version+1 {
@@ -128,35 +156,45 @@ func (k *kindRuntime[C, E, S]) load(ctx context.Context, h *Host, key key, start
 	if len(r.commands) > window {
 		r.commands = r.commands[len(r.commands)-window:]
 	}
-	r.state, r.version, r.exists, r.snapshotVersion = state, version, exists, snapVersion
+	r.state, r.version, r.exists, r.snapshotVersion, r.incarnation = state, version, exists, snapVersion, inc
 	return r
 }
 
-// loadSnapshot returns the stream's snapshot state when the kind takes
-// snapshots and a decodable one exists. A snapshot that cannot be read or
-// decoded is logged and ignored.
-func (k *kindRuntime[C, E, S]) loadSnapshot(ctx context.Context, h *Host, key key) (s S, v store.Version, ok bool) {
+// loadSnapshot returns the stream's snapshot state, version and
+// incarnation when the kind takes snapshots and a decodable one of a known
+// incarnation exists. A snapshot that cannot be read or decoded is logged
+// and ignored; so is one of an unknown incarnation (saved by an older
+// build), which could be the state of an archived stream with the same id.
+// Whether the incarnation is the stream's is checked by load against the
+// stream read.
+func (k *kindRuntime[C, E, S]) loadSnapshot(ctx context.Context, h *Host, key key) (s S, v store.Version, inc store.Incarnation, ok bool) {
 	sc := k.Snapshot
 	if sc == nil {
-		return s, 0, false
+		return s, 0, 0, false
 	}
 	snap, found, err := k.snapshots.LoadSnapshot(ctx, key.tenant, key.stream, sc.Name)
 	if err != nil {
 		h.log.Warn("actor_snapshot_load_failed", slog.String("kind", key.kind),
 			slog.String("tenant_id", key.tenant), slog.String("stream_id", string(key.stream)), slog.Any("error", err))
-		return s, 0, false
+		return s, 0, 0, false
 	}
 	if !found || snap.Version <= 0 {
-		return s, 0, false
+		return s, 0, 0, false
+	}
+	if snap.Incarnation == 0 {
+		h.log.Debug("actor_snapshot_incarnation_unknown", slog.String("kind", key.kind),
+			slog.String("tenant_id", key.tenant), slog.String("stream_id", string(key.stream)),
+			slog.Int64("snapshot_version", int64(snap.Version)))
+		return s, 0, 0, false
 	}
 	s, err = decodeSnapshot(sc, snap.State)
 	if err != nil {
 		h.log.Warn("actor_snapshot_undecodable", slog.String("kind", key.kind),
 			slog.String("tenant_id", key.tenant), slog.String("stream_id", string(key.stream)),
 			slog.Int64("snapshot_version", int64(snap.Version)), slog.Any("error", err))
-		return s, 0, false
+		return s, 0, 0, false
 	}
-	return s, snap.Version, true
+	return s, snap.Version, snap.Incarnation, true
 }
 
 func decodeSnapshot[S any](sc *SnapshotConfig[S], data json.RawMessage) (s S, err error) {

@@ -55,12 +55,31 @@ type VersionConflictError struct {
 	// missing stream). ActualExists says whether the stream existed.
 	Actual       Version
 	ActualExists bool
+	// ExpectedIncarnation is the incarnation the operation required
+	// (AppendOptions.Incarnation, Snapshot.Incarnation); zero when none.
+	// ActualIncarnation is the stream's incarnation when the check failed
+	// (zero for a missing stream). When both are set and differ, the
+	// stream was archived and started again since the caller read it.
+	ExpectedIncarnation Incarnation
+	ActualIncarnation   Incarnation
+}
+
+// IncarnationChanged reports whether the conflict is because the stream is
+// no longer the incarnation the caller expected (archived, and maybe
+// started again): the caller's state of the stream must be rebuilt from
+// the first event rather than from where it stopped.
+func (e *VersionConflictError) IncarnationChanged() bool {
+	return e.ExpectedIncarnation != 0 && e.ExpectedIncarnation != e.ActualIncarnation
 }
 
 func (e *VersionConflictError) Error() string {
 	actual := fmt.Sprintf("%d", e.Actual)
 	if !e.ActualExists {
 		actual = "no stream"
+	}
+	if e.IncarnationChanged() {
+		return fmt.Sprintf("version conflict on stream %q in partition %q: expected incarnation %d at %s, current incarnation %d at %s",
+			e.Stream, e.Partition, e.ExpectedIncarnation, e.Expected, e.ActualIncarnation, actual)
 	}
 	return fmt.Sprintf("version conflict on stream %q in partition %q: expected %s, current %s",
 		e.Stream, e.Partition, e.Expected, actual)

@@ -19,6 +19,16 @@ type Version int64
 // order of commit; see [Position].
 type GlobalPosition int64
 
+// Incarnation identifies one life of a stream id. Archiving a stream (or
+// dropping its tenant) ends its life; an append that starts a stream with
+// the same id again begins a new incarnation, a new stream that shares
+// nothing with the old one. Both stores use the global position of the
+// incarnation's first event, so incarnations are unique across streams and
+// partitions and a later life always has a greater one than an earlier
+// life. The zero Incarnation means none (a missing stream) or unknown (a
+// value recorded before incarnations were).
+type Incarnation int64
+
 // Position is a place in the global log in commit-safe order: events are
 // ordered by (TransactionID, GlobalPosition). Consumers checkpoint a Position,
 // never a bare GlobalPosition, so an event committed late by an older
@@ -99,6 +109,10 @@ type Event struct {
 	TransactionID uint64
 	Created       time.Time
 	SchemaVersion string
+	// Incarnation is the incarnation of the stream the event belongs to
+	// (see [Incarnation]); zero when the store could not tell (for
+	// example an event of an archived stream).
+	Incarnation Incarnation
 }
 
 // Position returns the event's place in the global log.
@@ -121,6 +135,14 @@ type AppendOptions struct {
 	// ExpectedVersion is checked atomically with the write. The zero value
 	// is Any (no check).
 	ExpectedVersion ExpectedVersion
+	// Incarnation, when not zero, is checked atomically with the write like
+	// ExpectedVersion: the append succeeds only when the stream exists and
+	// is that incarnation, so a writer holding the state of a stream that
+	// was archived (and maybe started again, longer or shorter) since gets
+	// a *VersionConflictError instead of appending to the new stream. It
+	// requires an existing stream: with NoStream or Exact(0) it is an
+	// invalid argument.
+	Incarnation Incarnation
 }
 
 // AppendResult is the outcome of a successful append.
@@ -136,6 +158,9 @@ type AppendResult struct {
 	TransactionID uint64
 	// CreatedNewStream reports whether the append created the stream.
 	CreatedNewStream bool
+	// Incarnation is the stream's incarnation: a new one when the append
+	// created the stream.
+	Incarnation Incarnation
 }
 
 // LastPosition returns the commit-safe position of the last appended event.
@@ -157,11 +182,19 @@ type ReadOptions struct {
 }
 
 // ReadResult is the outcome of reading a stream. A missing (or archived)
-// stream reads as no events, version 0, StreamExists false.
+// stream reads as no events, version 0, StreamExists false and
+// Incarnation 0.
 type ReadResult struct {
 	Events         []Event
 	CurrentVersion Version
 	StreamExists   bool
+	// Incarnation is the stream's incarnation, set on every read of an
+	// existing stream, also when no event is in the range. A reader that
+	// keeps state across reads (an actor, a per-stream checkpoint) compares
+	// it with the incarnation it read before: when it differs, the stream
+	// was archived and started again, and the state must be rebuilt from
+	// the first event.
+	Incarnation Incarnation
 }
 
 // ReadAllOptions select part of the global log.
@@ -217,8 +250,10 @@ type EventStore interface {
 	// (projection's snapshot projections do).
 	ReadAll(ctx context.Context, opts ReadAllOptions) (ReadAllResult, error)
 	// ArchiveStream archives a stream: afterwards it reads as missing and a
-	// new stream with the same id may be started. Archiving a missing
-	// stream returns an error matching ErrStreamNotFound.
+	// new stream with the same id may be started, as a new incarnation.
+	// The stream's aggregate snapshots (SnapshotStore) are deleted in the
+	// same transaction. Archiving a missing stream returns an error
+	// matching ErrStreamNotFound.
 	ArchiveStream(ctx context.Context, stream StreamID, opts ArchiveOptions) error
 	// WithSession runs fn with a store whose operations all happen in one
 	// transaction, committed when fn returns nil and rolled back when it
@@ -235,13 +270,27 @@ type Snapshot struct {
 	Name    string
 	Version Version
 	State   json.RawMessage
+	// Incarnation is the incarnation of the stream the state was folded
+	// from. A loader must ignore a snapshot whose incarnation is not the
+	// stream's current one (ReadResult.Incarnation), or is zero (unknown:
+	// a snapshot saved before incarnations were recorded that could not be
+	// verified when the schema was upgraded).
+	Incarnation Incarnation
 }
 
 // SnapshotStore keeps aggregate snapshots. Backends that can implement it
 // do; the actor host uses it when configured to snapshot.
 type SnapshotStore interface {
 	// SaveSnapshot stores s, replacing an older snapshot of the same
-	// partition, stream and name. A snapshot never replaces a newer one.
+	// partition, stream and name, or any snapshot of another incarnation.
+	// A snapshot never replaces a newer one of the same incarnation.
+	//
+	// With s.Incarnation set, the save is checked atomically against the
+	// stream: unless the stream exists and is that incarnation, nothing is
+	// saved and a *VersionConflictError is returned, so a save racing an
+	// archive can't leave the old life's state for a new stream with the
+	// same id. A zero s.Incarnation is recorded as the stream's current
+	// incarnation (zero when it does not exist) without that check.
 	SaveSnapshot(ctx context.Context, s Snapshot) error
 	// LoadSnapshot returns the latest snapshot of the stream under name;
 	// ok is false when there is none.

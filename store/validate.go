@@ -35,6 +35,12 @@ func PrepareAppend(stream StreamID, events []EventData, opts AppendOptions) ([]E
 	if len(events) == 0 {
 		return nil, opts, InvalidArgument("append to stream %q: no events", stream)
 	}
+	if opts.Incarnation < 0 {
+		return nil, opts, InvalidArgument("append to stream %q: negative incarnation %d", stream, opts.Incarnation)
+	}
+	if v, exact := opts.ExpectedVersion.Exact(); opts.Incarnation != 0 && (opts.ExpectedVersion == NoStream || exact && v == 0) {
+		return nil, opts, InvalidArgument("append to stream %q: an incarnation is required together with %s, which expects no stream", stream, opts.ExpectedVersion)
+	}
 	out := make([]EventData, len(events))
 	seen := make(map[string]struct{}, len(events))
 	for i, e := range events {

@@ -38,6 +38,13 @@ type Config struct {
 	// MeterProvider creates the instruments of the batch duration and
 	// events projected. Defaults to otel.GetMeterProvider().
 	MeterProvider metric.MeterProvider
+	// RowLevelSecurity scopes each ProjectEvents transaction to the
+	// stream's partition (postgres.SetTenant) before its first statement,
+	// so the runner works as an application role under the policies of
+	// postgres.EnableRowLevelSecurity: its checkpoints, the stream and the
+	// handlers' writes are then limited to that tenant. Defaults to false
+	// (no tenant set: run as the owner, or without row-level security).
+	RowLevelSecurity bool
 }
 
 // Runner projects the events of one stream on demand, the seed's
@@ -47,13 +54,19 @@ type Config struct {
 //
 // The checkpoint is kept per (subscription id, partition, stream id) in
 // projection_stream_checkpoints, as the stream position of the last event
-// projected: one subscription can project many streams, each from its own
-// position.
+// projected and the stream's incarnation: one subscription can project many
+// streams, each from its own position. When the stream read is another
+// incarnation than the checkpoint's (archived and started again with the
+// same id), the checkpoint restarts: the new stream is projected from its
+// first event, and handlers see positions 1, 2, … again (a
+// readmodel.Projection restarts its row; other handlers can compare
+// store.Event.Incarnation).
 type Runner struct {
 	db       postgres.DB
 	store    store.EventStore
 	registry projection.Registry
 	tel      *otelwire.Telemetry
+	rls      bool
 }
 
 // New returns a Runner on db, which holds the checkpoints and the read
@@ -73,7 +86,7 @@ func New(db postgres.DB, cfg *Config) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new per-stream runner: %w", err)
 	}
-	r := &Runner{db: db, store: cfg.Store, registry: projection.MergeRegistries(cfg.Registry), tel: tel}
+	r := &Runner{db: db, store: cfg.Store, registry: projection.MergeRegistries(cfg.Registry), tel: tel, rls: cfg.RowLevelSecurity}
 	if r.store == nil {
 		pool, ok := db.(*pgxpool.Pool)
 		if !ok {
@@ -106,14 +119,20 @@ type Result struct {
 	CurrentStreamVersion store.Version
 	// Checkpoint is the subscription's checkpoint on the stream afterwards.
 	Checkpoint store.Version
+	// Restarted reports that the checkpoint was restarted because the
+	// stream is a new incarnation (archived and started again since the
+	// checkpoint was written): the events processed are the new stream's
+	// from position 1.
+	Restarted bool
 }
 
 const (
 	streamCheckpointEnsureSQL = `INSERT INTO projection_stream_checkpoints (subscription_id, partition, stream_id)
 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
-	streamCheckpointLockSQL = `SELECT last_processed_position FROM projection_stream_checkpoints
+	streamCheckpointLockSQL = `SELECT last_processed_position, incarnation FROM projection_stream_checkpoints
 WHERE subscription_id = $1 AND partition = $2 AND stream_id = $3 FOR UPDATE`
-	streamCheckpointUpdateSQL = `UPDATE projection_stream_checkpoints SET last_processed_position = $4, updated = now()
+	streamCheckpointUpdateSQL = `UPDATE projection_stream_checkpoints
+SET last_processed_position = $4, incarnation = $5, updated = now()
 WHERE subscription_id = $1 AND partition = $2 AND stream_id = $3`
 )
 
@@ -151,11 +170,17 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 		sctx = ctx
 	)
 	err = pgx.BeginFunc(ctx, r.db, func(tx pgx.Tx) error {
+		if r.rls {
+			if err := postgres.SetTenant(ctx, tx, store.TenantID(partition)); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.Exec(ctx, streamCheckpointEnsureSQL, subscriptionID, partition, string(stream)); err != nil {
 			return fmt.Errorf("create checkpoint: %w", err)
 		}
 		var last int64
-		if err := tx.QueryRow(ctx, streamCheckpointLockSQL, subscriptionID, partition, string(stream)).Scan(&last); err != nil {
+		var incarnation *int64 // NULL: written before incarnations were recorded
+		if err := tx.QueryRow(ctx, streamCheckpointLockSQL, subscriptionID, partition, string(stream)).Scan(&last, &incarnation); err != nil {
 			return fmt.Errorf("lock checkpoint: %w", err)
 		}
 		res.Checkpoint = store.Version(last)
@@ -171,8 +196,22 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 		if err != nil {
 			return err
 		}
+		if read.StreamExists && last > 0 && newIncarnation(incarnation, store.Version(last), read) {
+			// The stream was archived and started again: project the new
+			// one from its first event.
+			last, res.Checkpoint, res.Restarted = 0, 0, true
+			if read, err = es.ReadStream(ctx, stream, store.ReadOptions{Partition: partition, From: 1, To: store.Version(batch)}); err != nil {
+				return err
+			}
+		}
 		res.CurrentStreamVersion = read.CurrentVersion
 		if len(read.Events) == 0 {
+			if read.StreamExists && incarnation == nil && last > 0 {
+				// Adopt the stream's incarnation for an older checkpoint.
+				if _, err := tx.Exec(ctx, streamCheckpointUpdateSQL, subscriptionID, partition, string(stream), last, int64(read.Incarnation)); err != nil {
+					return fmt.Errorf("record the checkpoint's incarnation: %w", err)
+				}
+			}
 			return nil
 		}
 		// The batch's span covers the handlers and the checkpoint, and
@@ -188,7 +227,7 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 		}
 		if n := len(read.Events); n > 0 {
 			next := read.Events[n-1].StreamPosition
-			if _, err := tx.Exec(ctx, streamCheckpointUpdateSQL, subscriptionID, partition, string(stream), int64(next)); err != nil {
+			if _, err := tx.Exec(ctx, streamCheckpointUpdateSQL, subscriptionID, partition, string(stream), int64(next), int64(read.Incarnation)); err != nil {
 				return fmt.Errorf("advance checkpoint: %w", err)
 			}
 			res.Checkpoint = next
@@ -213,6 +252,17 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 	return res, nil
 }
 
+// newIncarnation reports whether the stream read is a later incarnation
+// than the one a checkpoint at position last was written for. A checkpoint
+// written before incarnations were recorded (incarnation NULL) is taken to
+// be the stream's, unless it is past the stream's end.
+func newIncarnation(incarnation *int64, last store.Version, read store.ReadResult) bool {
+	if incarnation == nil || *incarnation == 0 {
+		return last > read.CurrentVersion
+	}
+	return store.Incarnation(*incarnation) != read.Incarnation
+}
+
 // Drain calls ProjectEvents until the subscription has caught up with the
 // stream. Processed is the total over all calls; the other fields are those
 // of the last call. On error, the batches committed before it stay
@@ -227,6 +277,7 @@ func (r *Runner) Drain(ctx context.Context, subscriptionID string, stream store.
 		total.Processed += res.Processed
 		total.CurrentStreamVersion = res.CurrentStreamVersion
 		total.Checkpoint = res.Checkpoint
+		total.Restarted = total.Restarted || res.Restarted
 		if res.Processed == 0 || res.Checkpoint >= res.CurrentStreamVersion {
 			return total, nil
 		}

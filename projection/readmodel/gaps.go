@@ -13,12 +13,14 @@ import (
 	"github.com/troupehq/troupe/store"
 )
 
+// streamRef names one incarnation of a stream (incarnation 0: unknown).
 type streamRef struct {
-	partition string
-	stream    store.StreamID
+	partition   string
+	stream      store.StreamID
+	incarnation store.Incarnation
 }
 
-func refOf(e store.Event) streamRef { return streamRef{e.Partition, e.StreamID} }
+func refOf(e store.Event) streamRef { return streamRef{e.Partition, e.StreamID, e.Incarnation} }
 
 // gap is a range of stream positions a row has not seen, to be read
 // before the row's event number before.
@@ -29,9 +31,12 @@ type gap struct {
 	from, to store.Version
 }
 
-// fillGaps sorts each row's events by stream position and inserts the
-// events of the configured types that the row misses: stream positions
-// after its stored one and before its next event that are not in all.
+// fillGaps sorts each row's events by incarnation and stream position and
+// inserts the events of the configured types that the row misses: stream
+// positions of the same incarnation after the row's last applied one (none,
+// for a row that restarts at a new incarnation) and before its next event
+// that are not in all. A gap is read from that incarnation only: when the
+// stream has been archived since, it stays unfilled.
 func (p *Projection[S]) fillGaps(ctx context.Context, tx pgx.Tx, rows []*rowState[S], all []store.Event) error {
 	present := map[streamRef]map[store.Version]struct{}{}
 	for _, e := range all {
@@ -43,16 +48,21 @@ func (p *Projection[S]) fillGaps(ctx context.Context, tx pgx.Tx, rows []*rowStat
 	}
 	var gaps []gap
 	for ri, r := range rows {
-		slices.SortStableFunc(r.events, func(a, b store.Event) int { return cmp.Compare(a.StreamPosition, b.StreamPosition) })
-		last := r.pos
+		slices.SortStableFunc(r.events, func(a, b store.Event) int {
+			return cmp.Or(cmp.Compare(a.Incarnation, b.Incarnation), cmp.Compare(a.StreamPosition, b.StreamPosition))
+		})
+		last, lastGlobal := r.pos, r.global
 		for i, e := range r.events {
-			if e.StreamPosition <= last {
+			switch stepFor(last, lastGlobal, e) {
+			case stepSkip:
 				continue
+			case stepRestart:
+				last = 0
 			}
 			if from, to := last+1, e.StreamPosition-1; from <= to && !covered(present[refOf(e)], from, to) {
 				gaps = append(gaps, gap{row: ri, before: i, stream: refOf(e), from: from, to: to})
 			}
-			last = e.StreamPosition
+			last, lastGlobal = e.StreamPosition, e.GlobalPosition
 		}
 	}
 	if len(gaps) == 0 {
@@ -60,7 +70,7 @@ func (p *Projection[S]) fillGaps(ctx context.Context, tx pgx.Tx, rows []*rowStat
 	}
 	b := &pgx.Batch{}
 	for _, g := range gaps {
-		b.Queue(gapReadSQL, g.stream.partition, string(g.stream.stream), int64(g.from), int64(g.to))
+		b.Queue(gapReadSQL, g.stream.partition, string(g.stream.stream), int64(g.from), int64(g.to), int64(g.stream.incarnation))
 	}
 	br := tx.SendBatch(ctx, b)
 	found := make([][]store.Event, len(gaps))
@@ -99,11 +109,13 @@ func covered(set map[store.Version]struct{}, from, to store.Version) bool {
 }
 
 const gapReadSQL = `SELECT m.message_id, m.message_type, m.message_data, m.message_metadata, m.message_schema_version,
-       s.stream_type, m.stream_position, m.global_position, m.transaction_id, m.created
+       s.stream_type, m.stream_position, m.global_position, m.transaction_id, m.created,
+       coalesce(s.incarnation, 0)
 FROM messages m
 JOIN streams s ON s.stream_id = m.stream_id AND s.partition = m.partition AND NOT s.is_archived
 WHERE m.partition = $1 AND m.stream_id = $2 AND NOT m.is_archived
   AND m.stream_position >= $3 AND m.stream_position <= $4
+  AND ($5::bigint = 0 OR s.incarnation = $5::bigint)
 ORDER BY m.stream_position`
 
 // readGap reads one gap's events of the configured types.
@@ -118,11 +130,11 @@ func (p *Projection[S]) readGap(br pgx.BatchResults, g gap) ([]store.Event, erro
 		var (
 			id, typ, schemaVersion, streamType string
 			data, meta                         []byte
-			position, global                   int64
+			position, global, incarnation      int64
 			txid                               uint64
 			created                            time.Time
 		)
-		if err := rows.Scan(&id, &typ, &data, &meta, &schemaVersion, &streamType, &position, &global, &txid, &created); err != nil {
+		if err := rows.Scan(&id, &typ, &data, &meta, &schemaVersion, &streamType, &position, &global, &txid, &created, &incarnation); err != nil {
 			return nil, fmt.Errorf("read model %q: read missed events of stream %q: %w", p.cfg.Table, g.stream.stream, err)
 		}
 		if _, ok := p.types[typ]; !ok {
@@ -147,6 +159,7 @@ func (p *Projection[S]) readGap(br pgx.BatchResults, g gap) ([]store.Event, erro
 			StreamID: g.stream.stream, StreamType: streamType, Partition: g.stream.partition,
 			StreamPosition: store.Version(position), GlobalPosition: store.GlobalPosition(global),
 			TransactionID: txid, Created: created, SchemaVersion: schemaVersion,
+			Incarnation: store.Incarnation(incarnation),
 		})
 	}
 	if err := rows.Err(); err != nil {

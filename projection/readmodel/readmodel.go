@@ -128,7 +128,9 @@ func (c *Config[S]) validate() error {
 // states in memory between batches. It is safe for concurrent use.
 //
 // Applying an event locks the row (SELECT … FOR UPDATE), skips the event
-// when its stream position is not after the stored last position, evolves
+// when its stream position is not after the stored last position (unless
+// it belongs to a later incarnation of the stream: archived and started
+// again, when the row restarts from the initial state), evolves
 // the stored state (or the initial state when there is none), calls
 // MapToColumns once and writes the row. A row is never moved to an older
 // position, and two transactions inserting the first row of a key at once
@@ -149,8 +151,9 @@ type Projection[S any] struct {
 }
 
 type cachedState[S any] struct {
-	state S
-	pos   store.Version
+	state  S
+	pos    store.Version
+	global store.GlobalPosition
 }
 
 type pendingState[S any] struct {
@@ -313,12 +316,14 @@ func likeEscape(s string) string {
 type rowState[S any] struct {
 	id     string
 	keys   map[string]any
-	exists bool          // a row (in-row) or snapshot (in-table) is stored
-	pos    store.Version // stored last stream position; 0 when absent
+	exists bool                 // a row (in-row) or snapshot (in-table) is stored
+	pos    store.Version        // stored last stream position; 0 when absent
+	global store.GlobalPosition // stored last global position; 0 when absent
 	state  S
 	snap   *string       // stored snapshot text, when read
-	cached bool          // state came from the cache (valid if pos == cpos)
-	cpos   store.Version // position of the cached state
+	cached bool          // state came from the cache (valid if pos, global == cpos, cglobal)
+	cpos   store.Version // positions of the cached state
+	cglob  store.GlobalPosition
 
 	events []store.Event // the events to apply, in stream order once sorted
 
@@ -339,6 +344,11 @@ type rowState[S any] struct {
 // between, those are read from the stream (they are committed: the later
 // position could only be taken after them) and applied first. The earlier
 // event, when it comes, is then skipped as already applied.
+//
+// A row whose stream was archived and started again restarts: an event of
+// a later incarnation than the row's last applied event (see stepFor) is
+// applied to the initial state, whatever its stream position, and events
+// of an earlier incarnation are skipped.
 func (p *Projection[S]) apply(ctx context.Context, tx pgx.Tx, events, all []store.Event, useCache bool) error {
 	rows := make([]*rowState[S], 0, len(events))
 	byID := make(map[string]*rowState[S], len(events))
@@ -360,7 +370,7 @@ func (p *Projection[S]) apply(ctx context.Context, tx pgx.Tx, events, all []stor
 				// commits, it belongs to this batch only.
 				if c, ok := p.cache.Peek(id); ok {
 					p.cache.Remove(id)
-					r.state, r.cpos, r.cached = c.state, c.pos, true
+					r.state, r.cpos, r.cglob, r.cached = c.state, c.pos, c.global, true
 				}
 			}
 			byID[id] = r
@@ -378,14 +388,17 @@ func (p *Projection[S]) apply(ctx context.Context, tx pgx.Tx, events, all []stor
 
 	for _, r := range rows {
 		for _, e := range r.events {
-			if e.StreamPosition <= r.pos {
-				continue // already applied
+			switch stepFor(r.pos, r.global, e) {
+			case stepSkip:
+				continue // already applied, or of an earlier incarnation
+			case stepRestart:
+				r.state, r.cols = p.cfg.Initial(), nil
 			}
 			next, err := p.cfg.Evolve(r.state, e)
 			if err != nil {
 				return fmt.Errorf("read model %q: evolve %s: %w", p.cfg.Table, e, err)
 			}
-			r.state, r.pos, r.last, r.applied = next, e.StreamPosition, e, true
+			r.state, r.pos, r.global, r.last, r.applied = next, e.StreamPosition, e.GlobalPosition, e, true
 			if p.cfg.MapToColumns != nil {
 				cols := p.cfg.MapToColumns(next)
 				if r.cols == nil {
@@ -404,7 +417,7 @@ func (p *Projection[S]) apply(ctx context.Context, tx pgx.Tx, events, all []stor
 	if useCache {
 		states := make([]pendingState[S], 0, len(rows))
 		for _, r := range rows {
-			states = append(states, pendingState[S]{id: r.id, cachedState: cachedState[S]{state: r.state, pos: r.pos}})
+			states = append(states, pendingState[S]{id: r.id, cachedState: cachedState[S]{state: r.state, pos: r.pos, global: r.global}})
 		}
 		p.pendMu.Lock()
 		p.pending[tx] = append(p.pending[tx], states...)

@@ -82,7 +82,7 @@ func (p *Projection[S]) load(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL, 
 	// rows again, this time with their snapshot.
 	var stale []*rowState[S]
 	for _, r := range rows {
-		if r.cached && (!r.exists || r.pos != r.cpos) {
+		if r.cached && (!r.exists || r.pos != r.cpos || r.global != r.cglob) {
 			r.cached = false
 			if r.exists {
 				stale = append(stale, r)
@@ -140,7 +140,7 @@ func (p *Projection[S]) lockRows(ctx context.Context, tx pgx.Tx, sqls *snapshotS
 	}
 	for i, r := range rows {
 		idx[i], cached[i] = int32(i), r.cached
-		r.exists, r.pos, r.snap = false, 0, nil
+		r.exists, r.pos, r.global, r.snap = false, 0, 0, nil
 		for k, name := range sqls.names {
 			keys[k][i] = r.keys[name]
 		}
@@ -156,13 +156,13 @@ func (p *Projection[S]) lockRows(ctx context.Context, tx pgx.Tx, sqls *snapshotS
 	defer res.Close()
 	for res.Next() {
 		var i int32
-		var pos int64
+		var pos, global int64
 		var snap *string
-		if err := res.Scan(&i, &pos, &snap); err != nil {
+		if err := res.Scan(&i, &pos, &global, &snap); err != nil {
 			return fmt.Errorf("read model %q: lock rows: %w", p.cfg.Table, err)
 		}
 		if i >= 0 && int(i) < len(rows) {
-			rows[i].exists, rows[i].pos, rows[i].snap = true, store.Version(pos), snap
+			rows[i].exists, rows[i].pos, rows[i].global, rows[i].snap = true, store.Version(pos), store.GlobalPosition(global), snap
 		}
 	}
 	if err := res.Err(); err != nil {
@@ -212,7 +212,7 @@ WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a
 		cols = append(cols, fmt.Sprintf("k%d", k))
 		on[k] = fmt.Sprintf("t.%s = u.k%d", sqls.keyCols[k], k)
 	}
-	q = `SELECT u.i, t.last_stream_position, CASE WHEN u.c THEN NULL ELSE t.snapshot::text END
+	q = `SELECT u.i, t.last_stream_position, coalesce(t.last_global_position, 0), CASE WHEN u.c THEN NULL ELSE t.snapshot::text END
 FROM unnest(` + strings.Join(arrays, ", ") + `) AS u(` + strings.Join(cols, ", ") + `)
 JOIN ` + p.tableSQL + ` t ON ` + strings.Join(on, " AND ") + `
 ORDER BY u.i
@@ -230,9 +230,9 @@ func (p *Projection[S]) lockSnapshots(ctx context.Context, tx pgx.Tx, rows []*ro
 	cached := make([]bool, len(rows))
 	for i, r := range rows {
 		ids[i], cached[i] = r.id, r.cached
-		r.exists, r.pos, r.snap = false, 0, nil
+		r.exists, r.pos, r.global, r.snap = false, 0, 0, nil
 	}
-	res, err := tx.Query(ctx, `SELECT u.i, s.last_stream_position, CASE WHEN u.c THEN NULL ELSE s.snapshot::text END
+	res, err := tx.Query(ctx, `SELECT u.i, s.last_stream_position, s.last_global_position, CASE WHEN u.c THEN NULL ELSE s.snapshot::text END
 FROM unnest($2::text[], $3::bool[]) WITH ORDINALITY AS u(id, c, i)
 JOIN snapshots s ON s.readmodel_table_name = $1 AND s.stream_id = u.id
 ORDER BY u.i
@@ -243,13 +243,13 @@ FOR UPDATE OF s`, pgx.QueryExecModeCacheDescribe, p.cfg.Table, ids, cached)
 	defer res.Close()
 	for res.Next() {
 		var i int64
-		var pos int64
+		var pos, global int64
 		var snap *string
-		if err := res.Scan(&i, &pos, &snap); err != nil {
+		if err := res.Scan(&i, &pos, &global, &snap); err != nil {
 			return fmt.Errorf("read model %q: lock snapshots: %w", p.cfg.Table, err)
 		}
 		if i >= 1 && int(i) <= len(rows) {
-			rows[i-1].exists, rows[i-1].pos, rows[i-1].snap = true, store.Version(pos), snap
+			rows[i-1].exists, rows[i-1].pos, rows[i-1].global, rows[i-1].snap = true, store.Version(pos), store.GlobalPosition(global), snap
 		}
 	}
 	if err := res.Err(); err != nil {
@@ -281,7 +281,9 @@ const maxParams = 60000
 
 // write stores the rows that had events applied: new rows are inserted
 // (and must not exist: a concurrent insert fails the batch), existing rows,
-// locked by load, are updated only forwards.
+// locked by load, are updated only forwards: to a later stream position,
+// or to a later global position (a row restarted for a new incarnation of
+// its stream; within one incarnation both rise together).
 func (p *Projection[S]) write(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL, rows []*rowState[S]) error {
 	var fresh, existing []*rowState[S]
 	for _, r := range rows {
@@ -415,7 +417,8 @@ func (p *Projection[S]) queueRowWrites(b *pgx.Batch, checks *[]writeCheck, sqls 
 				set = append(set, q+" = EXCLUDED."+q)
 			}
 			suffix = ` ON CONFLICT ` + sqls.conflictKeys + ` DO UPDATE SET ` + strings.Join(set, ", ") +
-				` WHERE ` + p.tableSQL + `.last_stream_position < EXCLUDED.last_stream_position`
+				` WHERE ` + p.tableSQL + `.last_stream_position < EXCLUDED.last_stream_position OR ` +
+				p.tableSQL + `.last_global_position < EXCLUDED.last_global_position`
 			what = "update rows"
 		}
 		perStmt := max(1, maxParams/len(names))
@@ -465,7 +468,8 @@ FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) AS u
 ON CONFLICT (readmodel_table_name, stream_id) DO UPDATE
 SET snapshot = EXCLUDED.snapshot, last_stream_position = EXCLUDED.last_stream_position,
     last_global_position = EXCLUDED.last_global_position, partition = EXCLUDED.partition
-WHERE snapshots.last_stream_position < EXCLUDED.last_stream_position`,
+WHERE snapshots.last_stream_position < EXCLUDED.last_stream_position
+   OR snapshots.last_global_position < EXCLUDED.last_global_position`,
 			p.cfg.Table, ids, poss, globals, states, partitions)
 		*checks = append(*checks, writeCheck{what: "update snapshots", want: len(rows)})
 		return

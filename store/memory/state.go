@@ -35,6 +35,14 @@ type stream struct {
 	archived bool
 }
 
+// incarnation is the global position of the stream's first event.
+func (s *stream) incarnation() store.Incarnation {
+	if len(s.records) == 0 {
+		return 0
+	}
+	return store.Incarnation(s.records[0].global)
+}
+
 func (s *stream) version() store.Version { return store.Version(len(s.records)) }
 
 // record is one stored event. Records are never mutated after they are
@@ -83,6 +91,7 @@ func (r *record) event() (store.Event, error) {
 		TransactionID:  r.tx,
 		Created:        r.created,
 		SchemaVersion:  r.schemaVersion,
+		Incarnation:    r.stream.incarnation(),
 	}, nil
 }
 
@@ -161,20 +170,25 @@ func (t *txn) append(streamID store.StreamID, events []store.EventData, opts sto
 	key := streamKey{partition: opts.Partition, id: streamID}
 	str := st.streams[key]
 
-	if res, retry, err := t.checkRetry(str, key, events, opts.ExpectedVersion); err != nil || retry {
-		return res, err
-	}
-
 	exists := str != nil
 	var current store.Version
+	var incarnation store.Incarnation
 	if exists {
-		current = str.version()
+		current, incarnation = str.version(), str.incarnation()
 	}
-	if !opts.ExpectedVersion.Allows(exists, current) {
-		return store.AppendResult{}, &store.VersionConflictError{
-			Stream: streamID, Partition: opts.Partition, Expected: opts.ExpectedVersion,
-			Actual: current, ActualExists: exists,
+	conflict := &store.VersionConflictError{
+		Stream: streamID, Partition: opts.Partition, Expected: opts.ExpectedVersion,
+		Actual: current, ActualExists: exists,
+		ExpectedIncarnation: opts.Incarnation, ActualIncarnation: incarnation,
+	}
+	if res, retry, err := t.checkRetry(str, key, events, opts.ExpectedVersion); err != nil || retry {
+		if err == nil && conflict.IncarnationChanged() {
+			return store.AppendResult{}, conflict
 		}
+		return res, err
+	}
+	if !opts.ExpectedVersion.Allows(exists, current) || conflict.IncarnationChanged() {
+		return store.AppendResult{}, conflict
 	}
 
 	created := false
@@ -224,6 +238,7 @@ func (t *txn) append(streamID store.StreamID, events []store.EventData, opts sto
 		LastGlobalPosition:  last.global,
 		TransactionID:       tx,
 		CreatedNewStream:    created,
+		Incarnation:         str.incarnation(),
 	}, nil
 }
 
@@ -274,6 +289,7 @@ func (t *txn) checkRetry(str *stream, key streamKey, events []store.EventData, e
 		LastGlobalPosition:  last.global,
 		TransactionID:       last.tx,
 		CreatedNewStream:    first == 1,
+		Incarnation:         str.incarnation(),
 	}, true, nil
 }
 
@@ -292,7 +308,7 @@ func (t *txn) read(streamID store.StreamID, opts store.ReadOptions) (store.ReadR
 	if str == nil {
 		return store.ReadResult{}, nil
 	}
-	res := store.ReadResult{CurrentVersion: str.version(), StreamExists: true}
+	res := store.ReadResult{CurrentVersion: str.version(), StreamExists: true, Incarnation: str.incarnation()}
 	from, to := max(opts.From, 1), str.version()
 	if opts.To > 0 && opts.To < to {
 		to = opts.To
@@ -374,9 +390,20 @@ func (t *txn) archive(streamID store.StreamID, opts store.ArchiveOptions) error 
 	}
 	str.archived = true
 	delete(t.st.streams, key)
+	// The stream's aggregate snapshots go with it.
+	removed := map[snapshotKey]store.Snapshot{}
+	for k, snap := range t.st.snapshots {
+		if k.partition == partition && k.stream == streamID {
+			removed[k] = snap
+			delete(t.st.snapshots, k)
+		}
+	}
 	t.undo = append(t.undo, func() {
 		str.archived = false
 		t.st.streams[key] = str
+		for k, snap := range removed {
+			t.st.snapshots[k] = snap
+		}
 	})
 	return nil
 }
@@ -395,11 +422,28 @@ func (t *txn) saveSnapshot(s store.Snapshot) error {
 	if !json.Valid(s.State) {
 		return store.InvalidArgument("save snapshot of stream %q: state is not valid JSON", s.Stream)
 	}
+	if s.Incarnation < 0 {
+		return store.InvalidArgument("save snapshot of stream %q: negative incarnation %d", s.Stream, s.Incarnation)
+	}
+	var current store.Incarnation
+	str := t.st.streams[streamKey{partition: partition, id: s.Stream}]
+	if str != nil {
+		current = str.incarnation()
+	}
+	if s.Incarnation != 0 && s.Incarnation != current {
+		conflict := &store.VersionConflictError{Stream: s.Stream, Partition: partition, Expected: store.Any,
+			ExpectedIncarnation: s.Incarnation, ActualIncarnation: current, ActualExists: str != nil}
+		if str != nil {
+			conflict.Actual = str.version()
+		}
+		return fmt.Errorf("save snapshot: %w", conflict)
+	}
+	s.Incarnation = current
 	s.Partition = partition
 	s.State = append(json.RawMessage(nil), s.State...)
 	key := snapshotKey{partition: partition, stream: s.Stream, name: s.Name}
 	old, had := t.st.snapshots[key]
-	if had && old.Version > s.Version {
+	if had && old.Version > s.Version && old.Incarnation == s.Incarnation {
 		return nil
 	}
 	t.st.snapshots[key] = s

@@ -57,7 +57,18 @@ import (
 //	$4 message ids, $5 types, $6 data, $7 metadata, $8 schema versions (text[])
 //
 // and $9 is the stream type (insert variants) or the expected version
-// (the exact and upsert variants; NULL in the upsert for StreamExists).
+// (the exact and upsert variants; NULL in the upsert for StreamExists);
+// the exact and upsert variants take the required incarnation as $10 (0:
+// none).
+//
+// Incarnations. A statement that creates the stream takes the global
+// position of its first event when it inserts the streams row (the
+// proposed row's nextval), records it as the stream's incarnation, and
+// gives that position to the first message; every other message takes
+// its position after the streams row is written or locked, so within an
+// incarnation global positions rise with stream positions. A proposed row
+// that loses to an existing one (ON CONFLICT) leaves its position unused,
+// a gap in the global log like that of a rolled-back append.
 const (
 	// The guard looks each id up on its own (LATERAL ... LIMIT 1 keeps the
 	// planner from turning it into a join or a scan of the partition), so
@@ -70,9 +81,11 @@ const (
 
 	appendMessagesSQL = `
 ), m AS (
-    INSERT INTO messages (stream_id, stream_position, partition, message_data, message_metadata,
+    INSERT INTO messages (stream_id, stream_position, partition, global_position, message_data, message_metadata,
                           message_schema_version, message_type, message_id)
-    SELECT $1::text, s.prev + e.ord, $2::text, `
+    SELECT $1::text, s.prev + e.ord, $2::text,
+           coalesce(CASE WHEN s.prev = 0 AND e.ord = 1 THEN s.incarnation END, nextval('emt_global_message_position')),
+           `
 	appendTailSQL         = appendMessagesSQL + `e.data::jsonb` + appendMessagesRestSQL
 	appendTailCheckedSQL  = appendMessagesSQL + `CASE WHEN s.prev > 0 THEN e.data::jsonb END` + appendMessagesRestSQL
 	appendMessagesRestSQL = `, e.meta::jsonb, e.schema_version, e.type, e.id
@@ -84,86 +97,97 @@ const (
     SELECT max(global_position) AS global_position FROM m
 )
 SELECT s.prev + $3::bigint, last.global_position, pg_current_xact_id(),
-       ` + appendNotifySQL + `
+       ` + appendNotifySQL + `,
+       coalesce(s.incarnation, 0)
 FROM s, last`
 
 	// appendNotifySQL is the final SELECT's notification; the quiet
 	// statements (see appendQuiet) have appendQuietSQL in its place.
+	// appendNewIncarnationSQL is the incarnation of a stream the statement
+	// creates.
 	appendNotifySQL = `pg_notify('` + NotifyChannel + `',
                  json_build_object('partition', $2::text, 'globalPosition', last.global_position)::text)`
 	appendQuietSQL = `NULL::void`
+
+	appendNewIncarnationSQL = `nextval('emt_global_message_position')`
+	appendReturningSQL      = `
+    RETURNING stream_position - $3::bigint AS prev, incarnation`
+
+	// appendIncarnationCheckSQL is the check of a required incarnation.
+	appendIncarnationCheckSQL = `($10::bigint = 0 OR incarnation = $10::bigint)`
 
 	// appendAnySQL creates the stream or advances it, whatever its version.
 	// Two of these racing on one stream serialise on the streams row (the
 	// loser of an insert race takes the DO UPDATE branch), so both succeed
 	// at contiguous positions.
 	appendAnySQL = `WITH s AS (
-    INSERT INTO streams (stream_id, partition, stream_type, stream_position)
-    SELECT $1::text, $2::text, $9::text, $3::bigint
+    INSERT INTO streams (stream_id, partition, stream_type, stream_position, incarnation)
+    SELECT $1::text, $2::text, $9::text, $3::bigint, ` + appendNewIncarnationSQL + `
     WHERE ` + appendGuardSQL + `
     ON CONFLICT (stream_id, partition, is_archived)
-        DO UPDATE SET stream_position = streams.stream_position + EXCLUDED.stream_position
-    RETURNING stream_position - $3::bigint AS prev` + appendTailSQL
+        DO UPDATE SET stream_position = streams.stream_position + EXCLUDED.stream_position` +
+		appendReturningSQL + appendTailSQL
 
 	// appendNewSQL creates the stream and writes nothing when it exists
 	// (NoStream and Exact(0)). The loser of a creation race waits for the
 	// winner's commit and then finds the conflict: no row, no error.
 	appendNewSQL = `WITH s AS (
-    INSERT INTO streams (stream_id, partition, stream_type, stream_position)
-    SELECT $1::text, $2::text, $9::text, $3::bigint
+    INSERT INTO streams (stream_id, partition, stream_type, stream_position, incarnation)
+    SELECT $1::text, $2::text, $9::text, $3::bigint, ` + appendNewIncarnationSQL + `
     WHERE ` + appendGuardSQL + `
-    ON CONFLICT DO NOTHING
-    RETURNING stream_position - $3::bigint AS prev` + appendTailSQL
+    ON CONFLICT DO NOTHING` + appendReturningSQL + appendTailSQL
 
 	// appendExactSQL advances an existing stream at version $9.
 	appendExactSQL = `WITH s AS (
     UPDATE streams SET stream_position = stream_position + $3::bigint
     WHERE stream_id = $1::text AND partition = $2::text AND NOT is_archived
-      AND stream_position = $9::bigint
-      AND ` + appendGuardSQL + `
-    RETURNING stream_position - $3::bigint AS prev` + appendTailSQL
+      AND stream_position = $9::bigint AND ` + appendIncarnationCheckSQL + `
+      AND ` + appendGuardSQL + appendReturningSQL + appendTailSQL
 
 	// appendExistingSQL advances an existing stream at any version
-	// (StreamExists).
+	// (StreamExists, $9 NULL); also used for Any with a required
+	// incarnation.
 	appendExistingSQL = `WITH s AS (
     UPDATE streams SET stream_position = stream_position + $3::bigint
     WHERE stream_id = $1::text AND partition = $2::text AND NOT is_archived
-      AND ` + appendGuardSQL + `
-    RETURNING stream_position - $3::bigint AS prev` + appendTailSQL
+      AND ($9::bigint IS NULL OR stream_position = $9::bigint) AND ` + appendIncarnationCheckSQL + `
+      AND ` + appendGuardSQL + appendReturningSQL + appendTailSQL
 
 	// appendAnyPoolSQL is appendAnySQL without the guard, for the pool.
 	appendAnyPoolSQL = `WITH s AS (
-    INSERT INTO streams (stream_id, partition, stream_type, stream_position)
-    VALUES ($1::text, $2::text, $9::text, $3::bigint)
+    INSERT INTO streams (stream_id, partition, stream_type, stream_position, incarnation)
+    VALUES ($1::text, $2::text, $9::text, $3::bigint, ` + appendNewIncarnationSQL + `)
     ON CONFLICT (stream_id, partition, is_archived)
-        DO UPDATE SET stream_position = streams.stream_position + EXCLUDED.stream_position
-    RETURNING stream_position - $3::bigint AS prev` + appendTailSQL
+        DO UPDATE SET stream_position = streams.stream_position + EXCLUDED.stream_position` +
+		appendReturningSQL + appendTailSQL
 
 	// appendNewPoolSQL is appendNewSQL without the guard, for the pool.
 	appendNewPoolSQL = `WITH s AS (
-    INSERT INTO streams (stream_id, partition, stream_type, stream_position)
-    VALUES ($1::text, $2::text, $9::text, $3::bigint)
-    ON CONFLICT DO NOTHING
-    RETURNING stream_position - $3::bigint AS prev` + appendTailSQL
+    INSERT INTO streams (stream_id, partition, stream_type, stream_position, incarnation)
+    VALUES ($1::text, $2::text, $9::text, $3::bigint, ` + appendNewIncarnationSQL + `)
+    ON CONFLICT DO NOTHING` + appendReturningSQL + appendTailSQL
 
 	// appendExistingPoolSQL advances an existing stream at version $9 (any
-	// version when $9 is NULL), for the pool. A live stream has at least one
-	// event, so prev > 0 exactly when the row was updated; when the stream
-	// is missing the upsert inserts it with prev = 0, and the NULL data
-	// written then fails the statement, which rolls the insert back.
+	// version when $9 is NULL) of incarnation $10 (any when 0), for the
+	// pool. A live stream has at least one event, so prev > 0 exactly when
+	// the row was updated; when the stream is missing the upsert inserts it
+	// with prev = 0 (and no incarnation), and the NULL data written then
+	// fails the statement, which rolls the insert back.
 	appendExistingPoolSQL = `WITH s AS (
     INSERT INTO streams (stream_id, partition, stream_type, stream_position)
     VALUES ($1::text, $2::text, '', $3::bigint)
     ON CONFLICT (stream_id, partition, is_archived)
         DO UPDATE SET stream_position = streams.stream_position + EXCLUDED.stream_position
-        WHERE $9::bigint IS NULL OR streams.stream_position = $9::bigint
-    RETURNING stream_position - $3::bigint AS prev` + appendTailCheckedSQL
+        WHERE ($9::bigint IS NULL OR streams.stream_position = $9::bigint)
+          AND ($10::bigint = 0 OR streams.incarnation = $10::bigint)` +
+		appendReturningSQL + appendTailCheckedSQL
 
 	// appendLookupSQL runs only after an append wrote nothing: it returns
 	// the stream's current version (NULL when missing) and every stored
 	// message carrying one of the append's ids (none: one row of NULLs).
 	appendLookupSQL = `SELECT
     (SELECT stream_position FROM streams WHERE stream_id = $1 AND partition = $2 AND NOT is_archived),
+    (SELECT coalesce(incarnation, 0) FROM streams WHERE stream_id = $1 AND partition = $2 AND NOT is_archived),
     m.message_id, m.stream_id, m.stream_position, m.global_position, m.transaction_id, m.is_archived
 FROM (VALUES (1)) AS one (x)
 LEFT JOIN LATERAL (
@@ -176,7 +200,7 @@ LEFT JOIN LATERAL (
 
 // The pool's statements without the notification, for a store with a
 // Config.Notifier: the same text with appendNotifySQL replaced, so the
-// result keeps its four columns.
+// result keeps its five columns.
 var (
 	appendAnyPoolQuietSQL      = appendQuiet(appendAnyPoolSQL)
 	appendNewPoolQuietSQL      = appendQuiet(appendNewPoolSQL)
@@ -257,11 +281,12 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 
 	for attempt := 1; ; attempt++ {
 		var res store.AppendResult
-		var next, lastGlobal int64
-		err := s.queryRow(ctx, db, opts.Partition, sql, args...).Scan(&next, &lastGlobal, &res.TransactionID, nil)
+		var next, lastGlobal, incarnation int64
+		err := s.queryRow(ctx, db, opts.Partition, sql, args...).Scan(&next, &lastGlobal, &res.TransactionID, nil, &incarnation)
 		if err == nil {
 			res.NextExpectedVersion = store.Version(next)
 			res.LastGlobalPosition = store.GlobalPosition(lastGlobal)
+			res.Incarnation = store.Incarnation(incarnation)
 			res.CreatedNewStream = next == int64(n)
 			if quiet {
 				s.notifier.Poke(opts.Partition, res.LastGlobalPosition)
@@ -361,22 +386,25 @@ func appendStatementFor(inTx, quiet bool, opts store.AppendOptions) (string, []a
 	}
 	exp := opts.ExpectedVersion
 	v, exact := exp.Exact()
+	incarnation := int64(opts.Incarnation)
 	switch {
 	case exp == store.NoStream || exact && v == 0:
 		if inTx {
 			return appendNewSQL, []any{opts.StreamType}
 		}
 		return appendNewPoolSQL, []any{opts.StreamType}
-	case exp == store.StreamExists:
+	case exp == store.StreamExists || incarnation != 0 && !exact:
+		// A required incarnation requires the stream: with Any it is
+		// StreamExists.
 		if inTx {
-			return appendExistingSQL, nil
+			return appendExistingSQL, []any{nil, incarnation}
 		}
-		return appendExistingPoolSQL, []any{nil}
+		return appendExistingPoolSQL, []any{nil, incarnation}
 	case exact:
 		if inTx {
-			return appendExactSQL, []any{int64(v)}
+			return appendExactSQL, []any{int64(v), incarnation}
 		}
-		return appendExistingPoolSQL, []any{int64(v)}
+		return appendExistingPoolSQL, []any{int64(v), incarnation}
 	default:
 		if inTx {
 			return appendAnySQL, []any{opts.StreamType}
@@ -416,14 +444,14 @@ func (s *Store) explainEmptyAppend(ctx context.Context, db querier, stream store
 	if err != nil {
 		return res, false, fmt.Errorf("append to stream %q in partition %q: look up the stream after a refused append: %w", stream, opts.Partition, err)
 	}
-	var current *int64
+	var current, incarnation *int64
 	found := make(map[string]storedMessage)
 	for rows.Next() {
 		var id, streamID *string
 		var pos, global *int64
 		var tx *uint64
 		var archived *bool
-		if err := rows.Scan(&current, &id, &streamID, &pos, &global, &tx, &archived); err != nil {
+		if err := rows.Scan(&current, &incarnation, &id, &streamID, &pos, &global, &tx, &archived); err != nil {
 			rows.Close()
 			return res, false, fmt.Errorf("append to stream %q in partition %q: look up the stream after a refused append: %w", stream, opts.Partition, err)
 		}
@@ -435,22 +463,34 @@ func (s *Store) explainEmptyAppend(ctx context.Context, db querier, stream store
 		return res, false, fmt.Errorf("append to stream %q in partition %q: look up the stream after a refused append: %w", stream, opts.Partition, err)
 	}
 
-	if len(found) > 0 {
-		res, err := s.idempotentResult(ctx, stream, opts, ids, found)
-		return res, false, err
-	}
 	exists := current != nil
 	var version store.Version
+	var actual store.Incarnation
 	if exists {
 		version = store.Version(*current)
 	}
-	if opts.ExpectedVersion.Allows(exists, version) {
-		return res, true, nil
+	if incarnation != nil {
+		actual = store.Incarnation(*incarnation)
 	}
-	return res, false, &store.VersionConflictError{
+	conflict := &store.VersionConflictError{
 		Stream: stream, Partition: opts.Partition, Expected: opts.ExpectedVersion,
 		Actual: version, ActualExists: exists,
+		ExpectedIncarnation: opts.Incarnation, ActualIncarnation: actual,
 	}
+	if len(found) > 0 {
+		res, err := s.idempotentResult(ctx, stream, opts, ids, found)
+		if err == nil {
+			if conflict.IncarnationChanged() {
+				return store.AppendResult{}, false, conflict
+			}
+			res.Incarnation = actual
+		}
+		return res, false, err
+	}
+	if opts.ExpectedVersion.Allows(exists, version) && !conflict.IncarnationChanged() {
+		return res, true, nil
+	}
+	return res, false, conflict
 }
 
 // idempotentResult decides whether an append whose message ids are (partly)

@@ -237,19 +237,20 @@ func (s *Store) batchRound(ctx context.Context, db querier, pending []*batchPart
 			}
 		}
 		for i, p := range pending {
-			var next, last int64
+			var next, last, incarnation int64
 			var res store.AppendResult
 			var err error
 			if s.rls {
 				_, err = br.Exec()
 			}
 			if err == nil {
-				err = br.QueryRow().Scan(&next, &last, &res.TransactionID, nil)
+				err = br.QueryRow().Scan(&next, &last, &res.TransactionID, nil, &incarnation)
 			}
 			switch {
 			case err == nil:
 				res.NextExpectedVersion = store.Version(next)
 				res.LastGlobalPosition = store.GlobalPosition(last)
+				res.Incarnation = store.Incarnation(incarnation)
 				res.CreatedNewStream = next == p.n
 				rows[i] = partRow{written: true, res: res}
 			case errors.Is(err, pgx.ErrNoRows):

@@ -181,7 +181,9 @@ func TestAppendCreateRaceWaitsForWinner(t *testing.T) {
 			switch {
 			case expected == store.Any && commit:
 				require.NoError(t, appendErr)
-				require.Equal(t, store.AppendResult{NextExpectedVersion: 3, LastGlobalPosition: res.LastGlobalPosition, TransactionID: res.TransactionID}, res)
+				require.NotZero(t, res.Incarnation)
+				require.Equal(t, store.AppendResult{NextExpectedVersion: 3, LastGlobalPosition: res.LastGlobalPosition, TransactionID: res.TransactionID,
+					Incarnation: res.Incarnation}, res)
 			case commit:
 				requireConflict(t, appendErr, stream, "default_partition", expected, 2, true)
 			default:

@@ -27,12 +27,16 @@ FOR UPDATE`
 	archivePurgeStreamSQL   = `DELETE FROM streams WHERE stream_id = $1 AND partition = $2 AND is_archived`
 	archiveMessagesSQL      = `UPDATE messages SET is_archived = true WHERE stream_id = $1 AND partition = $2 AND NOT is_archived`
 	archiveStreamSQL        = `UPDATE streams SET is_archived = true WHERE stream_id = $1 AND partition = $2 AND NOT is_archived`
+	// A stream's aggregate snapshots end with it: a new stream with the
+	// same id is a new incarnation and must not start from them.
+	archiveSnapshotsSQL = `DELETE FROM aggregate_snapshots WHERE partition = $2 AND stream_id = $1`
 )
 
 // ArchiveStream implements [store.EventStore]: it marks the stream and all
-// its messages archived in one transaction (the caller's when the store is
-// bound to one). Afterwards the stream reads as missing, its events leave
-// the global log, and an append may start a new stream with the same id.
+// its messages archived and deletes its aggregate snapshots, in one
+// transaction (the caller's when the store is bound to one). Afterwards the
+// stream reads as missing, its events leave the global log, and an append
+// may start a new stream with the same id, a new incarnation.
 // Message ids of archived events stay taken. With Config.RowLevelSecurity
 // the transaction is scoped to the partition before the stream is locked.
 //
@@ -75,10 +79,11 @@ func (s *Store) archive(ctx context.Context, tx querier, stream store.StreamID, 
 	b.Queue(archivePurgeStreamSQL, string(stream), partition)
 	b.Queue(archiveMessagesSQL, string(stream), partition)
 	b.Queue(archiveStreamSQL, string(stream), partition)
+	b.Queue(archiveSnapshotsSQL, string(stream), partition)
 	br := tx.SendBatch(ctx, b)
 	purged, err := br.Exec()
 	if err == nil {
-		for range 3 {
+		for range 4 {
 			if _, err = br.Exec(); err != nil {
 				break
 			}

@@ -95,13 +95,13 @@ func BenchmarkAppendStatementsWithTenants(b *testing.B) {
 					var global int64
 					var tx uint64
 					if variant == "guarded" {
-						err = pools[k].QueryRow(ctx, sql, args...).Scan(&next, &global, &tx, nil)
+						err = pools[k].QueryRow(ctx, sql, args...).Scan(&next, &global, &tx, nil, nil)
 					} else {
 						br, berr := scopedBatch(ctx, pools[k], scopeCustomPlanSQL, partition, sql, args...)
 						if berr != nil {
 							b.Fatal(berr)
 						}
-						err = br.QueryRow().Scan(&next, &global, &tx, nil)
+						err = br.QueryRow().Scan(&next, &global, &tx, nil, nil)
 						if cerr := br.Close(); err == nil {
 							err = cerr
 						}

@@ -134,7 +134,10 @@
 //     and commits it). The append then either stored all its events or
 //     none; re-sending it with the same message ids is safe and tells
 //     which.
-//   - [Store.ArchiveStream] of a missing stream returns an error matching
+//   - [Store.ArchiveStream] deletes the stream's aggregate snapshots with
+//     it; the next stream with the same id is a new incarnation (the global
+//     position of its first event, streams.incarnation since schema v7).
+//     Archiving a missing stream returns an error matching
 //     [store.ErrStreamNotFound]. A stream keeps at most one archived
 //     incarnation: archiving a stream that was archived, recreated and
 //     written again deletes the older archived events (logged at Info).

@@ -245,9 +245,10 @@ func TestTenantTableRegistry(t *testing.T) {
 		_, err = pool.Exec(ctx, `INSERT INTO troupe_schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
 		require.NoError(t, err)
 	}
-	old, err := postgres.New(pool, nil)
-	require.NoError(t, err)
-	_, err = old.AppendToStream(ctx, "before", events("E", 1), store.AppendOptions{Partition: "acme"})
+	// An event written by the older build.
+	_, err = pool.Exec(ctx, `INSERT INTO streams (stream_id, partition, stream_type, stream_position) VALUES ('before', 'acme', 't', 1);
+		INSERT INTO messages (stream_id, stream_position, partition, message_data, message_type, message_id)
+		VALUES ('before', 1, 'acme', '{}', 'E', 'm-before')`)
 	require.NoError(t, err)
 
 	require.NoError(t, postgres.Migrate(ctx, pool))
@@ -271,7 +272,88 @@ func TestTenantTableRegistry(t *testing.T) {
 		{"projection_stream_checkpoints", "partition", true, true},
 		{"snapshots", "partition", false, true},
 	}, got)
+	old, err := postgres.New(pool, nil)
+	require.NoError(t, err)
 	res, err := old.ReadStream(ctx, "before", store.ReadOptions{Partition: "acme"})
 	require.NoError(t, err)
 	require.Len(t, res.Events, 1)
+}
+
+// Migration 007 gives every stream written by an older build its
+// incarnation (the global position of its first event) and keeps only the
+// aggregate snapshots it can show belong to the live incarnation: those
+// saved after its first event.
+func TestIncarnationMigration(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.NewPool(t)
+	ms, err := postgres.Migrations()
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `CREATE TABLE troupe_schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now())`)
+	require.NoError(t, err)
+	for _, m := range ms {
+		if m.Version >= 7 {
+			break
+		}
+		_, err := pool.Exec(ctx, m.SQL)
+		require.NoError(t, err, m.Name)
+		_, err = pool.Exec(ctx, `INSERT INTO troupe_schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
+		require.NoError(t, err)
+	}
+	// "cart" lived once (archived, two events an hour ago) and lives again
+	// (three events now); "kept" lives once. Snapshots: one of the old life
+	// of "cart" (saved before it was archived), one of its new life, one of
+	// "kept".
+	_, err = pool.Exec(ctx, `
+INSERT INTO streams (stream_id, partition, stream_type, stream_position, is_archived) VALUES
+    ('cart', 'default_partition', 't', 2, true), ('cart', 'default_partition', 't', 3, false),
+    ('kept', 'default_partition', 't', 1, false);
+INSERT INTO messages (stream_id, stream_position, partition, message_data, message_type, message_id, is_archived, created) VALUES
+    ('cart', 1, 'default_partition', '{}', 'E', 'old-1', true, now() - interval '1 hour'),
+    ('cart', 2, 'default_partition', '{}', 'E', 'old-2', true, now() - interval '1 hour'),
+    ('cart', 1, 'default_partition', '{}', 'E', 'new-1', false, now() - interval '1 minute'),
+    ('cart', 2, 'default_partition', '{}', 'E', 'new-2', false, now() - interval '1 minute'),
+    ('cart', 3, 'default_partition', '{}', 'E', 'new-3', false, now() - interval '1 minute'),
+    ('kept', 1, 'default_partition', '{}', 'E', 'kept-1', false, now() - interval '1 minute');
+INSERT INTO aggregate_snapshots (partition, stream_id, name, stream_version, state, created) VALUES
+    ('default_partition', 'cart', 'old-life', 2, '{}', now() - interval '30 minutes'),
+    ('default_partition', 'cart', 'new-life', 2, '{}', now()),
+    ('default_partition', 'kept', 'kept', 1, '{}', now());
+INSERT INTO projection_stream_checkpoints (subscription_id, stream_id, last_processed_position) VALUES ('sub', 'cart', 2);`)
+	require.NoError(t, err)
+
+	require.NoError(t, postgres.Migrate(ctx, pool))
+	require.NoError(t, postgres.Migrate(ctx, pool))
+
+	globalOf := func(id string) store.Incarnation {
+		var g int64
+		require.NoError(t, pool.QueryRow(ctx, `SELECT global_position FROM messages WHERE message_id = $1`, id).Scan(&g))
+		return store.Incarnation(g)
+	}
+	var archived int64
+	require.NoError(t, pool.QueryRow(ctx, `SELECT incarnation FROM streams WHERE stream_id = 'cart' AND is_archived`).Scan(&archived))
+	require.Equal(t, globalOf("old-1"), store.Incarnation(archived), "the archived life gets its incarnation too")
+
+	s, err := postgres.New(pool, nil)
+	require.NoError(t, err)
+	for stream, first := range map[store.StreamID]string{"cart": "new-1", "kept": "kept-1"} {
+		res, err := s.ReadStream(ctx, stream, store.ReadOptions{})
+		require.NoError(t, err)
+		require.Equal(t, globalOf(first), res.Incarnation, "stream %s", stream)
+	}
+	for name, want := range map[string]store.Incarnation{"old-life": 0, "new-life": globalOf("new-1")} {
+		snap, ok, err := s.LoadSnapshot(ctx, store.DefaultPartition, "cart", name)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, want, snap.Incarnation, "snapshot %s", name)
+	}
+	snap, _, err := s.LoadSnapshot(ctx, store.DefaultPartition, "kept", "kept")
+	require.NoError(t, err)
+	require.Equal(t, globalOf("kept-1"), snap.Incarnation)
+
+	// Appends after the upgrade keep the incarnation and can require it.
+	res, err := s.AppendToStream(ctx, "cart", events("E", 1), store.AppendOptions{ExpectedVersion: store.Exact(3), Incarnation: globalOf("new-1")})
+	require.NoError(t, err)
+	require.Equal(t, globalOf("new-1"), res.Incarnation)
 }

@@ -59,15 +59,16 @@ func TestPoolAppendPlansNameNoPartition(t *testing.T) {
 	}{
 		"any":           {appendAnyPoolSQL, "'type'"},
 		"new":           {appendNewPoolSQL, "'type'"},
-		"exact":         {appendExistingPoolSQL, "3"},
-		"stream exists": {appendExistingPoolSQL, "NULL"},
+		"exact":         {appendExistingPoolSQL, "3, 0"},
+		"stream exists": {appendExistingPoolSQL, "NULL, 0"},
+		"incarnation":   {appendExistingPoolSQL, "3, 42"},
 	} {
 		plan := genericPlan(c.sql, c.last)
 		require.Contains(t, plan, "Insert on messages", name)
 		require.NotRegexp(t, partitionRef, plan, "%s: the generic plan of the pool's statement names partitions:\n%s", name, plan)
 	}
 	// The check sees a statement that reads by partition.
-	plan := genericPlan(appendExactSQL, "3")
+	plan := genericPlan(appendExactSQL, "3, 0")
 	require.Regexp(t, partitionRef, plan)
 	require.Contains(t, plan, "streams_t_tenant_0a", "another tenant's partition is in the plan")
 }

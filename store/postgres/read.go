@@ -18,7 +18,7 @@ const (
 	// in the range gives one row with NULL message columns, a missing or
 	// archived stream gives no row. One statement, so version and events
 	// come from one snapshot.
-	readStreamSQL = `SELECT s.stream_position, s.stream_type,
+	readStreamSQL = `SELECT s.stream_position, s.stream_type, coalesce(s.incarnation, 0),
        m.message_id, m.message_type, m.message_data, m.message_metadata, m.message_schema_version,
        m.stream_position, m.global_position, m.transaction_id, m.created
 FROM streams s
@@ -68,7 +68,7 @@ ORDER BY m.stream_position`
 )
 SELECT m.message_id, m.message_type, m.message_data, m.message_metadata, m.message_schema_version,
        m.stream_id, m.partition, coalesce(s.stream_type, ''), m.stream_position, m.global_position,
-       m.transaction_id, m.created
+       m.transaction_id, m.created, coalesce(s.incarnation, 0)
 FROM (
     SELECT * FROM messages
     WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
@@ -116,7 +116,7 @@ func (s *Store) ReadStream(ctx context.Context, stream store.StreamID, opts stor
 	var res store.ReadResult
 	for rows.Next() {
 		var (
-			version                int64
+			version, incarnation   int64
 			streamType             string
 			id, typ, schemaVersion *string
 			data, meta             []byte
@@ -124,12 +124,13 @@ func (s *Store) ReadStream(ctx context.Context, stream store.StreamID, opts stor
 			tx                     *uint64
 			created                *time.Time
 		)
-		if err := rows.Scan(&version, &streamType, &id, &typ, &data, &meta, &schemaVersion,
+		if err := rows.Scan(&version, &streamType, &incarnation, &id, &typ, &data, &meta, &schemaVersion,
 			&position, &global, &tx, &created); err != nil {
 			return store.ReadResult{}, fmt.Errorf("read stream %q in partition %q: %w", stream, partition, err)
 		}
 		res.StreamExists = true
 		res.CurrentVersion = store.Version(version)
+		res.Incarnation = store.Incarnation(incarnation)
 		if id == nil {
 			continue // the stream exists but has no event in the range
 		}
@@ -137,6 +138,7 @@ func (s *Store) ReadStream(ctx context.Context, stream store.StreamID, opts stor
 		if err != nil {
 			return store.ReadResult{}, err
 		}
+		e.Incarnation = res.Incarnation
 		res.Events = append(res.Events, e)
 	}
 	if err := rows.Err(); err != nil {
@@ -192,18 +194,19 @@ func (s *Store) ReadAll(ctx context.Context, opts store.ReadAllOptions) (store.R
 		var (
 			id, typ, schemaVersion, streamID, partition, streamType string
 			data, meta                                              []byte
-			position, global                                        int64
+			position, global, incarnation                           int64
 			tx                                                      uint64
 			created                                                 time.Time
 		)
 		if err := rows.Scan(&id, &typ, &data, &meta, &schemaVersion, &streamID, &partition, &streamType,
-			&position, &global, &tx, &created); err != nil {
+			&position, &global, &tx, &created, &incarnation); err != nil {
 			return res, fmt.Errorf("read all after %+v: %w", opts.After, err)
 		}
 		e, err := newEvent(id, typ, data, meta, schemaVersion, streamID, partition, streamType, position, global, tx, created)
 		if err != nil {
 			return res, err
 		}
+		e.Incarnation = store.Incarnation(incarnation)
 		events = append(events, e)
 	}
 	if err := rows.Err(); err != nil {

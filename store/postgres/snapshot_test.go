@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 
@@ -56,4 +57,38 @@ func TestSnapshots(t *testing.T) {
 	} {
 		require.ErrorIs(t, s.SaveSnapshot(ctx, bad), store.ErrInvalidArgument, "%+v", bad)
 	}
+}
+
+// A snapshot save racing an archive can't leave the old incarnation's
+// state behind: the save waits for the archive's transaction and then
+// finds the stream gone (or, once it is started again, another
+// incarnation).
+func TestSaveSnapshotRacingArchive(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	ctx := t.Context()
+	old, err := s.AppendToStream(ctx, "cart", events("E", 2), store.AppendOptions{})
+	require.NoError(t, err)
+
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	require.NoError(t, s.WithTx(tx).ArchiveStream(ctx, "cart", store.ArchiveOptions{}))
+
+	waiting := lockWaiters(t, pool)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.SaveSnapshot(ctx, store.Snapshot{Stream: "cart", Name: "cart", Version: 2,
+			State: json.RawMessage(`{"old":true}`), Incarnation: old.Incarnation})
+	}()
+	waitFor(t, "the save to wait for the archive", func() bool { return lockWaiters(t, pool) > waiting })
+	require.NoError(t, tx.Commit(ctx))
+	err = <-done
+	require.ErrorIs(t, err, store.ErrVersionConflict)
+
+	_, err = s.AppendToStream(ctx, "cart", events("E", 3), store.AppendOptions{ExpectedVersion: store.NoStream})
+	require.NoError(t, err)
+	_, ok, err := s.LoadSnapshot(ctx, store.DefaultPartition, "cart", "cart")
+	require.NoError(t, err)
+	require.False(t, ok, "no snapshot of the old incarnation survives")
 }

@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.EventStore) {
 		{"Concurrency", concurrencyTests},
 		{"Snapshot", snapshotTests},
 		{"AppendBatch", batchTests},
+		{"Incarnation", incarnationTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
