@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -14,6 +15,7 @@ var incarnationTests = []test{
 	{"RecreatedStreamIsNew", testIncarnationRecreated},
 	{"AppendRequiresIncarnation", func(t *testing.T, s store.EventStore) { testIncarnationAppend(t, s, s) }},
 	{"AppendRequiresIncarnationInSession", testIncarnationAppendInSession},
+	{"AppendRequiresIncarnationInBatch", func(t *testing.T, s store.EventStore) { testIncarnationAppend(t, s, viaBatch{s, batcher(t, s)}) }},
 	{"Snapshots", testIncarnationSnapshots},
 }
 
@@ -190,4 +192,25 @@ func testIncarnationSnapshots(t *testing.T, s store.EventStore) {
 	require.True(t, ok)
 	require.Equal(t, recreated.Incarnation, got.Incarnation)
 	require.Equal(t, store.Version(1), got.Version)
+}
+
+// viaBatch is an event store whose appends go through AppendBatch, each
+// with a batch mate appending to a stream of its own, so the append checks
+// run on the parts of a multi-stream batch.
+type viaBatch struct {
+	store.EventStore
+	b store.BatchAppender
+}
+
+func (v viaBatch) AppendToStream(ctx context.Context, stream store.StreamID, events []store.EventData, opts store.AppendOptions) (store.AppendResult, error) {
+	mate := store.StreamAppend{Stream: "batch-mate", Events: []store.EventData{{Type: "Mate", Data: []byte(`{}`)}},
+		Options: store.AppendOptions{Partition: opts.Partition}}
+	out, err := v.b.AppendBatch(ctx, []store.StreamAppend{{Stream: stream, Events: events, Options: opts}, mate})
+	if err != nil {
+		return store.AppendResult{}, err
+	}
+	if out[1].Err != nil {
+		return store.AppendResult{}, fmt.Errorf("the batch mate failed: %w", out[1].Err)
+	}
+	return out[0].Result, out[0].Err
 }
