@@ -3,6 +3,7 @@ package actor_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -98,5 +99,56 @@ func TestSnapshotOfAnotherIncarnationIsIgnored(t *testing.T) {
 			require.Equal(t, store.Version(3), v)
 			require.Equal(t, c.want, s)
 		})
+	}
+}
+
+// Must show: a cached actor whose stream was archived, and maybe started
+// again shorter, as long or longer, by someone else, notices on its next
+// command and starts over from the stream as it is now: it never folds the
+// new stream's events onto its old state, never writes onto the new
+// incarnation with its old version, and does not fail every command.
+func TestCachedActorNoticesRecreatedStream(t *testing.T) {
+	t.Parallel()
+	for _, backend := range []string{"memory", "postgres"} {
+		for _, recreated := range []int{-1, 2, 3, 5} { // -1: archived, not started again
+			t.Run(fmt.Sprintf("%s/recreated=%d", backend, recreated), func(t *testing.T) {
+				t.Parallel()
+				ctx := context.Background()
+				var st, other store.EventStore
+				if backend == "memory" {
+					st = memory.New()
+					other = st
+				} else {
+					stores := pgStores(t, 2)
+					st, other = stores[0], stores[1]
+				}
+				_, agg := startHost(t, st, actor.Config{IdleTimeout: -1})
+				for range 3 {
+					_, err := agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "phoenix", By: 100})
+					require.NoError(t, err)
+				}
+				// Someone else archives the stream and maybe starts it again.
+				require.NoError(t, other.ArchiveStream(ctx, "phoenix", store.ArchiveOptions{Partition: "acme"}))
+				if recreated > 0 {
+					events := make([]store.EventData, recreated)
+					for i := range events {
+						events[i] = store.EventData{Type: "Incremented", Data: []byte(`{"by":1}`)}
+					}
+					_, err := other.AppendToStream(ctx, "phoenix", events, store.AppendOptions{Partition: "acme", StreamType: "counter", ExpectedVersion: store.NoStream})
+					require.NoError(t, err)
+				}
+				have := max(recreated, 0)
+				res, err := agg.Send(ctx, counterCmd{Tenant: "acme", Stream: "phoenix", By: 1}, actor.SendOptions{ReturnState: true})
+				require.NoError(t, err, "the cached actor serves the new stream")
+				require.Equal(t, store.Version(have+1), res.Version)
+				require.Equal(t, counterState{Count: have + 1, Events: have + 1}, res.State, "the state of the new stream only")
+				events := readAll(t, st, "acme", "phoenix")
+				require.Len(t, events, have+1)
+				for i, e := range events {
+					require.Equal(t, store.Version(i+1), e.StreamPosition)
+					require.JSONEq(t, `{"by":1}`, string(e.Data))
+				}
+			})
+		}
 	}
 }

@@ -37,8 +37,12 @@ type streamActor[C, E, S any] struct {
 	state   S
 	version store.Version
 	exists  bool
-	loaded  bool // state was loaded (snapshot + events) at least once
-	dirty   bool // state may be behind the store: reload the tail first
+	// incarnation is the incarnation of the stream the state was folded
+	// from (0 while the stream does not exist): appends require it, so an
+	// actor never writes onto a newer incarnation of its stream.
+	incarnation store.Incarnation
+	loaded      bool // state was loaded (snapshot + events) at least once
+	dirty       bool // state may be behind the store: reload the tail first
 
 	job          jobKind
 	retryAttempt int   // attempts of the batch that conflicted: the next tail load waits a backoff
@@ -319,6 +323,9 @@ func (a *streamActor[C, E, S]) startAppend(b *batch[C, E, S]) {
 	h, k, self := a.h, a.key, a.self
 	expected := store.Exact(a.version)
 	opts := store.AppendOptions{Partition: k.tenant, StreamType: a.k.StreamType, ExpectedVersion: expected}
+	if a.exists && a.version > 0 {
+		opts.Incarnation = a.incarnation
+	}
 	a.job = jobAppend
 	finish := func(ctx context.Context, span *otelwire.AppendSpan, res store.AppendResult, err error) {
 		span.End(ctx, otelwire.OutcomeFor(err, store.ErrVersionConflict, nil), int64(res.NextExpectedVersion), err)
@@ -397,6 +404,9 @@ func (a *streamActor[C, E, S]) onAppended(d *appendDone[C, E, S]) {
 		}
 		prev := a.version
 		a.state, a.version, a.exists = b.spec, b.specVersion, true
+		if d.res.Incarnation != 0 {
+			a.incarnation = d.res.Incarnation
+		}
 		for _, e := range b.entries {
 			if e.err != nil {
 				e.msg.answer(a.h.log, Result[E, S]{}, e.err)
@@ -599,7 +609,7 @@ func (a *streamActor[C, E, S]) startLoad(full bool) {
 		a.retryAttempt = 0
 	}
 	h, k, self, parent := a.h, a.key, a.self, a.parent
-	start := loadStart[S]{full: full, state: a.state, version: a.version, exists: a.exists}
+	start := loadStart[S]{full: full, state: a.state, version: a.version, exists: a.exists, incarnation: a.incarnation}
 	a.job = jobLoad
 	h.jobs.Add(1)
 	go func() {
@@ -640,48 +650,16 @@ func (a *streamActor[C, E, S]) onLoaded(d *loadDone[E, S]) {
 	if !a.loaded {
 		a.activated = true // counted live by the activation span's End
 	}
-	a.state, a.version, a.exists = r.state, r.version, r.exists
+	if a.incarnation != 0 && r.incarnation != a.incarnation {
+		// The stream was archived (and maybe started again): the command
+		// ids remembered from the old incarnation are not this stream's.
+		a.ids = newCommandWindow[E, S](a.h.cfg.CommandIDWindow)
+	}
+	a.state, a.version, a.exists, a.incarnation = r.state, r.version, r.exists, r.incarnation
 	a.loaded, a.dirty = true, false
 	for _, c := range r.commands {
 		a.ids.put(c.id, c.result)
 	}
-}
-
-// maybeSnapshot saves a snapshot when the last append crossed a multiple
-// of Snapshot.Every. The write runs off the loop; Stop waits for it.
-func (a *streamActor[C, E, S]) maybeSnapshot(prev store.Version) {
-	sc := a.k.Snapshot
-	if sc == nil || int64(a.version)/int64(sc.Every) == int64(prev)/int64(sc.Every) {
-		return
-	}
-	data, err := encodeSnapshot(sc, a.state)
-	if err != nil {
-		a.h.log.Warn("actor_snapshot_encode_failed", slog.String("kind", a.key.kind),
-			slog.String("tenant_id", a.key.tenant), slog.String("stream_id", string(a.key.stream)), slog.Any("error", err))
-		return
-	}
-	snap := store.Snapshot{Partition: a.key.tenant, Stream: a.key.stream, Name: sc.Name, Version: a.version, State: data}
-	h, snapshots := a.h, a.k.snapshots
-	h.jobs.Add(1)
-	go func() {
-		defer h.jobs.Done()
-		ctx, cancel := h.storeCtx()
-		defer cancel()
-		if err := snapshots.SaveSnapshot(ctx, snap); err != nil {
-			h.log.Warn("actor_snapshot_save_failed", slog.String("kind", snap.Name),
-				slog.String("tenant_id", snap.Partition), slog.String("stream_id", string(snap.Stream)),
-				slog.Int64("version", int64(snap.Version)), slog.Any("error", err))
-		}
-	}()
-}
-
-func encodeSnapshot[S any](sc *SnapshotConfig[S], s S) (data []byte, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = newPanicError("snapshot encode", r)
-		}
-	}()
-	return sc.Encode(s)
 }
 
 // backoff returns the jittered delay before retry attempt n (n ≥ 1) of
