@@ -7,4 +7,9 @@ import (
 	"github.com/troupehq/troupe/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(crashChildEnv); mode != "" {
+		crashChild(mode) // a child process of TestProcessDiesMidBatch
+	}
+	os.Exit(pgtest.Main(m))
+}
