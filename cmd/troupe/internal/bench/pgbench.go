@@ -84,14 +84,17 @@ FROM m;
 const pgbenchGroupStreams = 10
 
 // pgbenchGroupScript appends one event to each of pgbenchGroupStreams
-// streams in one statement: it locks the stream rows in id order (so
-// concurrent transactions on overlapping streams wait instead of
-// deadlocking), advances each, and inserts one message per stream. The
-// first %d is the highest first stream, the second the streams per
-// transaction less one, %s the event body.
-const pgbenchGroupScript = `\set n random(1, %d)
+// streams in one statement. Each client writes in a range of streams of
+// its own (pgbenchGroupRange streams from client_id × pgbenchGroupRange),
+// as a host's batch holds streams no other process is writing, so the
+// ceiling measures commits rather than waits for row locks; rows are still
+// locked in id order. The first %d is the number of client ranges, the
+// second the range's size, the third the highest first stream offset in a
+// range, the fourth the streams per transaction less one, %s the event
+// body.
+const pgbenchGroupScript = `\set base (:client_id %% %d) * %d + random(0, %d) + 1
 WITH ids AS (
-    SELECT 'pgb-' || g AS stream_id FROM generate_series(:n, :n + %d) AS g
+    SELECT 'pgb-' || g AS stream_id FROM generate_series(:base, :base + %d) AS g
 ), locked AS (
     SELECT st.stream_id FROM streams st JOIN ids USING (stream_id)
     WHERE st.partition = 'default_partition' AND NOT st.is_archived
@@ -108,10 +111,15 @@ SELECT s.stream_id, s.stream_position, s.partition, '%s'::jsonb, '{}'::jsonb, 'I
 FROM s;
 `
 
+// pgbenchGroupRange is how many streams each pgbench client of the
+// group-commit script writes to.
+const pgbenchGroupRange = 150
+
 // groupScript returns the group-commit script with body as every event's
 // data.
 func groupScript(body string) string {
-	return fmt.Sprintf(pgbenchGroupScript, pgbenchStreams-pgbenchGroupStreams+1, pgbenchGroupStreams-1, body)
+	return fmt.Sprintf(pgbenchGroupScript, pgbenchStreams/pgbenchGroupRange, pgbenchGroupRange,
+		pgbenchGroupRange-pgbenchGroupStreams, pgbenchGroupStreams-1, body)
 }
 
 // pgbenchBody returns the JSON body of a typical cart event, as stored.
