@@ -101,11 +101,7 @@ func (p *Projection) applyBatch(ctx context.Context, cp store.Position, events [
 			return fail(events[0], len(events), herr)
 		}
 	}
-	if err := p.fence(ctx, tx); err != nil {
-		return err
-	}
-	next := events[len(events)-1].Position()
-	if err := p.advanceCheckpoint(ctx, tx, cp, next); err != nil {
+	if err := p.fenceAndAdvance(ctx, tx, cp, events[len(events)-1].Position()); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -153,11 +149,14 @@ func loadCheckpoint(ctx context.Context, q queryRower, name, scope string) (stor
 	return store.Position{TransactionID: tx, GlobalPosition: store.GlobalPosition(gp)}, nil
 }
 
+func (p *Projection) advanceArgs(cp, next store.Position) []any {
+	return []any{p.cfg.Name, p.scope, next.TransactionID, int64(next.GlobalPosition), cp.TransactionID, int64(cp.GlobalPosition)}
+}
+
 // advanceCheckpoint moves the checkpoint from cp to next in tx, or returns
 // errCheckpointMoved when it is no longer at cp.
 func (p *Projection) advanceCheckpoint(ctx context.Context, tx pgx.Tx, cp, next store.Position) error {
-	tag, err := tx.Exec(ctx, checkpointAdvanceSQL, p.cfg.Name, p.scope,
-		next.TransactionID, int64(next.GlobalPosition), cp.TransactionID, int64(cp.GlobalPosition))
+	tag, err := tx.Exec(ctx, checkpointAdvanceSQL, p.advanceArgs(cp, next)...)
 	if err != nil {
 		return fmt.Errorf("advance checkpoint: %w", err)
 	}

@@ -62,7 +62,16 @@ func (p *Projection) fence(ctx context.Context, tx pgx.Tx) error {
 		return errLeaseLost
 	}
 	var owner, held bool
-	err := tx.QueryRow(ctx, fenceSQL, p.cfg.Name, p.scope, p.owner, int32(pid), p.lockKey).Scan(&owner, &held)
+	err := tx.QueryRow(ctx, fenceSQL, p.fenceArgs(pid)...).Scan(&owner, &held)
+	return fenceOutcome(err, owner, held)
+}
+
+func (p *Projection) fenceArgs(pid uint32) []any {
+	return []any{p.cfg.Name, p.scope, p.owner, int32(pid), p.lockKey}
+}
+
+// fenceOutcome turns the result of fenceSQL into fence's error.
+func fenceOutcome(err error, owner, held bool) error {
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("%w: no status row", errLeaseLost)
@@ -72,6 +81,36 @@ func (p *Projection) fence(ctx context.Context, tx pgx.Tx) error {
 		return fmt.Errorf("%w: the lease connection no longer holds the lock", errLeaseLost)
 	case !owner:
 		return fmt.Errorf("%w: another runner has claimed the projection", errLeaseLost)
+	}
+	return nil
+}
+
+// fenceAndAdvance is fence followed by advanceCheckpoint, sent together in
+// one round trip. The checkpoint update runs even when the fence fails,
+// but then the error makes the caller roll tx back: nothing of a runner
+// that lost its lease commits.
+func (p *Projection) fenceAndAdvance(ctx context.Context, tx pgx.Tx, cp, next store.Position) error {
+	pid := p.leasePID.Load()
+	if pid == 0 {
+		return errLeaseLost
+	}
+	b := &pgx.Batch{}
+	b.Queue(fenceSQL, p.fenceArgs(pid)...)
+	b.Queue(checkpointAdvanceSQL, p.advanceArgs(cp, next)...)
+	br := tx.SendBatch(ctx, b)
+	var owner, held bool
+	ferr := fenceOutcome(br.QueryRow().Scan(&owner, &held), owner, held)
+	tag, aerr := br.Exec()
+	cerr := br.Close()
+	switch {
+	case ferr != nil:
+		return ferr
+	case aerr != nil:
+		return fmt.Errorf("advance checkpoint: %w", aerr)
+	case cerr != nil:
+		return fmt.Errorf("advance checkpoint: %w", cerr)
+	case tag.RowsAffected() != 1:
+		return errCheckpointMoved
 	}
 	return nil
 }

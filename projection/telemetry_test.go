@@ -66,11 +66,17 @@ func TestProjectionBatchSpans(t *testing.T) {
 	assert.Positive(t, a[otelwire.AttrFirstPosition].AsInt64())
 	_, hasTenant := a[otelwire.AttrTenant]
 	assert.False(t, hasTenant, "a projection of every partition has no tenant")
-	// The handler writes and the checkpoint run under the batch span.
+	// The handler writes and the checkpoint run under the batch span (the
+	// checkpoint in a pgx batch, its statements one level further down).
 	var sqls []string
-	for _, c := range r.Children(b.SpanContext) {
-		sqls = append(sqls, oteltest.Attrs(c.Attributes)[attribute.Key("db.query.text")].AsString())
+	var walk func(sc trace.SpanContext)
+	walk = func(sc trace.SpanContext) {
+		for _, c := range r.Children(sc) {
+			sqls = append(sqls, oteltest.Attrs(c.Attributes)[attribute.Key("db.query.text")].AsString())
+			walk(c.SpanContext)
+		}
 	}
+	walk(b.SpanContext)
 	joined := strings.Join(sqls, "\n")
 	assert.Contains(t, joined, "INSERT INTO applied")
 	assert.Contains(t, joined, "UPDATE subscriptions")

@@ -32,6 +32,17 @@ type worker struct {
 	// current delay before reading again a notified event not yet seen.
 	seen    int64
 	recheck time.Duration
+	// ahead is the next batch, read while the previous one was applied,
+	// and the checkpoint it was read after (nil: read at the next step).
+	ahead *readAhead
+}
+
+// readAhead is a read of the log started while a batch is applied.
+type readAhead struct {
+	after  store.Position
+	events []store.Event
+	err    error
+	done   chan struct{}
 }
 
 func (w *worker) loop(ctx context.Context) error {
@@ -262,11 +273,17 @@ func (w *worker) takeOver(ctx context.Context) error {
 func (w *worker) step(ctx context.Context) (int, error) {
 	p := w.p
 	cp := p.currentCheckpoint()
-	res, err := p.store.ReadAll(ctx, store.ReadAllOptions{After: cp, Partition: p.cfg.Partition, Limit: p.cfg.BatchSize})
-	if err != nil {
-		return 0, fmt.Errorf("read the log after %+v: %w", cp, err)
+	var events []store.Event
+	if a := w.ahead; a != nil && a.after == cp {
+		events = a.events
+	} else {
+		res, err := p.store.ReadAll(ctx, store.ReadAllOptions{After: cp, Partition: p.cfg.Partition, Limit: p.cfg.BatchSize})
+		if err != nil {
+			return 0, fmt.Errorf("read the log after %+v: %w", cp, err)
+		}
+		events = res.Events
 	}
-	events := res.Events
+	w.ahead = nil
 	if len(events) == 0 {
 		return 0, nil
 	}
@@ -274,7 +291,19 @@ func (w *worker) step(ctx context.Context) (int, error) {
 		w.seen = max(w.seen, int64(e.GlobalPosition))
 	}
 	p.lag.noteRead(events)
-	err = p.commitBatch(ctx, cp, events)
+	var ahead *readAhead
+	if len(events) == p.cfg.BatchSize {
+		// A full batch: the log likely goes on. Read the next batch while
+		// this one is applied, to use it if this one commits.
+		ahead = w.readAhead(ctx, events[len(events)-1].Position())
+	}
+	err := p.commitBatch(ctx, cp, events)
+	if ahead != nil {
+		<-ahead.done
+		if err == nil && ahead.err == nil && len(ahead.events) > 0 {
+			w.ahead = ahead
+		}
+	}
 	switch {
 	case err == nil:
 		return len(events), nil
@@ -299,6 +328,19 @@ func (w *worker) step(ctx context.Context) (int, error) {
 		}
 	}
 	return len(events), nil
+}
+
+// readAhead starts reading the batch after position after on a
+// connection of its own; done is closed when the read has returned.
+func (w *worker) readAhead(ctx context.Context, after store.Position) *readAhead {
+	p := w.p
+	a := &readAhead{after: after, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		res, err := p.store.ReadAll(ctx, store.ReadAllOptions{After: after, Partition: p.cfg.Partition, Limit: p.cfg.BatchSize})
+		a.events, a.err = res.Events, err
+	}()
+	return a
 }
 
 // reload reads the checkpoint again after another runner moved it.
