@@ -1,6 +1,7 @@
 package actor
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 
@@ -134,6 +135,9 @@ func (ap *appender) write(batch []*appendReq) {
 		parts[i] = r.part
 	}
 	results, err := ap.batches.AppendBatch(ctx, parts)
+	if err == nil && len(results) != len(batch) {
+		err = fmt.Errorf("actor: the store answered a batch of %d appends with %d outcomes", len(batch), len(results))
+	}
 	for i, r := range batch {
 		if err != nil {
 			r.done(store.AppendResult{}, err)

@@ -29,6 +29,7 @@ type batchStore struct {
 	sizes    []int // parts of every AppendBatch call
 	lone     int   // AppendToStream calls
 	failNext error // the next AppendBatch fails with it, writing nothing
+	dropNext bool  // the next AppendBatch answers with one outcome too few
 	inflight atomic.Int64
 	peak     atomic.Int64
 }
@@ -57,13 +58,17 @@ func (s *batchStore) AppendBatch(ctx context.Context, appends []store.StreamAppe
 	defer s.enter()()
 	s.mu.Lock()
 	s.sizes = append(s.sizes, len(appends))
-	fail := s.failNext
-	s.failNext = nil
+	fail, drop := s.failNext, s.dropNext
+	s.failNext, s.dropNext = nil, false
 	s.mu.Unlock()
 	if fail != nil {
 		return nil, fail
 	}
-	return s.Store.AppendBatch(ctx, appends)
+	out, err := s.Store.AppendBatch(ctx, appends)
+	if drop && len(out) > 0 {
+		out = out[:len(out)-1]
+	}
+	return out, err
 }
 
 func (s *batchStore) stats() (sizes []int, lone int) {
@@ -175,6 +180,7 @@ func TestAppendBatchFailsAsAWhole(t *testing.T) {
 	}{
 		{"unavailable", fmt.Errorf("no connection: %w", store.ErrUnavailable), store.ErrUnavailable},
 		{"unknown", errors.New("connection reset by peer"), actor.ErrOutcomeUnknown},
+		{"outcome missing", nil, actor.ErrOutcomeUnknown}, // a store answering with too few outcomes
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -189,7 +195,7 @@ func TestAppendBatchFailsAsAWhole(t *testing.T) {
 			go func() { defer wg.Done(); _, results[0] = agg.Send(ctx, counterCmd{Tenant: "t", Stream: "s-0"}) }()
 			require.Eventually(t, func() bool { return st.inflight.Load() == 1 }, time.Minute, time.Millisecond)
 			st.mu.Lock()
-			st.failNext = tc.err
+			st.failNext, st.dropNext = tc.err, tc.err == nil
 			st.mu.Unlock()
 			for i := 1; i < 4; i++ {
 				wg.Add(1)
