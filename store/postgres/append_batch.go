@@ -35,6 +35,12 @@ import (
 // at most one round more than it has refused parts. In the steady state of
 // a host (streams that exist, versions it knows) no part raises anything.
 //
+// A run of consecutive parts to existing streams (Exact(n > 0),
+// StreamExists: a host's steady state) shares one statement on the pool
+// instead, which costs PostgreSQL far less than a statement per part; a
+// run whose statement raises an error is sent again part by part (see
+// append_multi.go).
+//
 // In a caller's transaction the parts use the guarded statements of the
 // transaction family, which refuse without raising an error (an error
 // would abort the caller's transaction); parts that returned no row are
@@ -59,12 +65,14 @@ type batchPart struct {
 	ids      []string
 	sql      string
 	args     []any
-	attempts int // rounds that wrote nothing for it although it was allowed
+	attempts int  // rounds that wrote nothing for it although it was allowed
+	alone    bool // sent on its own statement, never in a run's (see append_multi.go)
 }
 
 // AppendBatch implements [store.BatchAppender]. In the common case it is
-// one round trip and one transaction: every part's append statement in one
-// pgx.Batch, committed together. Refused parts cost one look-up each after
+// one round trip and one transaction: every part's append statement (one
+// statement for each run of parts to existing streams) in one pgx.Batch,
+// committed together. Refused parts cost one look-up each after
 // the commit; a part whose statement raises an error costs one more round
 // for the others. With Config.Notifier set (and not in a caller's
 // transaction) the Notifier is poked once per written part after the
@@ -124,6 +132,10 @@ func (s *Store) AppendBatch(ctx context.Context, appends []store.StreamAppend) (
 				out[p.index].Err = appendError(p.stream, p.opts.Partition, err)
 			}
 			return out, nil
+		case failed == roundAgain:
+			// A run's statement failed and rolled the round back: its
+			// parts go on their own statements.
+			continue
 		case failed >= 0:
 			// The round rolled back: the failed part gets its error (or,
 			// for a message id stored meanwhile, its explanation), the
@@ -206,18 +218,29 @@ type partRow struct {
 	err     error // the statement's error (only for the failed part)
 }
 
+// roundAgain is batchRound's failed when a run's statement raised a
+// PostgreSQL error: the round rolled back and should be sent again.
+const roundAgain = -2
+
 // batchRound sends pending as one batch and returns each part's row. When
 // a part's statement raised a PostgreSQL error the round rolled back and
-// failed is its index (-1 otherwise); err is an error of the round as a
-// whole (nothing sent, connection lost, ctx ended, the commit failed),
-// after which the round's outcome is unknown unless notSent(err).
+// failed is its index (-1 otherwise; roundAgain when the statement was a
+// run's); err is an error of the round as a whole (nothing sent, connection
+// lost, ctx ended, the commit failed), after which the round's outcome is
+// unknown unless notSent(err).
 func (s *Store) batchRound(ctx context.Context, db querier, pending []*batchPart) (rows []partRow, failed int, err error) {
 	inTx := s.inTx()
 	b := &pgx.Batch{}
 	if inTx {
 		b.Queue(batchSavepointSQL)
 	}
-	for _, p := range pending {
+	runs := s.batchRuns(pending)
+	for _, run := range runs {
+		if len(run) > 1 {
+			s.queueMulti(b, pending, run)
+			continue
+		}
+		p := pending[run[0]]
 		if s.rls {
 			b.Queue(scopeSQL, p.opts.Partition)
 		}
@@ -236,7 +259,18 @@ func (s *Store) batchRound(ctx context.Context, db querier, pending []*batchPart
 				return err
 			}
 		}
-		for i, p := range pending {
+		for _, run := range runs {
+			if len(run) > 1 {
+				again, err := readMulti(br, pending, run, rows)
+				if again {
+					failed = roundAgain
+				}
+				if again || err != nil {
+					return err
+				}
+				continue
+			}
+			i, p := run[0], pending[run[0]]
 			var next, last, incarnation int64
 			var res store.AppendResult
 			var err error
@@ -271,7 +305,7 @@ func (s *Store) batchRound(ctx context.Context, db querier, pending []*batchPart
 	switch {
 	case err != nil:
 		return nil, -1, err
-	case failed >= 0:
+	case failed != -1:
 		if inTx {
 			if _, err := db.Exec(ctx, batchRollbackSQL); err != nil {
 				return nil, -1, fmt.Errorf("roll back to the batch's savepoint: %w", err)

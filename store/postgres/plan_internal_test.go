@@ -67,6 +67,32 @@ func TestPoolAppendPlansNameNoPartition(t *testing.T) {
 		require.Contains(t, plan, "Insert on messages", name)
 		require.NotRegexp(t, partitionRef, plan, "%s: the generic plan of the pool's statement names partitions:\n%s", name, plan)
 	}
+	// So does the statement of a run of parts (append_multi.go), with a
+	// notification or without.
+	for name, sql := range map[string]string{"run": appendMultiSQL, "quiet run": appendMultiQuietSQL} {
+		var plan []string
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_generic_plan`); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `PREPARE run_plan AS `+sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+				return err
+			}
+			defer func() { _, _ = tx.Exec(context.WithoutCancel(ctx), `DEALLOCATE run_plan`) }()
+			rows, err := tx.Query(ctx, `EXPLAIN EXECUTE run_plan (ARRAY['s', 't'], ARRAY['tenant-b', 'tenant-c'], ARRAY[1, 1],
+    ARRAY[3, NULL]::bigint[], ARRAY[0, 42], ARRAY[1, 2], ARRAY[1, 1], ARRAY['m-1', 'm-2'], ARRAY['E', 'E'],
+    ARRAY['{}', '{}'], ARRAY['{}', '{}'], ARRAY['1', '1'])`)
+			if err != nil {
+				return err
+			}
+			plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			return err
+		})
+		require.NoError(t, err)
+		joined := strings.Join(plan, "\n")
+		require.Contains(t, joined, "Insert on messages", name)
+		require.NotRegexp(t, partitionRef, joined, "%s: the generic plan names partitions:\n%s", name, joined)
+	}
 	// The check sees a statement that reads by partition.
 	plan := genericPlan(appendExactSQL, "3, 0")
 	require.Regexp(t, partitionRef, plan)
