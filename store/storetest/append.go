@@ -31,26 +31,7 @@ var appendTests = []test{
 // table (any, stream exists, no stream, exact n), on a missing stream and
 // on a stream at version 2.
 func testExpectedVersionMatrix(t *testing.T, s store.EventStore) {
-	cases := []struct {
-		name     string
-		exists   bool
-		expected store.ExpectedVersion
-		ok       bool
-	}{
-		{"missing/any", false, store.Any, true},
-		{"missing/stream_exists", false, store.StreamExists, false},
-		{"missing/no_stream", false, store.NoStream, true},
-		{"missing/exact_0", false, store.Exact(0), true},
-		{"missing/exact_1", false, store.Exact(1), false},
-		{"missing/exact_2", false, store.Exact(2), false},
-		{"existing/any", true, store.Any, true},
-		{"existing/stream_exists", true, store.StreamExists, true},
-		{"existing/no_stream", true, store.NoStream, false},
-		{"existing/exact_0", true, store.Exact(0), false},
-		{"existing/exact_1", true, store.Exact(1), false},
-		{"existing/exact_2", true, store.Exact(2), true},
-		{"existing/exact_3", true, store.Exact(3), false},
-	}
+	cases := expectedVersionCases
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			stream := store.StreamID("matrix-" + tc.name)
@@ -355,4 +336,28 @@ func testCancelledContext(t *testing.T, s store.EventStore) {
 	_, err := s.AppendToStream(ctx, "cancelled", evs("E", 3), store.AppendOptions{})
 	require.Error(t, err)
 	requireVersion(t, s, "cancelled", "", false, 0)
+}
+
+// expectedVersionCases is every cell of the expected-version table, on a
+// missing stream and on a stream at version 2, and whether the append is
+// allowed.
+var expectedVersionCases = []struct {
+	name     string
+	exists   bool
+	expected store.ExpectedVersion
+	ok       bool
+}{
+	{"missing/any", false, store.Any, true},
+	{"missing/stream_exists", false, store.StreamExists, false},
+	{"missing/no_stream", false, store.NoStream, true},
+	{"missing/exact_0", false, store.Exact(0), true},
+	{"missing/exact_1", false, store.Exact(1), false},
+	{"missing/exact_2", false, store.Exact(2), false},
+	{"existing/any", true, store.Any, true},
+	{"existing/stream_exists", true, store.StreamExists, true},
+	{"existing/no_stream", true, store.NoStream, false},
+	{"existing/exact_0", true, store.Exact(0), false},
+	{"existing/exact_1", true, store.Exact(1), false},
+	{"existing/exact_2", true, store.Exact(2), true},
+	{"existing/exact_3", true, store.Exact(3), false},
 }

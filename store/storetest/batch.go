@@ -91,26 +91,7 @@ func testBatchMatrix(t *testing.T, s store.EventStore) {
 	if b == nil {
 		return
 	}
-	cases := []struct {
-		name     string
-		exists   bool
-		expected store.ExpectedVersion
-		ok       bool
-	}{
-		{"missing/any", false, store.Any, true},
-		{"missing/stream_exists", false, store.StreamExists, false},
-		{"missing/no_stream", false, store.NoStream, true},
-		{"missing/exact_0", false, store.Exact(0), true},
-		{"missing/exact_1", false, store.Exact(1), false},
-		{"missing/exact_2", false, store.Exact(2), false},
-		{"existing/any", true, store.Any, true},
-		{"existing/stream_exists", true, store.StreamExists, true},
-		{"existing/no_stream", true, store.NoStream, false},
-		{"existing/exact_0", true, store.Exact(0), false},
-		{"existing/exact_1", true, store.Exact(1), false},
-		{"existing/exact_2", true, store.Exact(2), true},
-		{"existing/exact_3", true, store.Exact(3), false},
-	}
+	cases := expectedVersionCases
 	parts := make([]store.StreamAppend, len(cases))
 	for i, tc := range cases {
 		stream := store.StreamID("matrix-" + tc.name)
