@@ -231,22 +231,9 @@ func TestTenantTableRegistry(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	pool := pgtest.NewPool(t)
-	ms, err := postgres.Migrations()
-	require.NoError(t, err)
-	_, err = pool.Exec(ctx, `CREATE TABLE troupe_schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-		applied_at timestamptz NOT NULL DEFAULT now())`)
-	require.NoError(t, err)
-	for _, m := range ms {
-		if m.Version >= 5 {
-			break
-		}
-		_, err := pool.Exec(ctx, m.SQL)
-		require.NoError(t, err, m.Name)
-		_, err = pool.Exec(ctx, `INSERT INTO troupe_schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
-		require.NoError(t, err)
-	}
+	migrateBefore(t, pool, 5)
 	// An event written by the older build.
-	_, err = pool.Exec(ctx, `INSERT INTO streams (stream_id, partition, stream_type, stream_position) VALUES ('before', 'acme', 't', 1);
+	_, err := pool.Exec(ctx, `INSERT INTO streams (stream_id, partition, stream_type, stream_position) VALUES ('before', 'acme', 't', 1);
 		INSERT INTO messages (stream_id, stream_position, partition, message_data, message_type, message_id)
 		VALUES ('before', 1, 'acme', '{}', 'E', 'm-before')`)
 	require.NoError(t, err)
@@ -287,25 +274,12 @@ func TestIncarnationMigration(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	pool := pgtest.NewPool(t)
-	ms, err := postgres.Migrations()
-	require.NoError(t, err)
-	_, err = pool.Exec(ctx, `CREATE TABLE troupe_schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-		applied_at timestamptz NOT NULL DEFAULT now())`)
-	require.NoError(t, err)
-	for _, m := range ms {
-		if m.Version >= 7 {
-			break
-		}
-		_, err := pool.Exec(ctx, m.SQL)
-		require.NoError(t, err, m.Name)
-		_, err = pool.Exec(ctx, `INSERT INTO troupe_schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
-		require.NoError(t, err)
-	}
+	migrateBefore(t, pool, 7)
 	// "cart" lived once (archived, two events an hour ago) and lives again
 	// (three events now); "kept" lives once. Snapshots: one of the old life
 	// of "cart" (saved before it was archived), one of its new life, one of
 	// "kept".
-	_, err = pool.Exec(ctx, `
+	_, err := pool.Exec(ctx, `
 INSERT INTO streams (stream_id, partition, stream_type, stream_position, is_archived) VALUES
     ('cart', 'default_partition', 't', 2, true), ('cart', 'default_partition', 't', 3, false),
     ('kept', 'default_partition', 't', 1, false);
@@ -356,4 +330,25 @@ INSERT INTO projection_stream_checkpoints (subscription_id, stream_id, last_proc
 	res, err := s.AppendToStream(ctx, "cart", events("E", 1), store.AppendOptions{ExpectedVersion: store.Exact(3), Incarnation: globalOf("new-1")})
 	require.NoError(t, err)
 	require.Equal(t, globalOf("new-1"), res.Incarnation)
+}
+
+// migrateBefore migrates pool's empty database as an older build would
+// have: every migration below version before, recorded as applied.
+func migrateBefore(t *testing.T, pool *pgxpool.Pool, before int) {
+	t.Helper()
+	ctx := t.Context()
+	ms, err := postgres.Migrations()
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `CREATE TABLE troupe_schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now())`)
+	require.NoError(t, err)
+	for _, m := range ms {
+		if m.Version >= before {
+			break
+		}
+		_, err := pool.Exec(ctx, m.SQL)
+		require.NoError(t, err, m.Name)
+		_, err = pool.Exec(ctx, `INSERT INTO troupe_schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
+		require.NoError(t, err)
+	}
 }

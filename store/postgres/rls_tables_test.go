@@ -229,25 +229,12 @@ func TestRowLevelSecurityProjectionTables(t *testing.T) {
 // keeps it off. The data stays.
 func TestMigrationCoversTenantTablesOfARowLevelSecurityDatabase(t *testing.T) {
 	t.Parallel()
-	ms, err := postgres.Migrations()
-	require.NoError(t, err)
 	for _, rls := range []bool{true, false} {
 		t.Run(map[bool]string{true: "rls", false: "no_rls"}[rls], func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
 			pool := pgtest.NewPool(t)
-			_, err := pool.Exec(ctx, `CREATE TABLE troupe_schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-				applied_at timestamptz NOT NULL DEFAULT now())`)
-			require.NoError(t, err)
-			for _, m := range ms {
-				if m.Version >= 6 {
-					break
-				}
-				_, err := pool.Exec(ctx, m.SQL)
-				require.NoError(t, err, m.Name)
-				_, err = pool.Exec(ctx, `INSERT INTO troupe_schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
-				require.NoError(t, err)
-			}
+			migrateBefore(t, pool, 6)
 			mgr, err := tenancy.NewManager(pool, &tenancy.Config{Logger: slog.New(slog.DiscardHandler)})
 			require.NoError(t, err)
 			for _, id := range []string{"tenant-a", "tenant-b"} {
