@@ -284,10 +284,7 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 		var next, lastGlobal, incarnation int64
 		err := s.queryRow(ctx, db, opts.Partition, sql, args...).Scan(&next, &lastGlobal, &res.TransactionID, nil, &incarnation)
 		if err == nil {
-			res.NextExpectedVersion = store.Version(next)
-			res.LastGlobalPosition = store.GlobalPosition(lastGlobal)
-			res.Incarnation = store.Incarnation(incarnation)
-			res.CreatedNewStream = next == int64(n)
+			res = appendResult(next, lastGlobal, res.TransactionID, incarnation, int64(n))
 			if quiet {
 				s.notifier.Poke(opts.Partition, res.LastGlobalPosition)
 			}
@@ -320,6 +317,14 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 	}
 }
 
+// appendResult is the outcome of an append statement's row: the stream's
+// version, the last global position, the transaction id and the stream's
+// incarnation, for an append of n events.
+func appendResult(next, last int64, tx uint64, incarnation, n int64) store.AppendResult {
+	return store.AppendResult{NextExpectedVersion: store.Version(next), LastGlobalPosition: store.GlobalPosition(last),
+		TransactionID: tx, Incarnation: store.Incarnation(incarnation), CreatedNewStream: next == n}
+}
+
 // appendError describes an append that failed with err, which none of the
 // refusals AppendToStream explains (a version conflict, a stored message
 // id) is: a write refused by the tombstone partition of a dropped tenant
@@ -332,7 +337,7 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 // ended meanwhile) and is returned wrapped as it is.
 func appendError(stream store.StreamID, partition string, err error) error {
 	what := fmt.Sprintf("append to stream %q in partition %q", stream, partition)
-	if isTenantDropped(err) {
+	if IsTenantDropped(err) {
 		return tenantDropped(what, partition, err)
 	}
 	switch sqlstateClass(err) {

@@ -282,11 +282,7 @@ func (s *Store) batchRound(ctx context.Context, db querier, pending []*batchPart
 			}
 			switch {
 			case err == nil:
-				res.NextExpectedVersion = store.Version(next)
-				res.LastGlobalPosition = store.GlobalPosition(last)
-				res.Incarnation = store.Incarnation(incarnation)
-				res.CreatedNewStream = next == p.n
-				rows[i] = partRow{written: true, res: res}
+				rows[i] = partRow{written: true, res: appendResult(next, last, res.TransactionID, incarnation, p.n)}
 			case errors.Is(err, pgx.ErrNoRows):
 			case sqlstateClass(err) != "":
 				rows[i].err, failed = err, i

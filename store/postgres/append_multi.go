@@ -149,7 +149,7 @@ func (s *Store) queueMulti(b *pgx.Batch, pending []*batchPart, run []int) {
 func readMulti(br pgx.BatchResults, pending []*batchPart, run []int, rows []partRow) (fallback bool, err error) {
 	res, err := br.Query()
 	if err != nil {
-		return fallBack(err, pending, run, rows)
+		return fallBack(err, pending, run)
 	}
 	for res.Next() {
 		var part, next, last, incarnation int64
@@ -159,15 +159,11 @@ func readMulti(br pgx.BatchResults, pending []*batchPart, run []int, rows []part
 			return false, err
 		}
 		i := run[part-1]
-		r.NextExpectedVersion = store.Version(next)
-		r.LastGlobalPosition = store.GlobalPosition(last)
-		r.Incarnation = store.Incarnation(incarnation)
-		r.CreatedNewStream = next == pending[i].n
-		rows[i] = partRow{written: true, res: r}
+		rows[i] = partRow{written: true, res: appendResult(next, last, r.TransactionID, incarnation, pending[i].n)}
 	}
 	res.Close()
 	if err := res.Err(); err != nil {
-		return fallBack(err, pending, run, rows)
+		return fallBack(err, pending, run)
 	}
 	return false, nil
 }
@@ -175,13 +171,12 @@ func readMulti(br pgx.BatchResults, pending []*batchPart, run []int, rows []part
 // fallBack handles err, the error of a run's statement: a PostgreSQL error
 // marks the run's parts to go alone and reports true; any other error is
 // returned.
-func fallBack(err error, pending []*batchPart, run []int, rows []partRow) (bool, error) {
+func fallBack(err error, pending []*batchPart, run []int) (bool, error) {
 	if sqlstateClass(err) == "" {
 		return false, err
 	}
 	for _, i := range run {
 		pending[i].alone = true
-		rows[i] = partRow{}
 	}
 	return true, nil
 }

@@ -217,6 +217,5 @@ const (
 // isDataException reports whether err is a PostgreSQL data exception,
 // which means the input, not the database, was at fault.
 func isDataException(err error) bool {
-	pgErr, ok := pgError(err)
-	return ok && len(pgErr.Code) == 5 && pgErr.Code[:2] == classDataException
+	return sqlstateClass(err) == classDataException
 }

@@ -10,15 +10,6 @@ import (
 // codeCheckViolation is SQLSTATE check_violation.
 const codeCheckViolation = "23514"
 
-// isTenantDropped reports whether err is a write refused by the tombstone
-// partition of a dropped tenant (see pgtenant.DroppedConstraint): the
-// tenant's value is routed to a partition whose CHECK (false) rejects
-// every row.
-func isTenantDropped(err error) bool {
-	pgErr, ok := pgError(err)
-	return ok && pgErr.Code == codeCheckViolation && pgErr.ConstraintName == pgtenant.DroppedConstraint
-}
-
 // tenantDropped wraps err, a write refused because its tenant was dropped,
 // so that it matches store.ErrTenantDropped.
 func tenantDropped(what, partition string, err error) error {
@@ -33,4 +24,7 @@ func tenantDropped(what, partition string, err error) error {
 // return such refusals as errors matching store.ErrTenantDropped; code that
 // writes tenant tables with its own SQL (projections, read models) can
 // branch on this predicate.
-func IsTenantDropped(err error) bool { return isTenantDropped(err) }
+func IsTenantDropped(err error) bool {
+	pgErr, ok := pgError(err)
+	return ok && pgErr.Code == codeCheckViolation && pgErr.ConstraintName == pgtenant.DroppedConstraint
+}
