@@ -5,11 +5,12 @@ import (
 	"encoding/hex"
 	"unicode/utf8"
 
+	"github.com/troupehq/troupe/internal/pgtenant"
 	"github.com/troupehq/troupe/store"
 )
 
 // maxIdentifier is PostgreSQL's identifier limit (NAMEDATALEN-1), in bytes.
-const maxIdentifier = 63
+const maxIdentifier = pgtenant.MaxIdentifier
 
 // hashedPrefixLen is how many bytes of the readable name a hashed name
 // keeps before "_" and 16 hex digits: 46 + 1 + 16 = 63.

@@ -143,7 +143,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		}
 		rep.Pgbench = &pg
 		b.progressf("  %s transactions/s (%s with the append's pg_notify); %d streams per transaction: %s appends/s",
-			fmtRate(pg.TPS), fmtRate(pg.TPSNotify), pg.GroupStreams, fmtRate(pg.GroupTPS*float64(pg.GroupStreams)))
+			fmtRate(pg.TPS), fmtRate(pg.TPSNotify), pg.GroupStreams, fmtRate(pg.GroupAppendsPerSec()))
 	}
 	rep.Environment.LoadEnd = loadAverage()
 	rep.Finished = time.Now().UTC()

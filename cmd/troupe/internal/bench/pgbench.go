@@ -79,6 +79,10 @@ SELECT pg_notify('troupe_events', json_build_object('partition', m.partition, 'g
 FROM m;
 `
 
+// GroupAppendsPerSec is the group-commit ceiling in appends per second:
+// GroupTPS transactions of GroupStreams appends each.
+func (p PgbenchResult) GroupAppendsPerSec() float64 { return p.GroupTPS * float64(p.GroupStreams) }
+
 // pgbenchGroupStreams is how many streams one transaction of the
 // group-commit script appends to.
 const pgbenchGroupStreams = 10

@@ -120,7 +120,7 @@ func targets(r *Report) []Target {
 			Value: v, Shown: fmt.Sprintf("%.2f (%s vs %s tps)", v, fmtRate(a.CommandsPerSec), fmtRate(r.Pgbench.TPS)), Met: v >= 0.5})
 	}
 	if p := r.Pgbench; okA && p != nil && p.GroupTPS > 0 && p.GroupStreams > 0 {
-		ceiling := p.GroupTPS * float64(p.GroupStreams)
+		ceiling := p.GroupAppendsPerSec()
 		v := a.CommandsPerSec / ceiling
 		out = append(out, Target{Name: fmt.Sprintf("actor commands/s at C=%d vs group-commit ceiling", c), Goal: ">= 0.5",
 			Value: v, Shown: fmt.Sprintf("%.2f (%s vs %s appends/s, %d streams per transaction)", v, fmtRate(a.CommandsPerSec), fmtRate(ceiling), p.GroupStreams),
@@ -231,13 +231,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 			p.Clients, p.Threads, p.Seconds, fmtRate(p.TPS), fmtRate(p.TPSNotify))
 		if p.GroupTPS > 0 {
 			fmt.Fprintf(&sb, "group-commit ceiling (%d streams' appends per transaction): %s transactions/s = %s appends/s\n",
-				p.GroupStreams, fmtRate(p.GroupTPS), fmtRate(p.GroupTPS*float64(p.GroupStreams)))
+				p.GroupStreams, fmtRate(p.GroupTPS), fmtRate(p.GroupAppendsPerSec()))
 		}
 		if a, ok := r.find(ModeActor, r.maxConcurrency()); ok && p.TPS > 0 && p.TPSNotify > 0 {
 			fmt.Fprintf(&sb, "actor mode at C=%d: %.2f of the plain ceiling, %.2f of the ceiling with pg_notify",
 				a.Concurrency, a.CommandsPerSec/p.TPS, a.CommandsPerSec/p.TPSNotify)
 			if p.GroupTPS > 0 {
-				fmt.Fprintf(&sb, ", %.2f of the group-commit ceiling", a.CommandsPerSec/(p.GroupTPS*float64(p.GroupStreams)))
+				fmt.Fprintf(&sb, ", %.2f of the group-commit ceiling", a.CommandsPerSec/p.GroupAppendsPerSec())
 			}
 			sb.WriteString("\n")
 		}

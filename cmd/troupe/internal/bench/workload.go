@@ -10,7 +10,7 @@ import (
 )
 
 // workload hands out the cart commands of T×N cart slots: each slot runs
-// create, K adds and checkout, then starts a new benchcart. It never hands out a
+// create, K adds and checkout, then starts a new cart. It never hands out a
 // command that could be rejected: adds only once the create is answered,
 // the checkout only once every add is answered.
 type workload struct {
