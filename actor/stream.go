@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"time"
 
 	protoactor "github.com/asynkron/protoactor-go/actor"
 	"go.opentelemetry.io/otel/trace"
@@ -603,24 +602,16 @@ func (a *streamActor[C, E, S]) internalPanic(r any) {
 // the whole stream (full), or from the current state and the tail after
 // the current version. The outcome comes back as a loadDone message.
 func (a *streamActor[C, E, S]) startLoad(full bool) {
-	var delay time.Duration
-	if a.retryAttempt > 0 {
-		delay = a.h.backoff(a.retryAttempt)
-		a.retryAttempt = 0
-	}
+	attempt := a.retryAttempt // the conflicted batch's attempts: wait before reading the tail
+	a.retryAttempt = 0
 	h, k, self, parent := a.h, a.key, a.self, a.parent
 	start := loadStart[S]{full: full, state: a.state, version: a.version, exists: a.exists, incarnation: a.incarnation}
 	a.job = jobLoad
 	h.jobs.Add(1)
 	go func() {
 		defer h.jobs.Done()
-		if delay > 0 {
-			t := time.NewTimer(delay)
-			select {
-			case <-t.C:
-			case <-h.baseCtx.Done():
-				t.Stop()
-			}
+		if attempt > 0 {
+			_ = h.cfg.Retry.Wait(h.baseCtx, attempt) // Stop cuts the wait short
 		}
 		ctx, cancel := h.storeCtx()
 		defer cancel()
@@ -661,7 +652,3 @@ func (a *streamActor[C, E, S]) onLoaded(d *loadDone[E, S]) {
 		a.ids.put(c.id, c.result)
 	}
 }
-
-// backoff returns the jittered delay before retry attempt n (n ≥ 1) of
-// the conflict policy.
-func (h *Host) backoff(n int) time.Duration { return h.cfg.Retry.Delay(n) }

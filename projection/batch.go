@@ -153,19 +153,6 @@ func (p *Projection) advanceArgs(cp, next store.Position) []any {
 	return []any{p.cfg.Name, p.scope, next.TransactionID, int64(next.GlobalPosition), cp.TransactionID, int64(cp.GlobalPosition)}
 }
 
-// advanceCheckpoint moves the checkpoint from cp to next in tx, or returns
-// errCheckpointMoved when it is no longer at cp.
-func (p *Projection) advanceCheckpoint(ctx context.Context, tx pgx.Tx, cp, next store.Position) error {
-	tag, err := tx.Exec(ctx, checkpointAdvanceSQL, p.advanceArgs(cp, next)...)
-	if err != nil {
-		return fmt.Errorf("advance checkpoint: %w", err)
-	}
-	if tag.RowsAffected() != 1 {
-		return errCheckpointMoved
-	}
-	return nil
-}
-
 const deadLetterSQL = `INSERT INTO projection_dead_letters (projection, scope, partition, transaction_id, global_position,
     stream_id, stream_position, message_id, message_type, message_data, message_metadata, error, attempts)
 VALUES ($1, $2, $3, $4::xid8, $5, $6, $7, $8, $9, $10::text::jsonb, $11::text::jsonb, $12, $13)
@@ -198,12 +185,14 @@ func (p *Projection) writeDeadLetter(ctx context.Context, e store.Event, he *Han
 	if len(e.Data) == 0 {
 		data = "null"
 	}
-	err = p.fenced(ctx, func(tx pgx.Tx) error {
+	// Like a batch: the dead letter, then the lease check and the
+	// checkpoint in one round trip; a lost lease rolls the letter back.
+	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, deadLetterSQL, p.cfg.Name, p.scope, e.Partition, e.TransactionID, int64(e.GlobalPosition),
 			string(e.StreamID), int64(e.StreamPosition), e.MessageID, e.Type, data, meta, he.Err.Error(), he.Attempts); err != nil {
 			return fmt.Errorf("insert dead letter: %w", err)
 		}
-		return p.advanceCheckpoint(ctx, tx, cp, e.Position())
+		return p.fenceAndAdvance(ctx, tx, cp, e.Position())
 	})
 	if err != nil {
 		return fmt.Errorf("dead-letter %s: %w", e, err)

@@ -155,7 +155,7 @@ func (p *Projection) writeStoppedStatus(ctx context.Context, q execer) error {
 //
 // db may be a pool, a connection or a transaction.
 func LoadStatus(ctx context.Context, db postgres.DB, name, partition string) (Status, error) {
-	if db == nil {
+	if postgres.IsNil(db) {
 		return Status{}, configError("projection.LoadStatus: db is nil")
 	}
 	pool := db

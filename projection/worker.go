@@ -64,9 +64,6 @@ func (w *worker) loop(ctx context.Context) error {
 		}
 		if g := w.l.gen.Load(); g != w.gen || !w.active {
 			if err := w.takeOver(ctx); err != nil {
-				if errors.Is(err, errLeaseLost) {
-					w.deactivate(ctx, err)
-				}
 				if werr := w.infraError(ctx, "projection_take_over_failed", err); werr != nil {
 					return werr
 				}
@@ -110,10 +107,6 @@ func (w *worker) loop(ctx context.Context) error {
 				return nil
 			case ctx.Err() != nil:
 				return ctx.Err()
-			case errors.Is(err, errLeaseLost):
-				// A write found the lease gone: it was rolled back. Stand
-				// by until the lease is confirmed (taken again) or lost.
-				w.deactivate(ctx, err)
 			}
 			if werr := w.infraError(ctx, "projection_batch_failed", err); werr != nil {
 				return werr
@@ -206,6 +199,11 @@ func (w *worker) waitFor(ctx context.Context, timeout time.Duration) error {
 // non-nil when the loop must exit instead.
 func (w *worker) infraError(ctx context.Context, msg string, err error) error {
 	p := w.p
+	if errors.Is(err, errLeaseLost) {
+		// A write found the lease gone: it was rolled back. Stand by until
+		// the lease is confirmed (taken again) or lost.
+		w.deactivate(ctx, err)
+	}
 	if p.scope != AllPartitions && postgres.IsTenantDropped(err) {
 		// The partition this projection is limited to was dropped: its
 		// checkpoint and status can never be written again. Stop.

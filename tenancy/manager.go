@@ -125,7 +125,7 @@ type Manager struct {
 // partitions needs ownership) and the registries of migrations 003 and 005.
 // cfg may be nil; see [Config] for the defaults.
 func NewManager(db postgres.DB, cfg *Config) (*Manager, error) {
-	if db == nil {
+	if postgres.IsNil(db) {
 		return nil, errors.New("tenancy.NewManager: db is nil")
 	}
 	c := cfg.withDefaults()

@@ -76,7 +76,7 @@ type Runner struct {
 // Without Config.Store, db must be a *pgxpool.Pool, the store/postgres
 // store's handle.
 func New(db postgres.DB, cfg *Config) (*Runner, error) {
-	if db == nil {
+	if postgres.IsNil(db) {
 		return nil, cfgerr.Errorf("perstream.New: db is nil")
 	}
 	if cfg == nil {

@@ -30,9 +30,9 @@ var (
 	_ DB = (pgx.Tx)(nil)
 )
 
-// isNil reports whether db is nil, also as a nil *pgxpool.Pool or *pgx.Conn
-// in a non-nil interface.
-func isNil(db DB) bool {
+// IsNil reports whether db is nil, also as a nil *pgxpool.Pool or *pgx.Conn
+// in a non-nil interface: what a constructor taking a DB refuses.
+func IsNil(db DB) bool {
 	switch d := db.(type) {
 	case nil:
 		return true

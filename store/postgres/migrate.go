@@ -125,7 +125,7 @@ func parseMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 // until that transaction ends: nothing is applied until the caller commits,
 // and a rollback undoes every migration.
 func Migrate(ctx context.Context, db DB) error {
-	if isNil(db) {
+	if IsNil(db) {
 		return errors.New("migrate: db is nil")
 	}
 	ms, err := loadMigrations()
@@ -203,7 +203,7 @@ func readApplied(ctx context.Context, q querier) ([]MigrationStatus, error) {
 // database never migrated reports every migration as not applied. db is a
 // *pgxpool.Pool, a *pgx.Conn or a pgx.Tx.
 func MigrateStatus(ctx context.Context, db DB) ([]MigrationStatus, error) {
-	if isNil(db) {
+	if IsNil(db) {
 		return nil, errors.New("migration status: db is nil")
 	}
 	ms, err := loadMigrations()

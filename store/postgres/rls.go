@@ -89,7 +89,7 @@ func alterRowLevelSecurity(ctx context.Context, db DB, enable bool, tables []str
 	if enable {
 		what = "enable row-level security"
 	}
-	if isNil(db) {
+	if IsNil(db) {
 		return fmt.Errorf("%s: db is nil", what)
 	}
 	tx, err := db.Begin(ctx)
@@ -247,7 +247,7 @@ ORDER BY n.nspname, c.relname, t.col`
 // readable across tenants. Before EnableRowLevelSecurity it lists every
 // tenant table.
 func UnprotectedTenantTables(ctx context.Context, db DB) ([]UnprotectedTable, error) {
-	if isNil(db) {
+	if IsNil(db) {
 		return nil, fmt.Errorf("list unprotected tenant tables: db is nil")
 	}
 	registered, err := pgtenant.Tables(ctx, db, "")

@@ -109,7 +109,7 @@ var (
 // the transaction ends). The schema must have been migrated (see
 // [Migrate]). cfg may be nil.
 func New(db DB, cfg *Config) (*Store, error) {
-	if isNil(db) {
+	if IsNil(db) {
 		return nil, errors.New("postgres.New: db is nil")
 	}
 	if cfg != nil {
