@@ -41,3 +41,50 @@ func TestRequestTimeoutAndPoolFlags(t *testing.T) {
 		require.ErrorIs(t, err, errUsage, "%v %v", bad.args, bad.env)
 	}
 }
+
+func TestClusterFlags(t *testing.T) {
+	t.Parallel()
+	o, err := parseFlags(nil, io.Discard, env(nil))
+	require.NoError(t, err)
+	require.False(t, o.cluster.enabled(), "one process by default")
+
+	o, err = parseFlags(nil, io.Discard, env(map[string]string{"CLUSTER_NAME": "shop", "CLUSTER_ADDR": "127.0.0.1:7001",
+		"CLUSTER_MEMBERS": "127.0.0.1:7001, 127.0.0.1:7002,127.0.0.1:7003"}))
+	require.NoError(t, err)
+	require.Equal(t, clusterOptions{name: "shop", addr: "127.0.0.1:7001",
+		members: []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}}, o.cluster)
+
+	o, err = parseFlags([]string{"-cluster-name=b", "-cluster-addr=10.0.0.5:7000", "-cluster-advertise=shop-1:7000"}, io.Discard,
+		env(map[string]string{"CLUSTER_NAME": "a", "CLUSTER_ADDR": "127.0.0.1:1"}))
+	require.NoError(t, err, "flags win over the environment")
+	require.Equal(t, clusterOptions{name: "b", addr: "10.0.0.5:7000", advertise: "shop-1:7000"}, o.cluster)
+	cfg, info, err := joinCluster(clusterOptions{name: "b", addr: "127.0.0.1:7000", members: []string{"127.0.0.1:7000"}}, nil, nil)
+	require.NoError(t, err)
+	require.Equal(t, "b", cfg.Name)
+	require.Equal(t, "127.0.0.1:7000", cfg.Address)
+	require.NotNil(t, cfg.Provider)
+	require.Nil(t, cfg.TLS)
+	require.Equal(t, `member 127.0.0.1:7000 of "b" (static members 127.0.0.1:7000, plaintext between members)`, info)
+
+	for _, bad := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"-cluster-name=a"}, nil, "needs -cluster-addr"},
+		{[]string{"-cluster-addr=127.0.0.1:7000"}, nil, "need -cluster-name"},
+		{nil, map[string]string{"CLUSTER_MEMBERS": "127.0.0.1:7000"}, "need -cluster-name"},
+		{[]string{"-cluster-name=a", "-cluster-addr=7000"}, nil, `cluster address "7000": want host:port`},
+		{[]string{"-cluster-name=a", "-cluster-addr=127.0.0.1:7000", "-cluster-members=127.0.0.1"}, nil, "want host:port"},
+		{[]string{"-cluster-name=a", "-cluster-addr=127.0.0.1:7000", "-cluster-tls-cert=c.pem"}, nil, "go together"},
+		{[]string{"-cluster-name=a", "-cluster-addr=127.0.0.1:7000", "-store=memory"}, nil, "needs -store=postgres"},
+		{[]string{"-cluster-name=a", "-cluster-addr=127.0.0.1:7000", "-demo"}, nil, "start their own members"},
+		{[]string{"-demo", "-cluster-demo"}, nil, "not both"},
+		{[]string{"-cluster-demo", "-store=memory"}, nil, "needs -store=postgres"},
+	} {
+		var errOut syncBuffer
+		_, err := parseFlags(bad.args, &errOut, env(bad.env))
+		require.ErrorIs(t, err, errUsage, "%v %v", bad.args, bad.env)
+		require.Contains(t, errOut.String(), bad.want, "%v %v", bad.args, bad.env)
+	}
+}

@@ -5,6 +5,7 @@
 //	go run ./examples/cart                  # serve on :8080 (or $PORT, or -addr)
 //	go run ./examples/cart -demo            # scripted demo, then exit
 //	go run ./examples/cart -store=memory    # no PostgreSQL at all
+//	go run ./examples/cart -cluster-demo    # three cluster members on 127.0.0.1, then exit
 //	go run ./examples/cart admin --help     # operator commands (package cli)
 //
 // Without DATABASE_URL it starts a throwaway PostgreSQL from the binaries
@@ -88,6 +89,8 @@ type options struct {
 	logLevel       slog.Level
 	requestTimeout time.Duration
 	maxConns       int
+	cluster        clusterOptions
+	clusterDemo    bool
 }
 
 // defaultMaxConns sizes the pool for defaultConcurrentRequests requests
@@ -142,6 +145,9 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.IntVar(&o.maxConns, "db-max-conns", maxConns,
 		"connections in the PostgreSQL pool: requests in flight + 2 per projection + 2 (default from DB_MAX_CONNS, else 20)")
 	level := fs.String("log-level", "", "log level: debug, info, warn or error (default info; warn with -demo)")
+	clusterOpts := clusterFlags(fs, getenv)
+	fs.BoolVar(&o.clusterDemo, "cluster-demo", false,
+		"run three members of a cluster on 127.0.0.1 (child processes of this binary) on one PostgreSQL, show that any member serves any cart, stop them and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -165,13 +171,31 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 		fmt.Fprintf(stderr, "cart: -store=%s: want postgres or memory\n", o.store)
 		return o, errUsage
 	}
+	var err error
+	if o.cluster, err = clusterOpts(stderr); err != nil {
+		return o, err
+	}
+	switch {
+	case o.cluster.enabled() && o.store == "memory":
+		fmt.Fprintln(stderr, "cart: -cluster-name needs -store=postgres: the members of a cluster share one PostgreSQL")
+		return o, errUsage
+	case o.cluster.enabled() && (o.demo || o.clusterDemo):
+		fmt.Fprintln(stderr, "cart: -demo and -cluster-demo start their own members; drop -cluster-name")
+		return o, errUsage
+	case o.demo && o.clusterDemo:
+		fmt.Fprintln(stderr, "cart: -demo or -cluster-demo, not both")
+		return o, errUsage
+	case o.clusterDemo && o.store == "memory":
+		fmt.Fprintln(stderr, "cart: -cluster-demo needs -store=postgres")
+		return o, errUsage
+	}
 	switch {
 	case *level != "":
 		if err := o.logLevel.UnmarshalText([]byte(*level)); err != nil {
 			fmt.Fprintf(stderr, "cart: -log-level=%s: want debug, info, warn or error\n", *level)
 			return o, errUsage
 		}
-	case o.demo:
+	case o.demo, o.clusterDemo:
 		o.logLevel = slog.LevelWarn
 	default:
 		o.logLevel = slog.LevelInfo
@@ -205,11 +229,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	cleanups = append(cleanups, obs.close)
 
 	var pool *pgxpool.Pool
+	var dbURL string
 	storeInfo := "in memory: nothing survives the process"
 	if o.store == "postgres" {
 		var info string
 		var closeDB func(context.Context) error
-		pool, info, closeDB, err = openDatabase(ctx, getenv, o.maxConns, obs, logger, stdout)
+		pool, dbURL, info, closeDB, err = openDatabase(ctx, getenv, o.maxConns, obs, logger, stdout)
 		if closeDB != nil {
 			cleanups = append(cleanups, closeDB)
 		}
@@ -218,9 +243,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		storeInfo = info
 	}
+	if o.clusterDemo {
+		return runClusterDemo(ctx, stdout, clusterDemoEnv{dbURL: dbURL, storeInfo: storeInfo, pool: pool,
+			bin: getenv("CART_MEMBER_BINARY")})
+	}
+	clusterCfg, clusterInfo, err := joinCluster(o.cluster, pool, logger)
+	if err != nil {
+		return err
+	}
 
 	svc, err := service.New(ctx, service.Config{Pool: pool, Logger: logger, RequestTimeout: o.requestTimeout,
-		TracerProvider: obs.tracerProvider, MeterProvider: obs.meterProvider})
+		TracerProvider: obs.tracerProvider, MeterProvider: obs.meterProvider, Cluster: clusterCfg})
 	if err != nil {
 		return err
 	}
@@ -253,7 +286,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if o.demo {
 		return runDemo(ctx, stdout, demoEnv{base: base, storeInfo: storeInfo, pool: pool, spans: obs.spans})
 	}
-	printBanner(stdout, base, storeInfo, obs.describe())
+	printBanner(stdout, base, storeInfo, obs.describe(), clusterInfo)
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(stdout, "Shutting down…")
@@ -268,7 +301,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 // connections, or starts a throwaway server when it is unset, and migrates
 // the schema.
 func openDatabase(ctx context.Context, getenv func(string) string, maxConns int, obs *observability, logger *slog.Logger,
-	stdout io.Writer) (*pgxpool.Pool, string, func(context.Context) error, error) {
+	stdout io.Writer) (pool *pgxpool.Pool, url, info string, closeDB func(context.Context) error, err error) {
 	var closers []func(context.Context) error
 	closeAll := func(ctx context.Context) error {
 		var errs []error
@@ -277,14 +310,14 @@ func openDatabase(ctx context.Context, getenv func(string) string, maxConns int,
 		}
 		return errors.Join(errs...)
 	}
-	url := getenv("DATABASE_URL")
-	info := "PostgreSQL at DATABASE_URL"
+	url = getenv("DATABASE_URL")
+	info = "PostgreSQL at DATABASE_URL"
 	if url == "" {
 		fmt.Fprintln(stdout, "DATABASE_URL is not set: starting a throwaway PostgreSQL from the local binaries…")
 		began := time.Now()
 		srv, err := pgserver.Start(ctx, pgserver.Options{Logger: logger})
 		if err != nil {
-			return nil, "", nil, fmt.Errorf("start a throwaway PostgreSQL: %w", err)
+			return nil, "", "", nil, fmt.Errorf("start a throwaway PostgreSQL: %w", err)
 		}
 		closers = append(closers, func(context.Context) error { return srv.Stop() })
 		url = srv.ConnString()
@@ -293,7 +326,7 @@ func openDatabase(ctx context.Context, getenv func(string) string, maxConns int,
 	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, "", closeAll, fmt.Errorf("DATABASE_URL: %w", err)
+		return nil, "", "", closeAll, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	// Set explicitly: pgxpool's default (4, or the number of CPUs) lets the
 	// projection and one stalled query starve the appends.
@@ -311,18 +344,18 @@ func openDatabase(ctx context.Context, getenv func(string) string, maxConns int,
 		}
 		cfg.ConnConfig.Tracer = otelpgx.NewTracer(opts...)
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, "", closeAll, fmt.Errorf("connect to PostgreSQL: %w", err)
+		return nil, "", "", closeAll, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
 	closers = append(closers, func(context.Context) error { pool.Close(); return nil })
 	if err := pool.Ping(ctx); err != nil {
-		return nil, "", closeAll, fmt.Errorf("connect to PostgreSQL: %w", err)
+		return nil, "", "", closeAll, fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
 	if err := postgres.Migrate(ctx, pool); err != nil {
-		return nil, "", closeAll, fmt.Errorf("migrate the event store schema: %w", err)
+		return nil, "", "", closeAll, fmt.Errorf("migrate the event store schema: %w", err)
 	}
-	return pool, info, closeAll, nil
+	return pool, url, info, closeAll, nil
 }
 
 // baseURL is the URL clients on this machine reach the listener at.
@@ -343,11 +376,14 @@ func baseURL(a net.Addr) string {
 	return fmt.Sprintf("http://%s:%d", host, tcp.Port)
 }
 
-func printBanner(w io.Writer, base, storeInfo, telemetryInfo string) {
+func printBanner(w io.Writer, base, storeInfo, telemetryInfo, clusterInfo string) {
+	if clusterInfo != "" {
+		clusterInfo = "\n  cluster:   " + clusterInfo
+	}
 	fmt.Fprintf(w, `
 Troupe cart service listening on %[1]s
   events:    %[2]s
-  telemetry: %[3]s
+  telemetry: %[3]s%[4]s
 
 Try it:
   curl -s -X POST %[1]s/api/tenants -d '{"tenantId":"acme","name":"Acme Inc."}'
@@ -359,5 +395,5 @@ Try it:
   curl -s %[1]s/api/tenants/acme/carts
 
 Stop with Ctrl+C.
-`, base, storeInfo, telemetryInfo)
+`, base, storeInfo, telemetryInfo, clusterInfo)
 }

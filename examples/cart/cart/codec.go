@@ -20,3 +20,28 @@ func RegisterEvents(c *store.JSONCodec) error {
 	}
 	return nil
 }
+
+// Command type names, as registered by RegisterCommands: a command crosses
+// the wire between cluster members through the codec.
+const (
+	TypeCreateCart   = "CreateCart"
+	TypeAddItem      = "AddItem"
+	TypeRemoveItem   = "RemoveItem"
+	TypeEmptyCart    = "EmptyCart"
+	TypeCheckoutCart = "CheckoutCart"
+	TypeCancelCart   = "CancelCart"
+)
+
+// RegisterCommands registers every cart command with c under its Type*
+// name. A host in cluster mode sends a command to the member that owns its
+// cart through the codec, so it needs them; a single process does not.
+func RegisterCommands(c *store.JSONCodec) error {
+	for name, cmd := range map[string]Command{TypeCreateCart: CreateCart{}, TypeAddItem: AddItem{},
+		TypeRemoveItem: RemoveItem{}, TypeEmptyCart: EmptyCart{}, TypeCheckoutCart: CheckoutCart{},
+		TypeCancelCart: CancelCart{}} {
+		if err := c.Register(name, cmd); err != nil {
+			return fmt.Errorf("register cart command %s: %w", name, err)
+		}
+	}
+	return nil
+}

@@ -200,3 +200,59 @@ func anySlice(events []cart.Event) []any {
 	}
 	return out
 }
+
+// Commands cross the wire between cluster members through the codec: each
+// decodes to the same value, under its Type* name.
+func TestRegisterCommandsRoundTrip(t *testing.T) {
+	c := newCodec(t)
+	if err := cart.RegisterCommands(c); err != nil {
+		t.Fatalf("RegisterCommands: %v", err)
+	}
+	price, err := cart.ParseDecimal("9.99")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, cmd := range map[string]cart.Command{
+		cart.TypeCreateCart:   cart.CreateCart{TenantID: "t", CartID: "c", Currency: "USD", CreatedBy: "me"},
+		cart.TypeAddItem:      cart.AddItem{TenantID: "t", CartID: "c", Item: cart.Item{SKU: "S", Name: "N", UnitPrice: price, Quantity: 3}},
+		cart.TypeRemoveItem:   cart.RemoveItem{TenantID: "t", CartID: "c", SKU: "S", Quantity: 1},
+		cart.TypeEmptyCart:    cart.EmptyCart{TenantID: "t", CartID: "c"},
+		cart.TypeCheckoutCart: cart.CheckoutCart{TenantID: "t", CartID: "c", OrderID: "o"},
+		cart.TypeCancelCart:   cart.CancelCart{TenantID: "t", CartID: "c", Reason: "r"},
+	} {
+		data, err := store.Encode(c, cmd)
+		if err != nil {
+			t.Fatalf("%s: encode: %v", name, err)
+		}
+		if data[0].Type != name {
+			t.Errorf("%T encodes as %q, want %q", cmd, data[0].Type, name)
+		}
+		back, err := store.Decode(c, store.Event{Type: data[0].Type, Data: data[0].Data})
+		if err != nil {
+			t.Fatalf("%s: decode: %v", name, err)
+		}
+		if !reflect.DeepEqual(back, cmd) {
+			t.Errorf("%s: decoded %#v, want %#v", name, back, cmd)
+		}
+	}
+}
+
+// Rules lists every rule violation and nothing else.
+func TestRulesAreEveryRejection(t *testing.T) {
+	rules := cart.Rules()
+	if len(rules) != 15 {
+		t.Fatalf("Rules() has %d errors, want the 15 rules", len(rules))
+	}
+	seen := map[error]bool{}
+	for _, r := range rules {
+		if r == nil || seen[r] || errors.Is(r, cart.ErrUnknownCommand) {
+			t.Errorf("Rules() holds %v (nil, twice, or not a rule)", r)
+		}
+		seen[r] = true
+	}
+	for _, want := range []error{cart.ErrCartNotActive, cart.ErrCartNotInitialized, cart.ErrMissingReason, cart.ErrTotalOutOfRange} {
+		if !seen[want] {
+			t.Errorf("Rules() lacks %v", want)
+		}
+	}
+}

@@ -51,3 +51,14 @@ var (
 // know (including nil). It is a programming error, not a broken rule, so it
 // is not marked with decider.Rejected.
 var ErrUnknownCommand = errors.New("unknown cart command")
+
+// Rules lists every rule violation above. A host in cluster mode is given
+// them (actor.Kind.Errors), so a rejection decided on another member
+// arrives as the same error: errors.Is(err, ErrCartNotActive) holds on the
+// member that sent the command too.
+func Rules() []error {
+	return []error{ErrCartNotInitialized, ErrCartNotActive, ErrQuantityNotPositive, ErrItemNotInCart,
+		ErrRemoveTooMany, ErrNegativePrice, ErrPriceOutOfRange, ErrQuantityTooLarge, ErrTotalOutOfRange,
+		ErrMissingTenantID, ErrMissingCartID, ErrMissingCurrency, ErrMissingSKU, ErrMissingOrderID,
+		ErrMissingReason}
+}

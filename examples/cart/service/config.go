@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/troupehq/troupe/actor"
 )
 
 // ErrInvalidConfig matches every Config New rejects; the message names the
@@ -72,6 +74,16 @@ type Config struct {
 	// when no notification wakes it (PostgreSQL only). Defaults to
 	// DefaultProjectionPoll.
 	ProjectionPollInterval time.Duration
+	// Cluster, when set, makes the service's actor host a member of a
+	// cluster (actor.Config.Cluster): each cart's stream actor runs on the
+	// member that owns the cart, and a request to any member reaches it.
+	// It needs Pool (every member shares the database; the carts
+	// projection runs on one member at a time, held by its lease). Answers
+	// then carry the header X-Troupe-Member (the member that served the
+	// request) and cart writes X-Troupe-Owner (the member that owns the
+	// cart), and GET /api/cluster lists the members. Defaults to nil: one
+	// process, as without a cluster.
+	Cluster *actor.ClusterConfig
 }
 
 func (c *Config) withDefaults() Config {
@@ -122,6 +134,8 @@ func (c *Config) validate() error {
 		return bad("RequestTimeout", "is negative (%s)", c.RequestTimeout)
 	case c.ProjectionPollInterval < 0:
 		return bad("ProjectionPollInterval", "is negative (%s)", c.ProjectionPollInterval)
+	case c.Cluster != nil && c.Pool == nil:
+		return bad("Cluster", "needs Pool: the members of a cluster share one PostgreSQL (the in-memory store lives in one process)")
 	}
 	return nil
 }

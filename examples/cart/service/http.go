@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,6 +43,9 @@ func (s *Service) routes() http.Handler {
 	handle(http.MethodPut, cartPath+"/empty", s.emptyCart)
 	handle(http.MethodPut, cartPath+"/checkout", s.checkoutCart)
 	handle(http.MethodPut, cartPath+"/cancel", s.cancelCart)
+	if s.cfg.Cluster != nil {
+		handle(http.MethodGet, "/api/cluster", s.clusterMembers)
+	}
 	for path, methods := range allow {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", methods)
@@ -51,7 +55,39 @@ func (s *Service) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("no route for %s %s", r.Method, quoteShort(r.URL.Path)))
 	})
-	return mux
+	if s.cfg.Cluster == nil {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(MemberHeader, s.host.Member())
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// Headers of the answers of a cluster member.
+const (
+	// MemberHeader names the member that served the request.
+	MemberHeader = "X-Troupe-Member"
+	// OwnerHeader names the member that owns the cart a write was for
+	// when the command was sent.
+	OwnerHeader = "X-Troupe-Owner"
+)
+
+// ClusterView is the answer of GET /api/cluster.
+type ClusterView struct {
+	// Member is the member that answers.
+	Member string `json:"member"`
+	// Members are the members it knows now, itself included, sorted.
+	Members []string `json:"members"`
+}
+
+func (s *Service) clusterMembers(w http.ResponseWriter, r *http.Request) {
+	members := slices.Clone(s.host.Members())
+	slices.Sort(members)
+	if members == nil {
+		members = []string{}
+	}
+	writeJSON(w, http.StatusOK, ClusterView{Member: s.host.Member(), Members: members})
 }
 
 func (s *Service) limitBody(h http.HandlerFunc) http.HandlerFunc {
@@ -265,11 +301,17 @@ func tenantSyntax(id string) *apiError {
 	return nil
 }
 
-// send hands cmd to its cart's stream actor and turns a failure into the
-// answer for the client.
-func (s *Service) send(ctx context.Context, cmd cart.Command) (actor.Result[cart.Event, cart.State], *apiError) {
+// send hands cmd to its cart's stream actor (on the member that owns the
+// cart, in a cluster: the answer then names it in X-Troupe-Owner) and turns
+// a failure into the answer for the client.
+func (s *Service) send(ctx context.Context, w http.ResponseWriter, cmd cart.Command) (actor.Result[cart.Event, cart.State], *apiError) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
 	defer cancel()
+	if s.cfg.Cluster != nil {
+		if owner, err := s.host.Owner(KindName, cmd.Tenant(), store.StreamID(cmd.Cart())); err == nil && owner != "" {
+			w.Header().Set(OwnerHeader, owner)
+		}
+	}
 	res, err := s.carts.Send(ctx, cmd)
 	if err == nil {
 		return res, nil
@@ -336,7 +378,7 @@ func (s *Service) createCart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cartID := uuid.NewString()
-	res, aerr := s.send(r.Context(), cart.CreateCart{TenantID: t.TenantID, CartID: cartID, Currency: currency})
+	res, aerr := s.send(r.Context(), w, cart.CreateCart{TenantID: t.TenantID, CartID: cartID, Currency: currency})
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -369,7 +411,7 @@ func (s *Service) cartWrite(w http.ResponseWriter, r *http.Request, msg string,
 		return
 	}
 	cmd = withTenant(cmd, t.TenantID)
-	res, aerr := s.send(r.Context(), cmd)
+	res, aerr := s.send(r.Context(), w, cmd)
 	if aerr != nil {
 		writeError(w, aerr)
 		return

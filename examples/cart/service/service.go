@@ -65,6 +65,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err := cart.RegisterEvents(codec); err != nil {
 		return nil, err
 	}
+	if cfg.Cluster != nil {
+		// Commands travel to the member owning their cart.
+		if err := cart.RegisterCommands(codec); err != nil {
+			return nil, err
+		}
+	}
 	s := &Service{cfg: cfg, log: cfg.Logger, tracer: tp.Tracer(ScopeName)}
 
 	if cfg.Pool != nil {
@@ -97,7 +103,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 
 	host, err := actor.New(s.es, &actor.Config{Codec: codec, Logger: cfg.Logger,
-		TracerProvider: tp, MeterProvider: cfg.MeterProvider})
+		TracerProvider: tp, MeterProvider: cfg.MeterProvider, Cluster: cfg.Cluster})
 	if err != nil {
 		return nil, fmt.Errorf("actor host: %w", err)
 	}
@@ -109,6 +115,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			return c.Tenant(), store.StreamID(c.Cart())
 		},
 		CommandName: commandName,
+		// A rule broken on another member arrives as the same error.
+		Errors: cart.Rules(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("register the cart aggregate: %w", err)
@@ -184,6 +192,23 @@ func (s *Service) Stop(ctx context.Context) error {
 
 // Handler returns the HTTP API.
 func (s *Service) Handler() http.Handler { return s.handler }
+
+// Member returns this member's advertised cluster address, "" without
+// Config.Cluster.
+func (s *Service) Member() string { return s.host.Member() }
+
+// Members returns the addresses of the cluster members this member knows
+// now, nil without Config.Cluster.
+func (s *Service) Members() []string { return s.host.Members() }
+
+// Owner returns the member that owns a cart's stream now ("" without
+// Config.Cluster).
+func (s *Service) Owner(tenant, cartID string) (string, error) {
+	if s.cfg.Cluster == nil {
+		return "", nil
+	}
+	return s.host.Owner(KindName, tenant, store.StreamID(cartID))
+}
 
 // Store returns the event store the service appends to.
 func (s *Service) Store() store.EventStore { return s.es }
