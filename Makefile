@@ -5,7 +5,7 @@
 GO ?= go
 SCRIPTS := scripts
 
-.PHONY: test demo bench lint ensure-postgres test-faults
+.PHONY: test demo cluster-demo bench lint ensure-postgres test-faults
 
 ensure-postgres:
 	@bash $(SCRIPTS)/ensure-postgres.sh
@@ -23,6 +23,12 @@ test-faults: ensure-postgres
 ## demo: the shopping-cart example's scripted demo (it starts its own server)
 demo: ensure-postgres
 	$(GO) run ./examples/cart -demo
+
+## cluster-demo: three cart members of one cluster on 127.0.0.1 (child
+## processes) on a throwaway PostgreSQL; any member serves any cart; exits
+## 0 when every check passed, after stopping them all
+cluster-demo: ensure-postgres
+	$(GO) run ./examples/cart -cluster-demo
 
 ## bench: the store and actor benchmarks against one PostgreSQL server
 bench: ensure-postgres
