@@ -34,6 +34,11 @@ type benchCmd struct {
 	PgbenchSeconds    int           `name:"pgbench-seconds" help:"pgbench -T for the PostgreSQL ceiling (default 20, quick 3)."`
 	NoPgbench         bool          `name:"no-pgbench" help:"Skip the pgbench ceiling."`
 	CPUProfile        string        `name:"cpuprofile" placeholder:"FILE" type:"path" help:"Write a CPU profile of the whole run (go tool pprof FILE)."`
+
+	Cluster        bool `help:"Measure the cluster instead: a command to a local vs a remote owner (p50, p99, CPU per command) and 1 vs 3 members on one PostgreSQL (commands/s), every member a child process of this binary. Uses --runs (default 3), --duration (10s), --warmup (2s), --tenants, --carts, --items."`
+	StaticMembers  bool `name:"static-members" help:"With --cluster: the members find each other through a static list instead of the PostgreSQL membership provider."`
+	LatencySenders int  `name:"latency-senders" help:"With --cluster: senders on member 1 in the local and remote runs (default 4)."`
+	Senders        int  `help:"With --cluster: senders of a throughput run in all, split over the members (default 48)."`
 }
 
 func (c *benchCmd) config(a *cli.Env) bench.Config {
@@ -102,6 +107,9 @@ func (c *benchCmd) Run(a *cli.Env) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if c.Cluster {
+		return c.runCluster(a)
+	}
 	rep, err := bench.Run(a.Context(), c.config(a))
 	if err != nil {
 		return err
@@ -130,4 +138,39 @@ func (c *benchCmd) Run(a *cli.Env) error {
 		fmt.Fprintf(a.Stderr(), "bench: charts written to %s\n", c.Plot)
 	}
 	return nil
+}
+
+// runCluster is bench --cluster: the members are this binary, run as
+// "troupe __bench-member" (main dispatches it before the command line).
+func (c *benchCmd) runCluster(a *cli.Env) error {
+	bin, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find this program to start the members: %w", err)
+	}
+	cfg := bench.ClusterConfig{MemberBinary: bin, StaticMembers: c.StaticMembers, Runs: c.Runs, Duration: c.Duration,
+		Warmup: c.Warmup, LatencySenders: c.LatencySenders, Senders: c.Senders, Tenants: c.Tenants, Carts: c.Carts,
+		Items: c.Items, Progress: a.Stderr(), Logger: a.Logger()}
+	if c.Quick {
+		for dst, def := range map[*time.Duration]time.Duration{&cfg.Duration: 2 * time.Second, &cfg.Warmup: 500 * time.Millisecond} {
+			if *dst == 0 {
+				*dst = def
+			}
+		}
+		if cfg.Runs == 0 {
+			cfg.Runs = 1
+		}
+	}
+	if !c.StartPostgres {
+		cfg.DatabaseURL = a.DatabaseURL()
+	}
+	rep, err := bench.RunCluster(a.Context(), cfg)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		enc := json.NewEncoder(a.Stdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return rep.WriteTable(a.Stdout())
 }

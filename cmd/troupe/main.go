@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/troupehq/troupe/cli"
+	"github.com/troupehq/troupe/cmd/troupe/internal/bench"
 )
 
 func main() {
@@ -20,6 +21,10 @@ func main() {
 // run is the troupe command: package cli with no projection registered,
 // plus bench. It returns the exit status.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) > 0 && args[0] == bench.MemberCommand {
+		// A member of `troupe bench --cluster`, started by the benchmark.
+		return bench.RunMember(ctx, args[1:], stderr)
+	}
 	return cli.Run(ctx, args, &cli.Config{
 		Name:        "troupe",
 		Description: "Operate a Troupe event store: migrations, tenants, streams, projections and the benchmark.",

@@ -298,3 +298,19 @@ func meta(c Command, createdBy string) EventMeta {
 func Decider() decider.Decider[Command, Event, State] {
 	return decider.Decider[Command, Event, State]{Decide: Decide, Evolve: Evolve, InitialState: InitialState}
 }
+
+// RegisterCommands registers every cart command with c: a host in cluster
+// mode sends a command to the member owning its cart through the codec.
+func RegisterCommands(c *store.JSONCodec) error {
+	for name, cmd := range map[string]Command{"CreateCart": CreateCart{}, "AddItem": AddItem{}, "CheckoutCart": CheckoutCart{}} {
+		if err := c.Register(name, cmd); err != nil {
+			return fmt.Errorf("register cart command %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Rules are the rules Decide enforces (actor.Kind.Errors in cluster mode).
+func Rules() []error {
+	return []error{ErrCartExists, ErrCartNotActive, ErrQuantityNotPositive, ErrMissingSKU, ErrMissingOrderID}
+}
