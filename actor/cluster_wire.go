@@ -60,7 +60,7 @@ type wireError struct {
 	Matches []string `json:"matches,omitempty"`
 	// Domain is the index+1 of the Kind.Errors sentinel a rejection
 	// matched (0: none).
-	Domain   int                        `json:"domain,omitempty"`
+	Domain   int           `json:"domain,omitempty"`
 	Conflict *wireConflict `json:"conflict,omitempty"`
 	Panic    *wirePanic    `json:"panic,omitempty"`
 }

@@ -60,7 +60,9 @@ var providers = map[string]func(m *Member) (cluster.ClusterProvider, error){
 
 // RegisterProvider makes a membership provider selectable with
 // -provider=name.
-func RegisterProvider(name string, f func(m *Member) (cluster.ClusterProvider, error)) { providers[name] = f }
+func RegisterProvider(name string, f func(m *Member) (cluster.ClusterProvider, error)) {
+	providers[name] = f
+}
 
 func providerNames() []string {
 	names := make([]string, 0, len(providers))
