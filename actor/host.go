@@ -63,6 +63,8 @@ type Host struct {
 	appendCalls    atomic.Int64 // store calls made to append: lone appends and cross-stream batches
 	appender       *appender    // nil: every stream appends on its own
 	conflicts      atomic.Int64
+
+	cluster *clusterRuntime // nil: single process
 }
 
 type hostState uint8
@@ -136,12 +138,19 @@ func New(st store.EventStore, cfg *Config) (*Host, error) {
 	logger := slog.New(minLevelHandler{inner: c.Logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
 	sysCfg.LoggerFactory = func(*protoactor.ActorSystem) *slog.Logger { return logger }
 	h.system = protoactor.NewActorSystemWithConfig(sysCfg)
+	if c.Cluster != nil {
+		if h.cluster, err = newClusterRuntime(h, c.Cluster); err != nil {
+			return nil, err
+		}
+	}
 	return h, nil
 }
 
 // Start starts the host: from now on Send and State are served. It starts
-// the idle scanner (unless idle passivation is disabled). Starting a running host does nothing; starting a stopped
-// one returns ErrStopped.
+// the idle scanner (unless idle passivation is disabled). With
+// Config.Cluster it first joins the cluster (binding
+// ClusterConfig.Address). Starting a running host does nothing; starting a
+// stopped one returns ErrStopped.
 func (h *Host) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("actor: start host: %w", err)
@@ -153,6 +162,13 @@ func (h *Host) Start(ctx context.Context) error {
 		return nil
 	case hostStopping, hostStopped:
 		return fmt.Errorf("actor: start host: %w", ErrStopped)
+	}
+	if h.cluster != nil {
+		// Joined before serving: requests that reach this member while it
+		// joins wait for h.mu.
+		if err := h.cluster.start(); err != nil {
+			return err
+		}
 	}
 	h.state = hostRunning
 	if h.cfg.IdleTimeout > 0 {
@@ -192,6 +208,11 @@ func (h *Host) Stop(ctx context.Context) error {
 	// the commands already in its mailbox, handles them and stops.
 	h.evict(otelwire.ReasonStopped, h.cache.Purge)
 	h.mu.Unlock()
+	if h.cluster != nil {
+		// The other members stop routing here while this one drains;
+		// meanwhile their requests get ErrStopped and are retried.
+		h.cluster.announceLeaving()
+	}
 
 	h.scanner.Wait()
 
@@ -203,7 +224,9 @@ func (h *Host) Stop(ctx context.Context) error {
 		_ = h.waitDrained(nil)
 	}
 	h.jobs.Wait()
-	h.system.Shutdown()
+	if h.cluster == nil || !h.cluster.leave() {
+		h.system.Shutdown()
+	}
 	h.cancelBase()
 
 	h.mu.Lock()
