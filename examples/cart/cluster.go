@@ -10,10 +10,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/troupehq/troupe/actor"
+	"github.com/troupehq/troupe/actor/pgmembership"
 )
 
 // clusterOptions are the flags that make the binary a cluster member.
@@ -21,7 +23,8 @@ type clusterOptions struct {
 	name      string   // -cluster-name, CLUSTER_NAME: "" = one process
 	addr      string   // -cluster-addr, CLUSTER_ADDR: the gRPC listener
 	advertise string   // -cluster-advertise, CLUSTER_ADVERTISE: what other members dial
-	members   []string // -cluster-members, CLUSTER_MEMBERS: a static list; empty = PostgreSQL provider
+	members   []string // -cluster-members, CLUSTER_MEMBERS: health endpoints of a static list; empty = PostgreSQL provider
+	health    string   // -cluster-health, CLUSTER_HEALTH: this member's health endpoint in the static list
 	tlsCert   string   // -cluster-tls-cert, CLUSTER_TLS_CERT
 	tlsKey    string   // -cluster-tls-key, CLUSTER_TLS_KEY
 	tlsCA     string   // -cluster-tls-ca, CLUSTER_TLS_CA
@@ -41,7 +44,9 @@ func clusterFlags(fs *flag.FlagSet, getenv func(string) string) func(stderr io.W
 	fs.StringVar(&c.advertise, "cluster-advertise", getenv("CLUSTER_ADVERTISE"),
 		"host:port the other members dial to reach this one (default from CLUSTER_ADVERTISE, else -cluster-addr)")
 	members := fs.String("cluster-members", getenv("CLUSTER_MEMBERS"),
-		"comma-separated host:port of every member, this one included: a static member list (default from CLUSTER_MEMBERS; empty: membership in PostgreSQL)")
+		"comma-separated health endpoints (host:port) of every member, this one included: a static member list, protoactor's automanaged provider (default from CLUSTER_MEMBERS; empty: membership in PostgreSQL, the better choice)")
+	fs.StringVar(&c.health, "cluster-health", getenv("CLUSTER_HEALTH"),
+		"with -cluster-members: this member's health endpoint, one of the list; its port is bound on EVERY interface (default from CLUSTER_HEALTH)")
 	fs.StringVar(&c.tlsCert, "cluster-tls-cert", getenv("CLUSTER_TLS_CERT"),
 		"PEM certificate this member presents to the others (default from CLUSTER_TLS_CERT; empty: plaintext between members)")
 	fs.StringVar(&c.tlsKey, "cluster-tls-key", getenv("CLUSTER_TLS_KEY"), "PEM key of -cluster-tls-cert (default from CLUSTER_TLS_KEY)")
@@ -58,13 +63,16 @@ func clusterFlags(fs *flag.FlagSet, getenv func(string) string) func(stderr io.W
 			return c, errUsage
 		}
 		if !c.enabled() {
-			if c.addr != "" || c.advertise != "" || len(c.members) > 0 || c.tlsCert != "" || c.tlsKey != "" || c.tlsCA != "" {
-				return bad("-cluster-addr, -cluster-advertise, -cluster-members and -cluster-tls-* need -cluster-name (or CLUSTER_NAME)")
+			if c.addr != "" || c.advertise != "" || len(c.members) > 0 || c.health != "" || c.tlsCert != "" || c.tlsKey != "" || c.tlsCA != "" {
+				return bad("-cluster-addr, -cluster-advertise, -cluster-members, -cluster-health and -cluster-tls-* need -cluster-name (or CLUSTER_NAME)")
 			}
 			return c, nil
 		}
 		if c.addr == "" {
 			return bad("-cluster-name=%s needs -cluster-addr (or CLUSTER_ADDR): the host:port of this member's cluster listener", c.name)
+		}
+		if (len(c.members) > 0) != (c.health != "") || (c.health != "" && !slices.Contains(c.members, c.health)) {
+			return bad("-cluster-members and -cluster-health go together, and the list holds -cluster-health")
 		}
 		for _, a := range append([]string{c.addr, c.advertise}, c.members...) {
 			if a == "" {
@@ -113,7 +121,9 @@ func (c clusterOptions) clusterConfig(setProvider func(*actor.ClusterConfig) err
 	}
 	cfg := &actor.ClusterConfig{Name: c.name, Address: c.addr, AdvertisedAddress: c.advertise, TLS: tlsCfg}
 	if len(c.members) > 0 {
-		cfg.Provider = actor.StaticMembers(c.members...)
+		if cfg.Provider, err = actor.StaticMembers(actor.StaticMembersConfig{Self: c.health, Members: c.members}); err != nil {
+			return nil, err
+		}
 		return cfg, nil
 	}
 	if err := setProvider(cfg); err != nil {
@@ -129,7 +139,12 @@ func joinCluster(c clusterOptions, pool *pgxpool.Pool, logger *slog.Logger) (*ac
 		return nil, "", nil
 	}
 	cfg, err := c.clusterConfig(func(cfg *actor.ClusterConfig) error {
-		return errors.New("the PostgreSQL membership provider is not available: pass -cluster-members")
+		p, err := pgmembership.New(pool, &pgmembership.Config{Logger: logger})
+		if err != nil {
+			return fmt.Errorf("PostgreSQL membership: %w", err)
+		}
+		cfg.Provider = p
+		return nil
 	})
 	if err != nil {
 		return nil, "", err
@@ -140,7 +155,7 @@ func joinCluster(c clusterOptions, pool *pgxpool.Pool, logger *slog.Logger) (*ac
 	}
 	provider := "members in PostgreSQL"
 	if len(c.members) > 0 {
-		provider = "static members " + strings.Join(c.members, ",")
+		provider = "static members " + strings.Join(c.members, ",") + ", health on " + c.health
 	}
 	security := "plaintext"
 	if cfg.TLS != nil {

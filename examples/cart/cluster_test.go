@@ -158,7 +158,7 @@ func TestClusterCartThroughThreeMembers(t *testing.T) {
 		require.NoError(t, err)
 	}
 	const quantity = 1 + 3*sendersPerMember*addsPerSender
-	st, _, co := do(ms[1], "PUT", path+"/checkout", `{"orderId":"order-1"}`)
+	st, _, co := do(ms[1], "PUT", path+"/checkout", `{"orderId":"6f1c3c8e-2b53-4e7b-9d0a-3a5f6c1d2e4f"}`)
 	require.Equal(t, http.StatusCreated, st, "%v", co)
 	require.EqualValues(t, 2.5*quantity, co["total"])
 
@@ -167,7 +167,7 @@ func TestClusterCartThroughThreeMembers(t *testing.T) {
 	require.Equal(t, http.StatusOK, st, "%v", view)
 	require.Equal(t, true, view["isCheckedOut"])
 	require.EqualValues(t, 2.5*quantity, view["total"])
-	require.Equal(t, "order-1", view["orderId"])
+	require.Equal(t, "6f1c3c8e-2b53-4e7b-9d0a-3a5f6c1d2e4f", view["orderId"])
 	items := view["items"].([]any)
 	require.Len(t, items, 1)
 	require.EqualValues(t, quantity, items[0].(map[string]any)["quantity"])

@@ -52,6 +52,7 @@ type member struct {
 	n       int    // 1, 2, 3
 	http    string // host:port of its HTTP API
 	cluster string // host:port of its cluster listener
+	health  string // host:port of its health endpoint (static member list only)
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	logPath string
@@ -142,13 +143,18 @@ func startMembers(ctx context.Context, out io.Writer, env clusterDemoEnv, dir, n
 		if m.cluster, err = freeLocalAddr(); err != nil {
 			return ms, err
 		}
+		if env.static {
+			if m.health, err = freeLocalAddr(); err != nil {
+				return ms, err
+			}
+		}
 		ms = append(ms, m)
 	}
 	var extra []string
 	if env.static {
 		addrs := make([]string, len(ms))
 		for i, m := range ms {
-			addrs[i] = m.cluster
+			addrs[i] = m.health
 		}
 		extra = append(extra, "CLUSTER_MEMBERS="+strings.Join(addrs, ","))
 	}
@@ -157,8 +163,11 @@ func startMembers(ctx context.Context, out io.Writer, env clusterDemoEnv, dir, n
 		if err != nil {
 			return ms, err
 		}
-		m.cmd = exec.Command(env.bin, "-addr", m.http, "-cluster-name", name, "-cluster-addr", m.cluster,
-			"-log-level", "warn", "-db-max-conns", "8")
+		args := []string{"-addr", m.http, "-cluster-name", name, "-cluster-addr", m.cluster, "-log-level", "warn", "-db-max-conns", "8"}
+		if m.health != "" {
+			args = append(args, "-cluster-health", m.health)
+		}
+		m.cmd = exec.Command(env.bin, args...)
 		m.cmd.Env = memberEnv(env.dbURL, extra...)
 		m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 		m.cmd.SysProcAttr = memberProcAttr()

@@ -49,22 +49,23 @@ func TestClusterFlags(t *testing.T) {
 	require.False(t, o.cluster.enabled(), "one process by default")
 
 	o, err = parseFlags(nil, io.Discard, env(map[string]string{"CLUSTER_NAME": "shop", "CLUSTER_ADDR": "127.0.0.1:7001",
-		"CLUSTER_MEMBERS": "127.0.0.1:7001, 127.0.0.1:7002,127.0.0.1:7003"}))
+		"CLUSTER_MEMBERS": "127.0.0.1:7101, 127.0.0.1:7102,127.0.0.1:7103", "CLUSTER_HEALTH": "127.0.0.1:7102"}))
 	require.NoError(t, err)
-	require.Equal(t, clusterOptions{name: "shop", addr: "127.0.0.1:7001",
-		members: []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}}, o.cluster)
+	require.Equal(t, clusterOptions{name: "shop", addr: "127.0.0.1:7001", health: "127.0.0.1:7102",
+		members: []string{"127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"}}, o.cluster)
 
 	o, err = parseFlags([]string{"-cluster-name=b", "-cluster-addr=10.0.0.5:7000", "-cluster-advertise=shop-1:7000"}, io.Discard,
 		env(map[string]string{"CLUSTER_NAME": "a", "CLUSTER_ADDR": "127.0.0.1:1"}))
 	require.NoError(t, err, "flags win over the environment")
 	require.Equal(t, clusterOptions{name: "b", addr: "10.0.0.5:7000", advertise: "shop-1:7000"}, o.cluster)
-	cfg, info, err := joinCluster(clusterOptions{name: "b", addr: "127.0.0.1:7000", members: []string{"127.0.0.1:7000"}}, nil, nil)
+	cfg, info, err := joinCluster(clusterOptions{name: "b", addr: "127.0.0.1:7000", members: []string{"127.0.0.1:7100"},
+		health: "127.0.0.1:7100"}, nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, "b", cfg.Name)
 	require.Equal(t, "127.0.0.1:7000", cfg.Address)
 	require.NotNil(t, cfg.Provider)
 	require.Nil(t, cfg.TLS)
-	require.Equal(t, `member 127.0.0.1:7000 of "b" (static members 127.0.0.1:7000, plaintext between members)`, info)
+	require.Equal(t, `member 127.0.0.1:7000 of "b" (static members 127.0.0.1:7100, health on 127.0.0.1:7100, plaintext between members)`, info)
 
 	for _, bad := range []struct {
 		args []string
@@ -74,8 +75,10 @@ func TestClusterFlags(t *testing.T) {
 		{[]string{"-cluster-name=a"}, nil, "needs -cluster-addr"},
 		{[]string{"-cluster-addr=127.0.0.1:7000"}, nil, "need -cluster-name"},
 		{nil, map[string]string{"CLUSTER_MEMBERS": "127.0.0.1:7000"}, "need -cluster-name"},
+		{[]string{"-cluster-name=a", "-cluster-addr=127.0.0.1:7000", "-cluster-members=127.0.0.1:7100"}, nil, "go together"},
+		{[]string{"-cluster-name=a", "-cluster-addr=127.0.0.1:7000", "-cluster-members=127.0.0.1:7100", "-cluster-health=127.0.0.1:7101"}, nil, "the list holds"},
 		{[]string{"-cluster-name=a", "-cluster-addr=7000"}, nil, `cluster address "7000": want host:port`},
-		{[]string{"-cluster-name=a", "-cluster-addr=127.0.0.1:7000", "-cluster-members=127.0.0.1"}, nil, "want host:port"},
+		{[]string{"-cluster-name=a", "-cluster-addr=127.0.0.1:7000", "-cluster-members=127.0.0.1", "-cluster-health=127.0.0.1"}, nil, "want host:port"},
 		{[]string{"-cluster-name=a", "-cluster-addr=127.0.0.1:7000", "-cluster-tls-cert=c.pem"}, nil, "go together"},
 		{[]string{"-cluster-name=a", "-cluster-addr=127.0.0.1:7000", "-store=memory"}, nil, "needs -store=postgres"},
 		{[]string{"-cluster-name=a", "-cluster-addr=127.0.0.1:7000", "-demo"}, nil, "start their own members"},
