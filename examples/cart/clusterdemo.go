@@ -206,7 +206,7 @@ func startMembers(ctx context.Context, out io.Writer, env clusterDemoEnv, dir, n
 			}
 		}
 	}
-	fmt.Fprintf(out, "Every member serves HTTP and knows the %d members (%s).\n", len(ms), time.Since(began).Round(10*time.Millisecond))
+	fmt.Fprintf(out, "Every member serves HTTP and knows the %d members (%s).\n\n", len(ms), time.Since(began).Round(10*time.Millisecond))
 	return ms, nil
 }
 

@@ -98,6 +98,7 @@ func (c ClusterConfig) validate() error {
 type benchMember struct {
 	n       int
 	cluster string // its cluster listener
+	health  string // its health endpoint (static member list only)
 	control string // its control API
 	cmd     *exec.Cmd
 	exited  chan struct{}
@@ -159,17 +160,22 @@ func (c ClusterConfig) startCluster(ctx context.Context, db *database, n int) (c
 		if m.control, err = freeAddr(); err != nil {
 			return cl, err
 		}
+		if c.StaticMembers {
+			if m.health, err = freeAddr(); err != nil {
+				return cl, err
+			}
+		}
 		cl.members = append(cl.members, m)
 	}
 	var static []string
 	if c.StaticMembers {
 		for _, m := range cl.members {
-			static = append(static, m.cluster)
+			static = append(static, m.health)
 		}
 	}
 	for _, m := range cl.members {
 		m.cmd = exec.Command(c.MemberBinary, MemberCommand, "-database-url", db.url, "-cluster-name", name,
-			"-cluster-addr", m.cluster, "-control", m.control, "-members", strings.Join(static, ","))
+			"-cluster-addr", m.cluster, "-control", m.control, "-members", strings.Join(static, ","), "-health", m.health)
 		m.cmd.Stdout, m.cmd.Stderr = lockedWriter{m.mu, m.stderr}, lockedWriter{m.mu, m.stderr}
 		m.cmd.SysProcAttr = memberProcAttr()
 		if err := m.cmd.Start(); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/troupehq/troupe/actor"
+	"github.com/troupehq/troupe/actor/pgmembership"
 	"github.com/troupehq/troupe/cmd/troupe/internal/bench/benchcart"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
@@ -91,20 +92,21 @@ func RunMember(ctx context.Context, args []string, stderr io.Writer) int {
 	name := fs.String("cluster-name", "", "cluster name")
 	addr := fs.String("cluster-addr", "", "cluster listener host:port")
 	control := fs.String("control", "", "control API host:port")
-	members := fs.String("members", "", "static member list, comma-separated (empty: PostgreSQL membership)")
+	members := fs.String("members", "", "health endpoints of a static member list, comma-separated (empty: PostgreSQL membership)")
+	health := fs.String("health", "", "this member's health endpoint in -members")
 	poolSize := fs.Int("pool-size", 40, "connections")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := runMember(ctx, *dbURL, *name, *addr, *control, *members, *poolSize, logger); err != nil {
+	if err := runMember(ctx, *dbURL, *name, *addr, *control, *members, *health, *poolSize, logger); err != nil {
 		fmt.Fprintln(stderr, "bench member:", err)
 		return 1
 	}
 	return 0
 }
 
-func runMember(ctx context.Context, dbURL, name, addr, control, members string, poolSize int, logger *slog.Logger) error {
+func runMember(ctx context.Context, dbURL, name, addr, control, members, health string, poolSize int, logger *slog.Logger) error {
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return fmt.Errorf("database url: %w", err)
@@ -121,8 +123,10 @@ func runMember(ctx context.Context, dbURL, name, addr, control, members string, 
 	}
 	cc := &actor.ClusterConfig{Name: name, Address: addr}
 	if members != "" {
-		cc.Provider = actor.StaticMembers(strings.Split(members, ",")...)
-	} else if err := postgresMembership(cc, pool, logger); err != nil {
+		if cc.Provider, err = actor.StaticMembers(actor.StaticMembersConfig{Self: health, Members: strings.Split(members, ",")}); err != nil {
+			return err
+		}
+	} else if cc.Provider, err = pgmembership.New(pool, &pgmembership.Config{Logger: logger}); err != nil {
 		return err
 	}
 	codec, err := benchcart.NewCodec()
