@@ -63,6 +63,8 @@ type Host struct {
 	appendCalls    atomic.Int64 // store calls made to append: lone appends and cross-stream batches
 	appender       *appender    // nil: every stream appends on its own
 	conflicts      atomic.Int64
+
+	projections projectionSet // guarded by mu (see projections.go)
 }
 
 type hostState uint8
@@ -140,7 +142,8 @@ func New(st store.EventStore, cfg *Config) (*Host, error) {
 }
 
 // Start starts the host: from now on Send and State are served. It starts
-// the idle scanner (unless idle passivation is disabled). Starting a running host does nothing; starting a stopped
+// the idle scanner (unless idle passivation is disabled) and the
+// projections registered with RunProjection. Starting a running host does nothing; starting a stopped
 // one returns ErrStopped.
 func (h *Host) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
@@ -155,6 +158,7 @@ func (h *Host) Start(ctx context.Context) error {
 		return fmt.Errorf("actor: start host: %w", ErrStopped)
 	}
 	h.state = hostRunning
+	h.startProjections()
 	if h.cfg.IdleTimeout > 0 {
 		h.scanner.Add(1)
 		go h.scanIdle()
@@ -165,7 +169,9 @@ func (h *Host) Start(ctx context.Context) error {
 // Stop drains the host. New commands are refused with ErrStopped at once;
 // every command already accepted is answered (with its result or an error)
 // before Stop returns; in-flight appends and snapshot writes are waited
-// for; then the actor system and the idle scanner are stopped.
+// for; every projection run by the host is stopped (its batch in flight
+// finished) and its actor waited for; then the actor system and the idle
+// scanner are stopped.
 //
 // If ctx expires first, Stop cancels the store calls still running (their
 // commands fail, commands not yet started fail with ErrStopped), still
@@ -191,6 +197,7 @@ func (h *Host) Stop(ctx context.Context) error {
 	// Passivate every cached actor: each gets a passivate message after
 	// the commands already in its mailbox, handles them and stops.
 	h.evict(otelwire.ReasonStopped, h.cache.Purge)
+	h.stopProjections(ctx)
 	h.mu.Unlock()
 
 	h.scanner.Wait()
@@ -201,6 +208,10 @@ func (h *Host) Stop(ctx context.Context) error {
 		h.log.Warn("actor_host_stop_timeout", slog.Any("error", ctx.Err()))
 		h.cancelBase()
 		_ = h.waitDrained(nil)
+	}
+	h.waitProjections()
+	if stopErr == nil && ctx.Err() != nil {
+		stopErr = fmt.Errorf("actor: stop host: %w", ctx.Err()) // a projection's batch was abandoned
 	}
 	h.jobs.Wait()
 	h.system.Shutdown()
