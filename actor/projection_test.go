@@ -80,10 +80,18 @@ func (h *totalsHandler) handle(ctx context.Context, tx pgx.Tx, e store.Event) er
 		return errors.New("read model refused the write")
 	}
 	if h.block != nil {
+		var err error
 		h.once.Do(func() {
 			close(h.entered)
-			<-h.block
+			select {
+			case <-h.block:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
 		})
+		if err != nil {
+			return err
+		}
 	}
 	var d Incremented
 	if err := json.Unmarshal(e.Data, &d); err != nil {
@@ -112,15 +120,23 @@ func (env *projEnv) projection(t *testing.T, name string, h *totalsHandler) *pro
 // cleanup (before the pools close) unless the test stopped it.
 func newProjectionHost(t *testing.T, env *projEnv) *actor.Host {
 	t.Helper()
-	st, err := postgres.New(env.pool, &postgres.Config{Logger: quietLogger()})
-	require.NoError(t, err)
-	h, err := actor.New(st, &actor.Config{Logger: quietLogger()})
-	require.NoError(t, err)
+	h := newBareProjectionHost(t, env)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		require.NoError(t, h.Stop(ctx))
 	})
+	return h
+}
+
+// newBareProjectionHost is newProjectionHost for a test that stops the
+// host itself.
+func newBareProjectionHost(t *testing.T, env *projEnv) *actor.Host {
+	t.Helper()
+	st, err := postgres.New(env.pool, &postgres.Config{Logger: quietLogger()})
+	require.NoError(t, err)
+	h, err := actor.New(st, &actor.Config{Logger: quietLogger()})
+	require.NoError(t, err)
 	return h
 }
 
@@ -434,4 +450,32 @@ func TestProjectionActorStopWaitsForBatchInFlight(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, pos, stored.Checkpoint, "the batch in flight committed")
 	require.Equal(t, want, env.totals(t))
+}
+
+// A Stop whose context ends while a batch is in flight abandons the batch
+// (rolled back, nothing applied), still waits for the runner, and says so.
+func TestProjectionActorStopGivesUpWithItsContext(t *testing.T) {
+	t.Parallel()
+	env := newProjEnv(t)
+	env.send(t, 4, 1, 1, map[string]int{})
+	h := newBareProjectionHost(t, env)
+	th := &totalsHandler{entered: make(chan struct{}), block: make(chan struct{})}
+	require.NoError(t, h.RunProjection("totals", env.projection(t, "totals", th), nil))
+	require.NoError(t, h.Start(context.Background()))
+	<-th.entered
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, h.Stop(ctx), context.DeadlineExceeded)
+	stored, err := projection.LoadStatus(context.Background(), env.admin, "totals", "")
+	require.NoError(t, err)
+	require.Zero(t, stored.Checkpoint, "the abandoned batch was rolled back")
+	require.Empty(t, env.totals(t))
+	// The lease connection was closed; the server frees its lock when it
+	// notices.
+	eventually(t, "the lease to be free", func() bool {
+		stored, err := projection.LoadStatus(context.Background(), env.admin, "totals", "")
+		require.NoError(t, err)
+		return !stored.Active
+	})
 }
