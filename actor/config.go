@@ -74,6 +74,12 @@ type Config struct {
 	// StoreTimeout bounds every store call a stream actor makes (append,
 	// read, snapshot). Defaults to 30 seconds.
 	StoreTimeout time.Duration
+
+	// Cluster, when set, makes the host a member of a cluster: every
+	// stream is owned by one member, and Send and State on any member go
+	// to it (see ClusterConfig). Nil means a single process: no listener,
+	// no extra cost.
+	Cluster *ClusterConfig
 }
 
 // DefaultRetry is the retry policy of version conflicts when Config.Retry

@@ -64,7 +64,8 @@ type Host struct {
 	appender       *appender    // nil: every stream appends on its own
 	conflicts      atomic.Int64
 
-	projections projectionSet // guarded by mu (see projections.go)
+	cluster     *clusterRuntime // nil: single process
+	projections projectionSet   // guarded by mu (see projections.go)
 }
 
 type hostState uint8
@@ -138,13 +139,19 @@ func New(st store.EventStore, cfg *Config) (*Host, error) {
 	logger := slog.New(minLevelHandler{inner: c.Logger.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
 	sysCfg.LoggerFactory = func(*protoactor.ActorSystem) *slog.Logger { return logger }
 	h.system = protoactor.NewActorSystemWithConfig(sysCfg)
+	if c.Cluster != nil {
+		if h.cluster, err = newClusterRuntime(h, c.Cluster); err != nil {
+			return nil, err
+		}
+	}
 	return h, nil
 }
 
 // Start starts the host: from now on Send and State are served. It starts
 // the idle scanner (unless idle passivation is disabled) and the
-// projections registered with RunProjection. Starting a running host does nothing; starting a stopped
-// one returns ErrStopped.
+// projections registered with RunProjection. With Config.Cluster it first
+// joins the cluster (binding ClusterConfig.Address). Starting a running
+// host does nothing; starting a stopped one returns ErrStopped.
 func (h *Host) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("actor: start host: %w", err)
@@ -156,6 +163,13 @@ func (h *Host) Start(ctx context.Context) error {
 		return nil
 	case hostStopping, hostStopped:
 		return fmt.Errorf("actor: start host: %w", ErrStopped)
+	}
+	if h.cluster != nil {
+		// Joined before serving: requests that reach this member while it
+		// joins wait for h.mu.
+		if err := h.cluster.start(); err != nil {
+			return err
+		}
 	}
 	h.state = hostRunning
 	h.startProjections()
@@ -199,6 +213,11 @@ func (h *Host) Stop(ctx context.Context) error {
 	h.evict(otelwire.ReasonStopped, h.cache.Purge)
 	h.stopProjections(ctx)
 	h.mu.Unlock()
+	if h.cluster != nil {
+		// The other members stop routing here while this one drains;
+		// meanwhile their requests get ErrStopped and are retried.
+		h.cluster.announceLeaving()
+	}
 
 	h.scanner.Wait()
 
@@ -214,7 +233,9 @@ func (h *Host) Stop(ctx context.Context) error {
 		stopErr = fmt.Errorf("actor: stop host: %w", ctx.Err()) // a projection's batch was abandoned
 	}
 	h.jobs.Wait()
-	h.system.Shutdown()
+	if h.cluster == nil || !h.cluster.leave() {
+		h.system.Shutdown()
+	}
 	h.cancelBase()
 
 	h.mu.Lock()

@@ -44,6 +44,12 @@ type Kind[C, E, S any] struct {
 	// Snapshot, when set, makes the kind save aggregate snapshots; the
 	// host's store must implement store.SnapshotStore.
 	Snapshot *SnapshotConfig[S]
+	// Errors are the kind's sentinel domain errors. In cluster mode a
+	// rejection whose error matches one of them (errors.Is) arrives on a
+	// caller on another member matching both decider.ErrRejected and that
+	// sentinel; other rejections match decider.ErrRejected and keep their
+	// message.
+	Errors []error
 }
 
 // SnapshotConfig makes a kind write its state to the snapshot store every
@@ -138,6 +144,7 @@ type kindRuntime[C, E, S any] struct {
 type anyKind interface {
 	name() string
 	newActor(h *Host, act *activation, parent trace.SpanContext) protoactor.Actor
+	serveRemote(ctx context.Context, h *Host, k key, req *wireRequest) *wireReply
 }
 
 func (k *kindRuntime[C, E, S]) name() string { return k.Name }
@@ -269,7 +276,11 @@ func (a *Aggregate[C, E, S]) Send(ctx context.Context, cmd C, opts ...SendOption
 		return res, fmt.Errorf("actor: send %s command: %w", a.rt.Name, err)
 	}
 	ctx, span := a.h.tel.StartCommand(ctx, streamOf(k), a.commandName(cmd))
-	res, err = a.send(ctx, k, cmd, o, span)
+	if a.h.cluster != nil {
+		res, err = a.sendCluster(ctx, k, cmd, o)
+	} else {
+		res, err = a.send(ctx, k, cmd, o, span)
+	}
 	span.End(ctx, outcomeOf(err), len(res.Events), err)
 	return res, err
 }
@@ -338,6 +349,9 @@ func (a *Aggregate[C, E, S]) State(ctx context.Context, tenant string, stream st
 	k, err := a.key(tenant, stream)
 	if err != nil {
 		return zero, 0, fmt.Errorf("actor: read %s state: %w", a.rt.Name, err)
+	}
+	if a.h.cluster != nil {
+		return a.stateCluster(ctx, k)
 	}
 	if err := ctx.Err(); err != nil {
 		return zero, 0, fmt.Errorf("actor: read %s state of stream %q: %w", k.kind, k.stream, err)

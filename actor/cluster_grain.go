@@ -1,0 +1,224 @@
+package actor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	protoactor "github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/troupehq/troupe/internal/otelwire"
+	"github.com/troupehq/troupe/store"
+)
+
+// streamGrain is the cluster activation of one stream identity on its
+// owner. It does not hold the stream's state: it hands every request to the
+// host's local path (the stream actor, with its cache, group commit,
+// snapshots and command ids) in a goroutine and answers the captured sender
+// from there, so it never blocks. It stops after Config.IdleTimeout
+// without requests; stopping passivates the local stream actors it served,
+// so that a later owner of the stream never leaves a stale copy behind here.
+type streamGrain struct {
+	r        *clusterRuntime
+	identity string
+	keys     map[key]struct{}
+}
+
+func (g *streamGrain) Receive(c protoactor.Context) {
+	switch m := c.Message().(type) {
+	case *protoactor.Started:
+		if idle := g.r.h.cfg.IdleTimeout; idle > 0 {
+			c.SetReceiveTimeout(idle)
+		}
+	case *cluster.ClusterInit:
+		g.identity = m.Identity.Identity
+		g.r.grainStarted(g.identity)
+	case *protoactor.ReceiveTimeout:
+		c.Stop(c.Self())
+	case *protoactor.Stopped:
+		for k := range g.keys {
+			g.r.h.passivateKey(k, otelwire.ReasonIdle)
+		}
+		if g.identity != "" {
+			g.r.grainStopped(g.identity)
+		}
+	case *wrapperspb.BytesValue:
+		sender := c.Sender()
+		if sender == nil {
+			return
+		}
+		var req wireRequest
+		if err := json.Unmarshal(m.Value, &req); err != nil {
+			g.r.reply(sender, &wireReply{Err: encodeError(store.InvalidArgument("undecodable cluster request: %v", err), nil)})
+			return
+		}
+		k := key{tenant: req.Tenant, kind: req.Kind, stream: req.Stream}
+		if g.keys == nil {
+			g.keys = map[key]struct{}{}
+		}
+		g.keys[k] = struct{}{}
+		g.r.serve(k, &req, sender)
+	}
+}
+
+func (r *clusterRuntime) grainStarted(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.activations[id]++
+	r.live[id]++
+}
+
+func (r *clusterRuntime) grainStopped(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.live[id]--; r.live[id] <= 0 {
+		delete(r.live, id)
+	}
+}
+
+// serve runs a request from another member (or this one) on the local
+// path, off the grain's loop, and answers sender.
+func (r *clusterRuntime) serve(k key, req *wireRequest, sender *protoactor.PID) {
+	r.serving.Add(1)
+	go func() {
+		defer r.serving.Done()
+		r.reply(sender, r.handle(k, req))
+	}()
+}
+
+func (r *clusterRuntime) handle(k key, req *wireRequest) (rep *wireReply) {
+	r.h.kindsMu.RLock()
+	rt, ok := r.h.kinds[k.kind]
+	r.h.kindsMu.RUnlock()
+	if !ok {
+		return &wireReply{Err: encodeError(fmt.Errorf("actor: %w: %q is not registered on member %s", ErrUnknownKind, k.kind, r.member()), nil)}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			rep = &wireReply{Err: encodeError(newPanicError("cluster request", p), nil)}
+		}
+	}()
+	// The caller waits at most RequestTimeout for this attempt; a command
+	// whose caller has gone is skipped by the stream actor, and the caller
+	// retries it with the same command id.
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.RequestTimeout)
+	defer cancel()
+	return rt.serveRemote(ctx, r.h, k, req)
+}
+
+func (r *clusterRuntime) reply(to *protoactor.PID, rep *wireReply) {
+	b, err := json.Marshal(rep)
+	if err != nil {
+		b, _ = json.Marshal(&wireReply{Err: encodeError(fmt.Errorf("actor: encode cluster reply: %w", err), nil)})
+	}
+	r.h.system.Root.Send(to, wrapperspb.Bytes(b))
+}
+
+// call sends a request to the owner of k's stream and returns its reply,
+// retrying placement failures with ClusterConfig.Retry. A reply whose
+// error says the owner is stopping counts as a placement failure too (the
+// stream moves to another member). After the last attempt the error
+// matches ErrOutcomeUnknown when an attempt timed out (the request may
+// have been handled), store.ErrUnavailable otherwise.
+func (r *clusterRuntime) call(ctx context.Context, k key, req *wireRequest) (*wireReply, error) {
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return nil, store.InvalidArgument("encode %s request: %v", k.kind, err)
+	}
+	id := identityOf(k)
+	pol := r.cfg.Retry
+	timedOut := false
+	for attempt := 1; ; attempt++ {
+		rep, err := r.attempt(ctx, id, payload)
+		if err == nil && rep.Err != nil && attempt < pol.MaxAttempts && isStopping(rep.Err) {
+			err = &placementError{err: fmt.Errorf("member is leaving: %s", rep.Err.Msg)}
+		}
+		var pe *placementError
+		if !errors.As(err, &pe) {
+			return rep, err
+		}
+		timedOut = timedOut || pe.timedOut
+		if attempt >= pol.MaxAttempts {
+			if timedOut {
+				return nil, fmt.Errorf("%w: owner of %s did not answer after %d attempts: %w", ErrOutcomeUnknown, id, attempt, pe.err)
+			}
+			return nil, fmt.Errorf("%w: owner of %s unreachable after %d attempts: %w", store.ErrUnavailable, id, attempt, pe.err)
+		}
+		r.h.log.Debug("actor_cluster_retry", slog.String("identity", id), slog.Int("attempt", attempt), slog.Any("error", pe.err))
+		if err := pol.Wait(ctx, attempt); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func isStopping(w *wireError) bool {
+	for _, m := range w.Matches {
+		if m == "stopped" || m == "notStarted" {
+			return true
+		}
+	}
+	return false
+}
+
+var errNoOwner = errors.New("no member owns the stream (no member known, or its activation failed)")
+
+// attempt is one request to the stream's grain, bounded by RequestTimeout
+// and ctx.
+func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte) (*wireReply, error) {
+	timeout := r.cfg.RequestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if timeout <= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	type result struct {
+		rep *wireReply
+		err error
+	}
+	done := make(chan result, 1)
+	r.calls.Add(1)
+	go func() {
+		defer r.calls.Done()
+		pid, _ := r.cl.PidCache.Get(id, streamGrainKind)
+		if pid == nil {
+			pid = r.cl.Get(id, streamGrainKind)
+			if pid == nil {
+				done <- result{err: &placementError{err: errNoOwner}}
+				return
+			}
+			r.cl.PidCache.Set(id, streamGrainKind, pid)
+		}
+		res, err := r.h.system.Root.RequestFuture(pid, wrapperspb.Bytes(payload), timeout).Result()
+		if err != nil {
+			r.cl.PidCache.RemoveByValue(id, streamGrainKind, pid)
+			timedOut := errors.Is(err, protoactor.ErrTimeout) || errors.Is(err, remote.ErrTimeout)
+			done <- result{err: &placementError{err: fmt.Errorf("request to %s: %w", pid.Address, err), timedOut: timedOut}}
+			return
+		}
+		bv, ok := res.(*wrapperspb.BytesValue)
+		if !ok {
+			r.cl.PidCache.RemoveByValue(id, streamGrainKind, pid)
+			done <- result{err: &placementError{err: fmt.Errorf("request to %s: unexpected answer %T", pid.Address, res)}}
+			return
+		}
+		var rep wireReply
+		if err := json.Unmarshal(bv.Value, &rep); err != nil {
+			done <- result{err: fmt.Errorf("actor: decode the answer of %s: %w", pid.Address, err)}
+			return
+		}
+		done <- result{rep: &rep}
+	}()
+	select {
+	case res := <-done:
+		return res.rep, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
