@@ -143,6 +143,7 @@ func New(st store.EventStore, cfg *Config) (*Host, error) {
 		if h.cluster, err = newClusterRuntime(h, c.Cluster); err != nil {
 			return nil, err
 		}
+		h.addProjectionKind()
 	}
 	return h, nil
 }

@@ -47,6 +47,11 @@ type ProjectionOptions struct {
 	// field takes DefaultProjectionRestart's: restart forever, waiting 1s
 	// doubling up to 30s.
 	Restart retry.Policy
+	// EnsureInterval, in cluster mode, is how often this member asks the
+	// projection's owner to run it; the owner stops running it after five
+	// intervals without such a request (ownership moved). Every member
+	// should use the same value. Defaults to DefaultEnsureInterval (1s).
+	EnsureInterval time.Duration
 }
 
 // DefaultProjectionRestart is the restart policy of a projection whose
@@ -98,6 +103,10 @@ type ProjectionStatus struct {
 	LastError error
 	// RestartAt is when a restarting projection runs again.
 	RestartAt time.Time
+	// Member, in cluster mode, is the member that answered this member's
+	// last request to run the projection: the one running it (empty when
+	// that request failed, and in single-process mode).
+	Member string
 	// Projection is what the runner's Status reported: the stored status
 	// (the active runner's state, checkpoint and lag, across processes)
 	// and, in Local, this runner's own state.
@@ -117,8 +126,14 @@ type projEntry struct {
 	name    string
 	runner  ProjectionRunner
 	restart retry.Policy
+	ensure  time.Duration // cluster mode: the ensure interval
 	pid     *protoactor.PID
 	done    chan struct{} // closed when the actor has stopped
+
+	// Cluster mode, guarded by Host.mu: the member that answered the last
+	// ensure request, or why it failed.
+	placed   string
+	placeErr error
 }
 
 // RunProjection registers a projection under name and has the host run it
@@ -149,6 +164,12 @@ func (h *Host) RunProjection(name string, r ProjectionRunner, opts *ProjectionOp
 	if err := o.Restart.Validate("actor.ProjectionOptions.Restart"); err != nil {
 		return invalidConfig("projection %q: %v", name, err)
 	}
+	switch {
+	case o.EnsureInterval < 0:
+		return invalidConfig("projection %q: actor.ProjectionOptions.EnsureInterval is %v, must not be negative", name, o.EnsureInterval)
+	case o.EnsureInterval == 0:
+		o.EnsureInterval = DefaultEnsureInterval
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch h.state {
@@ -158,7 +179,7 @@ func (h *Host) RunProjection(name string, r ProjectionRunner, opts *ProjectionOp
 	if _, ok := h.projections.byName[name]; ok {
 		return fmt.Errorf("%w: %q", ErrProjectionExists, name)
 	}
-	e := &projEntry{name: name, runner: r, restart: o.Restart, done: make(chan struct{})}
+	e := &projEntry{name: name, runner: r, restart: o.Restart, ensure: o.EnsureInterval, done: make(chan struct{})}
 	a := &projActor{h: h, e: e}
 	props := protoactor.PropsFromProducer(func() protoactor.Actor { return a })
 	pid, err := h.system.Root.SpawnNamed(props, "projection-"+name)
@@ -170,8 +191,8 @@ func (h *Host) RunProjection(name string, r ProjectionRunner, opts *ProjectionOp
 		h.projections.byName = map[string]*projEntry{}
 	}
 	h.projections.byName[name] = e
-	if h.state == hostRunning && h.projectionsLocal() {
-		h.post(pid, &projActivate{})
+	if h.state == hostRunning {
+		h.startProjection(e)
 	}
 	return nil
 }
@@ -210,6 +231,9 @@ func (h *Host) ProjectionStatus(ctx context.Context, name string) (ProjectionSta
 	h.post(e.pid, req)
 	select {
 	case r := <-req.reply:
+		h.mu.Lock()
+		r.status.Member = e.placed
+		h.mu.Unlock()
 		return r.status, r.err
 	case <-e.done:
 		// The actor may have answered just before it stopped.
@@ -224,20 +248,24 @@ func (h *Host) ProjectionStatus(ctx context.Context, name string) (ProjectionSta
 	}
 }
 
-// projectionsLocal reports whether this host runs every registered
-// projection itself (single-process mode) rather than the one its cluster
-// places on it.
-func (h *Host) projectionsLocal() bool { return true }
-
-// startProjections activates every projection actor. Called by Start with
-// h.mu held.
+// startProjections starts every registered projection. Called by Start
+// with h.mu held.
 func (h *Host) startProjections() {
-	if !h.projectionsLocal() {
+	for _, e := range h.projections.byName {
+		h.startProjection(e)
+	}
+}
+
+// startProjection has a single-process host's projection actor run its
+// runner, or a cluster member ask the projection's owner to run it.
+// Called with h.mu held, once the host runs.
+func (h *Host) startProjection(e *projEntry) {
+	if h.cluster == nil {
+		h.post(e.pid, &projActivate{})
 		return
 	}
-	for _, e := range h.projections.byName {
-		h.post(e.pid, &projActivate{})
-	}
+	h.projections.wg.Add(1)
+	go h.ensureLoop(e)
 }
 
 // stopProjections asks every projection actor to stop its runner (within
@@ -266,11 +294,12 @@ func (h *Host) waitProjections() {
 
 // Messages of a projection actor.
 type (
-	// projActivate asks the actor to run its projection.
-	projActivate struct{}
-	// projDeactivate asks it to stop running its projection (within ctx)
-	// and stay idle.
-	projDeactivate struct{ ctx context.Context }
+	// projActivate asks the actor to run its projection, for grain in
+	// cluster mode (nil in a single process).
+	projActivate struct{ grain *projGrain }
+	// projDeactivate asks it to stop running its projection and stay
+	// idle, unless another grain activated it since.
+	projDeactivate struct{ grain *projGrain }
 	// projStop deactivates and then stops the actor.
 	projStop struct{ ctx context.Context }
 	// projRunEnded reports that run gen's Run returned err.
@@ -300,9 +329,10 @@ type projActor struct {
 	e    *projEntry
 	self *protoactor.PID
 
-	wanted   bool // activated: the runner should be running
-	stopping bool // the actor stops once its run has ended
-	stopped  bool // c.Stop was called
+	wanted   bool       // activated: the runner should be running
+	grain    *projGrain // the grain that activated it (cluster mode)
+	stopping bool       // the actor stops once its run has ended
+	stopped  bool       // c.Stop was called
 
 	gen        uint64
 	running    bool // Run has not returned yet
@@ -327,9 +357,12 @@ func (a *projActor) Receive(c protoactor.Context) {
 		close(a.e.done)
 		return
 	case *projActivate:
+		a.grain = m.grain
 		a.activate()
 	case *projDeactivate:
-		a.deactivate(m.ctx)
+		if m.grain == a.grain {
+			a.deactivate(nil)
+		}
 	case *projStop:
 		a.stopping = true
 		a.deactivate(m.ctx)
@@ -361,6 +394,7 @@ func (a *projActor) activate() {
 }
 
 // deactivate stops the runner, if it runs, and cancels a pending restart.
+// The runner's Stop gets ctx, or StoreTimeout when ctx is nil.
 func (a *projActor) deactivate(ctx context.Context) {
 	a.wanted = false
 	a.cancelBackoff()
@@ -368,10 +402,15 @@ func (a *projActor) deactivate(ctx context.Context) {
 		return
 	}
 	a.ending = true
-	r, cancel := a.e.runner, a.cancelRun
+	r, cancel, timeout := a.e.runner, a.cancelRun, a.h.cfg.StoreTimeout
 	a.h.projections.wg.Add(1)
 	go func() {
 		defer a.h.projections.wg.Done()
+		if ctx == nil {
+			c, cancelStop := context.WithTimeout(a.h.baseCtx, timeout)
+			defer cancelStop()
+			ctx = c
+		}
 		// Stop finishes the batch in flight and returns once Run has
 		// returned. A Stop that came before Run began does nothing: the
 		// cancelled context then ends the run as soon as it begins.
