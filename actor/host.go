@@ -64,7 +64,8 @@ type Host struct {
 	appender       *appender    // nil: every stream appends on its own
 	conflicts      atomic.Int64
 
-	cluster *clusterRuntime // nil: single process
+	cluster     *clusterRuntime // nil: single process
+	projections projectionSet   // guarded by mu (see projections.go)
 }
 
 type hostState uint8
@@ -142,15 +143,16 @@ func New(st store.EventStore, cfg *Config) (*Host, error) {
 		if h.cluster, err = newClusterRuntime(h, c.Cluster); err != nil {
 			return nil, err
 		}
+		h.addProjectionKind()
 	}
 	return h, nil
 }
 
 // Start starts the host: from now on Send and State are served. It starts
-// the idle scanner (unless idle passivation is disabled). With
-// Config.Cluster it first joins the cluster (binding
-// ClusterConfig.Address). Starting a running host does nothing; starting a
-// stopped one returns ErrStopped.
+// the idle scanner (unless idle passivation is disabled) and the
+// projections registered with RunProjection. With Config.Cluster it first
+// joins the cluster (binding ClusterConfig.Address). Starting a running
+// host does nothing; starting a stopped one returns ErrStopped.
 func (h *Host) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("actor: start host: %w", err)
@@ -171,6 +173,7 @@ func (h *Host) Start(ctx context.Context) error {
 		}
 	}
 	h.state = hostRunning
+	h.startProjections()
 	if h.cfg.IdleTimeout > 0 {
 		h.scanner.Add(1)
 		go h.scanIdle()
@@ -181,7 +184,9 @@ func (h *Host) Start(ctx context.Context) error {
 // Stop drains the host. New commands are refused with ErrStopped at once;
 // every command already accepted is answered (with its result or an error)
 // before Stop returns; in-flight appends and snapshot writes are waited
-// for; then the actor system and the idle scanner are stopped.
+// for; every projection run by the host is stopped (its batch in flight
+// finished) and its actor waited for; then the actor system and the idle
+// scanner are stopped.
 //
 // If ctx expires first, Stop cancels the store calls still running (their
 // commands fail, commands not yet started fail with ErrStopped), still
@@ -207,6 +212,7 @@ func (h *Host) Stop(ctx context.Context) error {
 	// Passivate every cached actor: each gets a passivate message after
 	// the commands already in its mailbox, handles them and stops.
 	h.evict(otelwire.ReasonStopped, h.cache.Purge)
+	h.stopProjections(ctx)
 	h.mu.Unlock()
 	if h.cluster != nil {
 		// The other members stop routing here while this one drains;
@@ -222,6 +228,10 @@ func (h *Host) Stop(ctx context.Context) error {
 		h.log.Warn("actor_host_stop_timeout", slog.Any("error", ctx.Err()))
 		h.cancelBase()
 		_ = h.waitDrained(nil)
+	}
+	h.waitProjections()
+	if stopErr == nil && ctx.Err() != nil {
+		stopErr = fmt.Errorf("actor: stop host: %w", ctx.Err()) // a projection's batch was abandoned
 	}
 	h.jobs.Wait()
 	if h.cluster == nil || !h.cluster.leave() {
