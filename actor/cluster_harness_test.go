@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -125,6 +126,15 @@ type member struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	logPath string
+	stopped atomic.Bool // killed or terminated by the test
+}
+
+// kill kills the member with SIGKILL and waits for it to exit.
+func (m *member) kill() {
+	m.t.Helper()
+	m.stopped.Store(true)
+	require.NoError(m.t, m.cmd.Process.Kill())
+	<-m.exited
 }
 
 // memberSpec describes the members of a test cluster.
@@ -241,6 +251,7 @@ func (m *member) waitMembers(n int) {
 // the exit error (nil for status 0).
 func (m *member) terminate(timeout time.Duration) error {
 	m.t.Helper()
+	m.stopped.Store(true)
 	require.NoError(m.t, m.cmd.Process.Signal(syscall.SIGTERM))
 	select {
 	case <-m.exited:
