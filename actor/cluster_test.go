@@ -415,3 +415,30 @@ func TestClusterHostNotStartedAndStopped(t *testing.T) {
 	_, _, err = agg.State(ctx, "", "s-1")
 	require.ErrorIs(t, err, actor.ErrStopped)
 }
+
+// A stream's grain stops after the idle timeout (passivating the stream
+// actor on its member) and the next command activates it again, with the
+// state read back from the store.
+func TestClusterIdleGrainReactivates(t *testing.T) {
+	dsn, _ := clusterDB(t)
+	ms := startCluster(t, dsn, memberSpec{n: 2, args: func(int) []string { return []string{"-idle", "300ms"} }})
+	ctx := context.Background()
+	for i := range 3 {
+		if i > 0 {
+			time.Sleep(800 * time.Millisecond)
+		}
+		rep, err := ms[i%2].send(ctx, clusterSend{Stream: "idle-1", CommandID: fmt.Sprintf("idle-%d", i)})
+		require.NoError(t, err)
+		require.Empty(t, rep.Error)
+		require.EqualValues(t, i+1, rep.Version)
+		require.Equal(t, i+1, rep.Count)
+	}
+	owner := ms[0].owner("", "idle-1")
+	for _, m := range ms {
+		if m.addr == owner {
+			require.Equal(t, 3, m.activations()[identity("idle-1")], "activations on the owner")
+		} else {
+			require.Zero(t, m.activations()[identity("idle-1")])
+		}
+	}
+}
