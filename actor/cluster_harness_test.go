@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ var memberBin struct {
 
 // buildMember builds the member binary once per test binary, without the
 // race detector and with a clean environment.
-func buildMember(t *testing.T) string {
+func buildMember(t testing.TB) string {
 	t.Helper()
 	memberBin.once.Do(func() {
 		goBin, err := exec.LookPath("go")
@@ -95,7 +96,7 @@ func memberEnv() []string {
 }
 
 // freePort returns a free 127.0.0.1 address.
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -106,7 +107,7 @@ func freePort(t *testing.T) string {
 
 // clusterDB returns a fresh migrated database and a pool on it for the
 // test's own queries.
-func clusterDB(t *testing.T) (string, *pgxpool.Pool) {
+func clusterDB(t testing.TB) (string, *pgxpool.Pool) {
 	t.Helper()
 	dsn := pgtest.NewDatabase(t)
 	pool, err := pgxpool.New(context.Background(), dsn)
@@ -118,13 +119,22 @@ func clusterDB(t *testing.T) (string, *pgxpool.Pool) {
 
 // member is a running member process.
 type member struct {
-	t       *testing.T
+	t       testing.TB
 	addr    string // gRPC, the member's cluster address
 	health  string
 	http    string
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	logPath string
+	stopped atomic.Bool // killed or terminated by the test
+}
+
+// kill kills the member with SIGKILL and waits for it to exit.
+func (m *member) kill() {
+	m.t.Helper()
+	m.stopped.Store(true)
+	require.NoError(m.t, m.cmd.Process.Kill())
+	<-m.exited
 }
 
 // memberSpec describes the members of a test cluster.
@@ -136,7 +146,7 @@ type memberSpec struct {
 
 // startCluster starts n members against dsn and waits until each sees
 // the members it lists.
-func startCluster(t *testing.T, dsn string, spec memberSpec) []*member {
+func startCluster(t testing.TB, dsn string, spec memberSpec) []*member {
 	t.Helper()
 	bin := buildMember(t)
 	ms := make([]*member, spec.n)
@@ -241,6 +251,7 @@ func (m *member) waitMembers(n int) {
 // the exit error (nil for status 0).
 func (m *member) terminate(timeout time.Duration) error {
 	m.t.Helper()
+	m.stopped.Store(true)
 	require.NoError(m.t, m.cmd.Process.Signal(syscall.SIGTERM))
 	select {
 	case <-m.exited:
@@ -338,7 +349,7 @@ func (m *member) state(tenant, stream string) clusterState {
 }
 
 // commandCounts counts the events of every command id in the log.
-func commandCounts(t *testing.T, pool *pgxpool.Pool) map[string]int {
+func commandCounts(t testing.TB, pool *pgxpool.Pool) map[string]int {
 	t.Helper()
 	rows, err := pool.Query(context.Background(),
 		`SELECT message_metadata->>'commandId', count(*) FROM messages WHERE message_metadata ? 'commandId' GROUP BY 1`)

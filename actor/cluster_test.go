@@ -11,7 +11,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/actor"
+	"github.com/troupehq/troupe/retry"
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/memory"
 )
 
 func identity(stream string) string { return store.DefaultPartition + "/counter/" + stream }
@@ -117,7 +120,7 @@ func runLoad(ctx context.Context, on []*member, perMember, streams int, stop <-c
 					l.mu.Lock()
 					l.sent++
 					switch {
-					case err != nil && !m.alive():
+					case err != nil && m.stopped.Load():
 						l.mu.Unlock()
 						return
 					case err != nil:
@@ -194,8 +197,7 @@ func TestClusterMemberLossUnderLoad(t *testing.T) {
 	l, wg := runLoad(ctx, ms, perMember, streams, stop)
 	time.Sleep(1500 * time.Millisecond)
 	killedAt := time.Now()
-	require.NoError(t, victim.cmd.Process.Kill())
-	<-victim.exited
+	victim.kill()
 	time.Sleep(5 * time.Second)
 	end := time.Now()
 	close(stop)
@@ -350,4 +352,93 @@ func assertNoError(t *testing.T, err error, format string, args ...any) bool {
 		return false
 	}
 	return true
+}
+
+// A bad ClusterConfig is refused by New with an error naming the field.
+func TestClusterConfigErrors(t *testing.T) {
+	prov, err := actor.StaticMembers(actor.StaticMembersConfig{Self: "127.0.0.1:7101", Members: []string{"127.0.0.1:7101"}})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		cfg  actor.ClusterConfig
+		want string
+	}{
+		{actor.ClusterConfig{Address: "127.0.0.1:7001", Provider: prov}, "actor.Config.Cluster.Name"},
+		{actor.ClusterConfig{Name: "c", Provider: prov}, "actor.Config.Cluster.Address"},
+		{actor.ClusterConfig{Name: "c", Address: ":7001", Provider: prov}, "actor.Config.Cluster.Address"},
+		{actor.ClusterConfig{Name: "c", Address: "127.0.0.1:0", Provider: prov}, "actor.Config.Cluster.Address"},
+		{actor.ClusterConfig{Name: "c", Address: "127.0.0.1:7001"}, "actor.Config.Cluster.Provider"},
+		{actor.ClusterConfig{Name: "c", Address: "127.0.0.1:7001", Provider: prov, AdvertisedAddress: "nope"}, "actor.Config.Cluster.AdvertisedAddress"},
+		{actor.ClusterConfig{Name: "c", Address: "127.0.0.1:7001", Provider: prov, RequestTimeout: -1}, "actor.Config.Cluster.RequestTimeout"},
+		{actor.ClusterConfig{Name: "c", Address: "127.0.0.1:7001", Provider: prov, Retry: retry.Policy{MaxAttempts: -1}}, "actor.Config.Cluster.Retry"},
+	} {
+		_, err := actor.New(memory.New(), &actor.Config{Codec: newCodec(), Cluster: &tc.cfg})
+		require.ErrorIs(t, err, actor.ErrInvalidConfig)
+		require.ErrorContains(t, err, tc.want)
+	}
+	for _, tc := range []struct {
+		cfg  actor.StaticMembersConfig
+		want string
+	}{
+		{actor.StaticMembersConfig{Members: []string{"127.0.0.1:7101"}}, "actor.StaticMembersConfig.Self"},
+		{actor.StaticMembersConfig{Self: "127.0.0.1:7101"}, "actor.StaticMembersConfig.Members"},
+		{actor.StaticMembersConfig{Self: "127.0.0.1:7101", Members: []string{"x"}}, "actor.StaticMembersConfig.Members"},
+		{actor.StaticMembersConfig{Self: "127.0.0.1:7101", Members: []string{"127.0.0.1:7101"}, Refresh: -1}, "actor.StaticMembersConfig.Refresh"},
+	} {
+		_, err := actor.StaticMembers(tc.cfg)
+		require.ErrorIs(t, err, actor.ErrInvalidConfig)
+		require.ErrorContains(t, err, tc.want)
+	}
+}
+
+// A member that has not joined refuses with ErrNotStarted, and one that
+// left with ErrStopped, as in single-process mode; the test process never
+// joins a cluster (see buildMember).
+func TestClusterHostNotStartedAndStopped(t *testing.T) {
+	prov, err := actor.StaticMembers(actor.StaticMembersConfig{Self: "127.0.0.1:7101", Members: []string{"127.0.0.1:7101"}})
+	require.NoError(t, err)
+	h, err := actor.New(memory.New(), &actor.Config{Codec: newCodec(), Cluster: &actor.ClusterConfig{Name: "c", Address: "127.0.0.1:7001", Provider: prov}})
+	require.NoError(t, err)
+	agg, err := actor.Register(h, counterKind())
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:7001", h.Member())
+	require.Empty(t, h.Members())
+	_, err = h.Owner("counter", "", "s-1")
+	require.ErrorIs(t, err, actor.ErrNotStarted)
+	_, err = h.Owner("nope", "", "s-1")
+	require.ErrorIs(t, err, actor.ErrUnknownKind)
+	ctx := context.Background()
+	_, err = agg.Send(ctx, counterCmd{Stream: "s-1"})
+	require.ErrorIs(t, err, actor.ErrNotStarted)
+	require.NoError(t, h.Stop(ctx))
+	_, err = agg.Send(ctx, counterCmd{Stream: "s-1"})
+	require.ErrorIs(t, err, actor.ErrStopped)
+	_, _, err = agg.State(ctx, "", "s-1")
+	require.ErrorIs(t, err, actor.ErrStopped)
+}
+
+// A stream's grain stops after the idle timeout (passivating the stream
+// actor on its member) and the next command activates it again, with the
+// state read back from the store.
+func TestClusterIdleGrainReactivates(t *testing.T) {
+	dsn, _ := clusterDB(t)
+	ms := startCluster(t, dsn, memberSpec{n: 2, args: func(int) []string { return []string{"-idle", "300ms"} }})
+	ctx := context.Background()
+	for i := range 3 {
+		if i > 0 {
+			time.Sleep(800 * time.Millisecond)
+		}
+		rep, err := ms[i%2].send(ctx, clusterSend{Stream: "idle-1", CommandID: fmt.Sprintf("idle-%d", i)})
+		require.NoError(t, err)
+		require.Empty(t, rep.Error)
+		require.EqualValues(t, i+1, rep.Version)
+		require.Equal(t, i+1, rep.Count)
+	}
+	owner := ms[0].owner("", "idle-1")
+	for _, m := range ms {
+		if m.addr == owner {
+			require.Equal(t, 3, m.activations()[identity("idle-1")], "activations on the owner")
+		} else {
+			require.Zero(t, m.activations()[identity("idle-1")])
+		}
+	}
 }
