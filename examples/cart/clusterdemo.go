@@ -361,6 +361,7 @@ func runClusterDemo(ctx context.Context, out io.Writer, env clusterDemoEnv) (err
 		fmt.Fprintln(out, "\nStopping the members (SIGTERM: each hands its carts over and drains)…")
 		if serr := stopMembers(ms); serr != nil {
 			err = errors.Join(err, serr)
+			fmt.Fprintf(out, "The members' logs are in %s.\n", dir)
 			return
 		}
 		fmt.Fprintln(out, "Every member exited cleanly.")
