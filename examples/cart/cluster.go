@@ -12,10 +12,12 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/troupehq/troupe/actor"
 	"github.com/troupehq/troupe/actor/pgmembership"
+	"github.com/troupehq/troupe/retry"
 )
 
 // clusterOptions are the flags that make the binary a cluster member.
@@ -89,6 +91,12 @@ func clusterFlags(fs *flag.FlagSet, getenv func(string) string) func(stderr io.W
 	}
 }
 
+// The cart's placement timeout and retries (see clusterConfig).
+var (
+	clusterRequestTimeout = 2 * time.Second
+	clusterRetry          = retry.Policy{MaxAttempts: 16, InitialDelay: 20 * time.Millisecond, MaxDelay: time.Second}
+)
+
 // tlsConfig loads the member's certificate and the CA its peers' must chain
 // to: every member both presents its certificate and checks the other's.
 func (c clusterOptions) tlsConfig() (*tls.Config, error) {
@@ -119,7 +127,12 @@ func (c clusterOptions) clusterConfig(setProvider func(*actor.ClusterConfig) err
 	if err != nil {
 		return nil, err
 	}
-	cfg := &actor.ClusterConfig{Name: c.name, Address: c.addr, AdvertisedAddress: c.advertise, TLS: tlsCfg}
+	cfg := &actor.ClusterConfig{Name: c.name, Address: c.addr, AdvertisedAddress: c.advertise, TLS: tlsCfg,
+		// A request already sent to a member that died waits this long;
+		// the retries (same command id) then outlast the PostgreSQL
+		// provider's detection of the loss (TTL 5 s plus a heartbeat),
+		// within the service's 10 s command deadline.
+		RequestTimeout: clusterRequestTimeout, Retry: clusterRetry}
 	if len(c.members) > 0 {
 		if cfg.Provider, err = actor.StaticMembers(actor.StaticMembersConfig{Self: c.health, Members: c.members}); err != nil {
 			return nil, err
