@@ -212,7 +212,8 @@ func runningOn(t *testing.T, ms []*pmMember) []*pmMember {
 // Three members run one projection: it runs on exactly one of them, the
 // others' status names that one. Killing that member (kill -9) moves it to
 // a survivor, which catches the read model up with the events written
-// after the kill; the test logs how long that took.
+// after the kill; the test logs how long that took. A graceful leave of
+// the new owner then hands it over to the last member.
 func TestClusterProjectionFailover(t *testing.T) {
 	bin := pmBuild(t)
 	connString := pgtest.NewDatabase(t)
@@ -314,4 +315,27 @@ func TestClusterProjectionFailover(t *testing.T) {
 	require.NoError(t, sendSome(survivors, 10, 3))
 	pmWait(t, "the read model to follow", caughtUp)
 	require.Len(t, runningOn(t, survivors), 1)
+
+	// A graceful leave (SIGTERM) of the owner hands the projection over
+	// to the last member.
+	var last *pmMember
+	for _, m := range survivors {
+		if m != next {
+			last = m
+		}
+	}
+	left := time.Now()
+	require.NoError(t, next.cmd.Process.Signal(syscall.SIGTERM))
+	pmWait(t, "the last member to run the projection", func() bool { return last.projection(t).State == "running" })
+	runningAfter = time.Since(left)
+	require.NoError(t, sendSome([]*pmMember{last}, 10, 4))
+	pmWait(t, "the last member to catch the read model up", caughtUp)
+	caughtAfter := time.Since(left)
+	select {
+	case <-next.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("member %s did not leave within 30s:\n%s", next.addr, next.logTail())
+	}
+	t.Logf("projection handover on a graceful leave (SIGTERM) of the owner: the last member runs it after %v, read model caught up with 10 sends after %v, the leaving member exited after %v",
+		runningAfter.Round(time.Millisecond), caughtAfter.Round(time.Millisecond), time.Since(left).Round(time.Millisecond))
 }
