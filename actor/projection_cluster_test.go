@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,20 +28,9 @@ import (
 // (protoactor-go's cluster and remoting code has data races of its own),
 // each with the projection hook (-projection).
 
-// pmBuild builds the member binary into a temporary directory.
-func pmBuild(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(t.TempDir(), "clustermember")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, goBin, "build", "-o", bin, "github.com/troupehq/troupe/actor/internal/clustermember").CombinedOutput()
-	require.NoError(t, err, "go build the member binary: %s", out)
-	return bin
-}
+// pmBuild builds the member binary (once per test binary, with the
+// cluster tests' harness).
+func pmBuild(t *testing.T) string { return buildMember(t) }
 
 func pmFreeAddr(t *testing.T) string {
 	t.Helper()
