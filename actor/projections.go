@@ -221,10 +221,12 @@ func (h *Host) Projections() []string {
 // for its status. In cluster mode it is this member's actor that answers:
 // State is idle on the members that do not run the projection, Member
 // names the one that does, and Projection's stored part (state,
-// checkpoint, lag) is the same everywhere. It fails with ErrUnknownProjection for a name not
-// registered, ErrStopped once the actor has stopped, ctx's error when ctx
-// ends first, and the runner's error when its Status failed (the returned
-// status then still holds the actor's part).
+// checkpoint, lag) is the same everywhere.
+//
+// It fails with ErrUnknownProjection for a name not registered, ErrStopped
+// once the actor has stopped, ctx's error when ctx ends first, and the
+// runner's error when its Status failed (the returned status then still
+// holds the actor's part).
 func (h *Host) ProjectionStatus(ctx context.Context, name string) (ProjectionStatus, error) {
 	h.mu.Lock()
 	e, ok := h.projections.byName[name]
@@ -239,17 +241,20 @@ func (h *Host) ProjectionStatus(ctx context.Context, name string) (ProjectionSta
 	default:
 	}
 	h.post(e.pid, req)
-	select {
-	case r := <-req.reply:
+	answer := func(r projStatusReply) (ProjectionStatus, error) {
 		h.mu.Lock()
 		r.status.Member = e.placed
 		h.mu.Unlock()
 		return r.status, r.err
+	}
+	select {
+	case r := <-req.reply:
+		return answer(r)
 	case <-e.done:
 		// The actor may have answered just before it stopped.
 		select {
 		case r := <-req.reply:
-			return r.status, r.err
+			return answer(r)
 		default:
 		}
 		return ProjectionStatus{}, fmt.Errorf("actor: status of projection %q: %w", name, ErrStopped)
