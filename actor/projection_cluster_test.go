@@ -10,12 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/internal/pgtest"
@@ -27,20 +28,9 @@ import (
 // (protoactor-go's cluster and remoting code has data races of its own),
 // each with the projection hook (-projection).
 
-// pmBuild builds the member binary into a temporary directory.
-func pmBuild(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(t.TempDir(), "clustermember")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, goBin, "build", "-o", bin, "github.com/troupehq/troupe/actor/internal/clustermember").CombinedOutput()
-	require.NoError(t, err, "go build the member binary: %s", out)
-	return bin
-}
+// pmBuild builds the member binary (once per test binary, with the
+// cluster tests' harness).
+func pmBuild(t *testing.T) string { return buildMember(t) }
 
 func pmFreeAddr(t *testing.T) string {
 	t.Helper()
@@ -60,29 +50,52 @@ type pmMember struct {
 
 // pmStart starts n members of one cluster on connString, each running the
 // projection name, and waits until every member knows all n.
-func pmStart(t *testing.T, bin, connString, name string, n int, extra ...string) []*pmMember {
+func pmStart(t *testing.T, bin, connString, name string, n int) []*pmMember {
+	t.Helper()
+	ms := pmPlan(t, n)
+	for _, m := range ms {
+		m.launch(t, bin, connString, name, ms)
+	}
+	pmWaitMembers(t, ms, n)
+	return ms
+}
+
+// pmPlan picks the addresses of n members.
+func pmPlan(t *testing.T, n int) []*pmMember {
 	t.Helper()
 	ms := make([]*pmMember, n)
-	healths := make([]string, n)
 	for i := range ms {
 		ms[i] = &pmMember{addr: pmFreeAddr(t), health: pmFreeAddr(t), http: pmFreeAddr(t), logPath: filepath.Join(t.TempDir(), fmt.Sprintf("member-%d.log", i))}
-		healths[i] = ms[i].health
 	}
-	for _, m := range ms {
-		args := append([]string{"-cluster", "projections", "-addr", m.addr, "-health", m.health, "-members", strings.Join(healths, ","),
-			"-db", connString, "-http", m.http, "-projection", name, "-log-level", "warn"}, extra...)
-		logFile, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		require.NoError(t, err)
-		m.cmd = exec.Command(bin, args...)
-		m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
-		m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		err = m.cmd.Start()
-		_ = logFile.Close()
-		require.NoError(t, err)
-		m.exited = make(chan struct{})
-		go func(m *pmMember) { _ = m.cmd.Wait(); close(m.exited) }(m)
-		t.Cleanup(func() { m.stop(t) })
+	return ms
+}
+
+// launch starts m as a member of the cluster of all (whose health
+// endpoints form the static member list), running the projection name.
+func (m *pmMember) launch(t *testing.T, bin, connString, name string, all []*pmMember) {
+	t.Helper()
+	healths := make([]string, len(all))
+	for i, o := range all {
+		healths[i] = o.health
 	}
+	args := []string{"-cluster", "projections", "-addr", m.addr, "-health", m.health, "-members", strings.Join(healths, ","),
+		"-db", connString, "-http", m.http, "-projection", name, "-log-level", "warn"}
+	logFile, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	require.NoError(t, err)
+	m.cmd = exec.Command(bin, args...)
+	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	err = m.cmd.Start()
+	_ = logFile.Close()
+	require.NoError(t, err)
+	m.exited = make(chan struct{})
+	go func() { _ = m.cmd.Wait(); close(m.exited) }()
+	t.Cleanup(func() { m.stop(t) })
+}
+
+// pmWaitMembers waits until every member of ms knows n members.
+func pmWaitMembers(t *testing.T, ms []*pmMember, n int) {
+	t.Helper()
 	for _, m := range ms {
 		pmWait(t, fmt.Sprintf("member %s to know %d members", m.addr, n), func() bool {
 			var r struct{ Members []string }
@@ -97,7 +110,23 @@ func pmStart(t *testing.T, bin, connString, name string, n int, extra ...string)
 			return len(r.Members) == n
 		})
 	}
-	return ms
+}
+
+// pmOwner is the member protoactor's rendezvous placement gives the
+// projection called name among ms.
+func pmOwner(t *testing.T, name string, ms []*pmMember) string {
+	t.Helper()
+	members := make(cluster.Members, len(ms))
+	for i, m := range ms {
+		host, port, err := net.SplitHostPort(m.addr)
+		require.NoError(t, err)
+		p, err := strconv.Atoi(port)
+		require.NoError(t, err)
+		members[i] = &cluster.Member{Host: host, Port: int32(p), Id: m.addr, Kinds: []string{"troupe.projection"}}
+	}
+	rdv := cluster.NewRendezvous()
+	rdv.UpdateMembers(members)
+	return rdv.GetByClusterIdentity(cluster.NewClusterIdentity(name, "troupe.projection"))
 }
 
 var pmClient = &http.Client{Timeout: 10 * time.Second}
@@ -212,7 +241,8 @@ func runningOn(t *testing.T, ms []*pmMember) []*pmMember {
 // Three members run one projection: it runs on exactly one of them, the
 // others' status names that one. Killing that member (kill -9) moves it to
 // a survivor, which catches the read model up with the events written
-// after the kill; the test logs how long that took.
+// after the kill; the test logs how long that took. A graceful leave of
+// the new owner then hands it over to the last member.
 func TestClusterProjectionFailover(t *testing.T) {
 	bin := pmBuild(t)
 	connString := pgtest.NewDatabase(t)
@@ -314,4 +344,89 @@ func TestClusterProjectionFailover(t *testing.T) {
 	require.NoError(t, sendSome(survivors, 10, 3))
 	pmWait(t, "the read model to follow", caughtUp)
 	require.Len(t, runningOn(t, survivors), 1)
+
+	// A graceful leave (SIGTERM) of the owner hands the projection over
+	// to the last member.
+	var last *pmMember
+	for _, m := range survivors {
+		if m != next {
+			last = m
+		}
+	}
+	left := time.Now()
+	require.NoError(t, next.cmd.Process.Signal(syscall.SIGTERM))
+	pmWait(t, "the last member to run the projection", func() bool { return last.projection(t).State == "running" })
+	runningAfter = time.Since(left)
+	require.NoError(t, sendSome([]*pmMember{last}, 10, 4))
+	pmWait(t, "the last member to catch the read model up", caughtUp)
+	caughtAfter := time.Since(left)
+	select {
+	case <-next.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("member %s did not leave within 30s:\n%s", next.addr, next.logTail())
+	}
+	t.Logf("projection handover on a graceful leave (SIGTERM) of the owner: the last member runs it after %v, read model caught up with 10 sends after %v, the leaving member exited after %v",
+		runningAfter.Round(time.Millisecond), caughtAfter.Round(time.Millisecond), time.Since(left).Round(time.Millisecond))
+}
+
+// A member joining the cluster that becomes the projection's owner takes
+// it over: the member that ran it stops it, the new one runs it and the
+// read model follows.
+func TestClusterProjectionMovesToJoiningMember(t *testing.T) {
+	bin := pmBuild(t)
+	connString := pgtest.NewDatabase(t)
+	admin := openPool(t, connString, "")
+	ctx := context.Background()
+	require.NoError(t, postgres.Migrate(ctx, admin))
+	_, err := admin.Exec(ctx, `CREATE TABLE counter_totals (stream text PRIMARY KEY, total int NOT NULL)`)
+	require.NoError(t, err)
+
+	// Three members, the third of which owns the projection once it is
+	// there (the first two start without it).
+	var ms []*pmMember
+	for {
+		ms = pmPlan(t, 3)
+		if pmOwner(t, "totals", ms) == ms[2].addr {
+			break
+		}
+	}
+	for _, m := range ms[:2] {
+		m.launch(t, bin, connString, "totals", ms)
+	}
+	pmWaitMembers(t, ms[:2], 2)
+	total := 0
+	send := func(via *pmMember, n int) {
+		for i := range n {
+			require.NoError(t, via.send(fmt.Sprintf("s-%d", i%5), 1))
+			total++
+		}
+	}
+	applied := func() bool {
+		var sum int
+		require.NoError(t, admin.QueryRow(ctx, `SELECT coalesce(sum(total), 0) FROM counter_totals`).Scan(&sum))
+		require.LessOrEqual(t, sum, total, "an event applied twice")
+		return sum == total
+	}
+	send(ms[0], 10)
+	pmWait(t, "the read model to catch up", applied)
+	pmWait(t, "the projection to run on one of the first two members", func() bool { return len(runningOn(t, ms[:2])) == 1 })
+	before := runningOn(t, ms[:2])[0]
+
+	joined := time.Now()
+	ms[2].launch(t, bin, connString, "totals", ms)
+	pmWaitMembers(t, ms, 3)
+	pmWait(t, "the projection to move to the joining member", func() bool {
+		on := runningOn(t, ms)
+		return len(on) == 1 && on[0] == ms[2]
+	})
+	moved := time.Since(joined)
+	require.Equal(t, "idle", before.projection(t).State, "the previous owner stopped it")
+	// Its runner takes the lease once the previous one has released it
+	// (it retries every LeaseRetryInterval).
+	pmWait(t, "the new owner's runner to hold the lease", func() bool { return ms[2].projection(t).Local == "running" })
+	leased := time.Since(joined)
+	send(ms[1], 10)
+	pmWait(t, "the read model to follow on the new owner", applied)
+	t.Logf("projection moved to the joining member: its actor runs it %v after the member was started (start and join included), its runner holds the lease after %v",
+		moved.Round(time.Millisecond), leased.Round(time.Millisecond))
 }

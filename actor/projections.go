@@ -143,10 +143,17 @@ type projEntry struct {
 // Across processes the projection's lease stays what keeps a single
 // runner writing.
 //
-// name identifies the actor (a sharded read model registers one
-// projection per shard, under names of its own). A name already
-// registered is refused with an error matching ErrProjectionExists; a
-// stopping or stopped host refuses with ErrStopped.
+// In cluster mode (Config.Cluster) every member registers the same
+// projections, and each one runs on one member at a time, placed by its
+// name like a stream by its identity; when that member leaves or dies,
+// another takes it over within about a second after the cluster notices
+// (see ProjectionOptions.EnsureInterval). The lease still guarantees a
+// single writer while ownership moves.
+//
+// name identifies the actor and, in cluster mode, the placement (a
+// sharded read model registers one projection per shard, under names of
+// its own). A name already registered is refused with an error matching
+// ErrProjectionExists; a stopping or stopped host refuses with ErrStopped.
 func (h *Host) RunProjection(name string, r ProjectionRunner, opts *ProjectionOptions) error {
 	switch {
 	case name == "":
@@ -211,10 +218,15 @@ func (h *Host) Projections() []string {
 }
 
 // ProjectionStatus asks the actor of the projection registered under name
-// for its status. It fails with ErrUnknownProjection for a name not
-// registered, ErrStopped once the actor has stopped, ctx's error when ctx
-// ends first, and the runner's error when its Status failed (the returned
-// status then still holds the actor's part).
+// for its status. In cluster mode it is this member's actor that answers:
+// State is idle on the members that do not run the projection, Member
+// names the one that does, and Projection's stored part (state,
+// checkpoint, lag) is the same everywhere.
+//
+// It fails with ErrUnknownProjection for a name not registered, ErrStopped
+// once the actor has stopped, ctx's error when ctx ends first, and the
+// runner's error when its Status failed (the returned status then still
+// holds the actor's part).
 func (h *Host) ProjectionStatus(ctx context.Context, name string) (ProjectionStatus, error) {
 	h.mu.Lock()
 	e, ok := h.projections.byName[name]
@@ -229,17 +241,20 @@ func (h *Host) ProjectionStatus(ctx context.Context, name string) (ProjectionSta
 	default:
 	}
 	h.post(e.pid, req)
-	select {
-	case r := <-req.reply:
+	answer := func(r projStatusReply) (ProjectionStatus, error) {
 		h.mu.Lock()
 		r.status.Member = e.placed
 		h.mu.Unlock()
 		return r.status, r.err
+	}
+	select {
+	case r := <-req.reply:
+		return answer(r)
 	case <-e.done:
 		// The actor may have answered just before it stopped.
 		select {
 		case r := <-req.reply:
-			return r.status, r.err
+			return answer(r)
 		default:
 		}
 		return ProjectionStatus{}, fmt.Errorf("actor: status of projection %q: %w", name, ErrStopped)
