@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/internal/pgserver"
 	"github.com/troupehq/troupe/internal/pgtest"
 	"github.com/troupehq/troupe/store/postgres"
 )
@@ -238,7 +239,13 @@ func TestClusterGracefulLeaveDeletesRow(t *testing.T) {
 	a.sees(t, 5*time.Second, "a", "b")
 
 	left := time.Now()
-	require.NoError(t, b.p.Shutdown(true))
+	// Shutdown may be called from several goroutines (protoactor calls it
+	// twice): one deletes the row, all return once the heartbeats stopped.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { assert.NoError(t, b.p.Shutdown(true)) })
+	}
+	wg.Wait()
 	require.NotContains(t, tableRows(t, db), "b")
 	a.sees(t, fast.TTL/2, "a")
 	t.Logf("the member that left was dropped %v after its Shutdown", time.Since(left))
@@ -419,4 +426,45 @@ func TestClusterDatabaseUnavailableKeepsTopology(t *testing.T) {
 	// Expiry works again afterwards.
 	c.kill()
 	a.sees(t, 10*time.Second, "a", "b")
+}
+
+// PostgreSQL restarted (sessions cut, the server down for a moment) under
+// three members: each keeps its topology, its heartbeats recover on new
+// connections, and nobody is expired.
+func TestClusterSurvivesDatabaseRestart(t *testing.T) {
+	t.Parallel()
+	srv, err := pgserver.Start(t.Context(), pgserver.Options{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, srv.Stop()) })
+	cfg, err := pgxpool.ParseConfig(srv.ConnString() + "&connect_timeout=1")
+	require.NoError(t, err)
+	db, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	require.NoError(t, postgres.Migrate(t.Context(), db))
+
+	ms := []*member{startMember(t, db, fast, "a", 7001), startMember(t, db, fast, "b", 7002), startMember(t, db, fast, "c", 7003)}
+	for _, m := range ms {
+		m.sees(t, 5*time.Second, "a", "b", "c")
+	}
+	for range 2 {
+		require.NoError(t, srv.Restart(t.Context()))
+		time.Sleep(fast.TTL)
+	}
+	// Every member's heartbeats fail at least once while the server is
+	// down (a pool's idle connections die with it) and then recover.
+	for _, m := range ms {
+		require.Eventually(t, func() bool {
+			return strings.Contains(m.logs.String(), "heartbeat failed") && strings.Contains(m.logs.String(), "heartbeats recovered")
+		}, 10*time.Second, 20*time.Millisecond, m.id)
+	}
+	time.Sleep(fast.TTL + 3*fast.HeartbeatInterval)
+	require.Len(t, tableRows(t, db), 3)
+	for _, m := range ms {
+		require.Equal(t, []string{"a", "b", "c"}, m.current(), m.id)
+		h := m.history()
+		for i := 1; i < len(h); i++ {
+			require.Greater(t, len(h[i]), len(h[i-1]), "%s published a smaller topology: %v", m.id, h)
+		}
+	}
 }
