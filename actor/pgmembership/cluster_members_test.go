@@ -267,11 +267,27 @@ func TestClusterOnPostgresProvider(t *testing.T) {
 		p.waitMembers(t, 30*time.Second, alive...)
 	}
 	dropped := time.Since(killed)
+	// A command sent once the survivors dropped the member, for another
+	// of its streams, from the other survivor.
+	var orphan2 string
+	for _, s := range streams {
+		if owners[s] == victim.addr && s != orphan {
+			orphan2 = s
+		}
+	}
+	var afterDrop time.Duration
+	if orphan2 != "" {
+		began := time.Now()
+		_, err := survivors[1].send(orphan2, "orphan-after-drop")
+		require.NoError(t, err)
+		afterDrop = time.Since(began)
+		acked["orphan-after-drop"] = true
+	}
 	served, ok := <-servedAt
 	require.True(t, ok, "the survivors do not serve %s", orphan)
 	acked["orphan-first"] = true
-	t.Logf("survivors dropped the killed member after %v and answered a command for its stream %s after %v (TTL %v, heartbeat %v)",
-		dropped, orphan, served, ttl, heartbeat)
+	t.Logf("survivors dropped the killed member after %v; a command for its stream %s sent from the kill on was answered after %v; "+
+		"one for its stream %q sent after the drop took %v (TTL %v, heartbeat %v)", dropped, orphan, served, orphan2, afterDrop, ttl, heartbeat)
 	// Expiry counts from the last heartbeat, at most one interval before
 	// the kill; the survivors see it at their next heartbeat; the rest is
 	// slack for a machine shared with other tests.

@@ -349,6 +349,10 @@ func TestClusterConfigErrors(t *testing.T) {
 
 	m := startMember(t, db, fast, "b", 7002)
 	require.ErrorContains(t, m.p.start("shop", self, m.record, nil), "already started")
+	stopped, err := New(db, nil)
+	require.NoError(t, err)
+	require.NoError(t, stopped.Shutdown(true))
+	require.ErrorContains(t, stopped.start("shop", self, m.record, nil), "shut down")
 }
 
 // adminExec runs sql on the server's admin database.
