@@ -56,7 +56,8 @@ type member struct {
 	logs *logBuffer
 
 	mu        sync.Mutex
-	published [][]string // member ids of each published topology
+	published [][]string // member ids of each topology published, when it differed from the one before
+	calls     int        // topologies published, changed or not
 }
 
 func (m *member) record(ms cluster.Members) {
@@ -66,7 +67,16 @@ func (m *member) record(ms cluster.Members) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.published = append(m.published, ids)
+	m.calls++
+	if len(m.published) == 0 || !slices.Equal(ids, m.published[len(m.published)-1]) {
+		m.published = append(m.published, ids)
+	}
+}
+
+func (m *member) publishCalls() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.calls
 }
 
 // current is the last topology published (nil before the first).
@@ -83,6 +93,15 @@ func (m *member) history() [][]string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.published)
+}
+
+// publishCallsOf sums publishCalls over ms.
+func publishCallsOf(ms ...*member) int {
+	n := 0
+	for _, m := range ms {
+		n += m.publishCalls()
+	}
+	return n
 }
 
 // sees waits until m's topology is exactly ids.
@@ -392,6 +411,8 @@ func TestClusterDatabaseUnavailableKeepsTopology(t *testing.T) {
 		m.sees(t, 5*time.Second, "a", "b", "c")
 	}
 	published := len(a.history()) + len(b.history()) + len(c.history())
+	require.Eventually(t, func() bool { return a.publishCalls() > 5 }, 5*time.Second, 10*time.Millisecond,
+		"a member publishes after every heartbeat")
 
 	// Slow: an open transaction holds the table; heartbeats time out.
 	locker, err := pgx.Connect(t.Context(), connString)
@@ -401,7 +422,10 @@ func TestClusterDatabaseUnavailableKeepsTopology(t *testing.T) {
 	require.NoError(t, err)
 	_, err = tx.Exec(t.Context(), `LOCK TABLE cluster_members IN ACCESS EXCLUSIVE MODE`)
 	require.NoError(t, err)
-	time.Sleep(2*fast.TTL + fast.Timeout)
+	time.Sleep(fast.Timeout + fast.HeartbeatInterval) // the heartbeats in flight end
+	calls := publishCallsOf(a, b, c)
+	time.Sleep(2 * fast.TTL)
+	require.Equal(t, calls, publishCallsOf(a, b, c), "a topology was published while the database was slow")
 	require.NoError(t, tx.Rollback(t.Context()))
 	recovered := func(times int) {
 		for _, m := range []*member{a, b, c} {
@@ -415,14 +439,17 @@ func TestClusterDatabaseUnavailableKeepsTopology(t *testing.T) {
 	// Down: the database refuses connections and the open ones are cut.
 	adminExec(t, `ALTER DATABASE `+pgx.Identifier{dbName}.Sanitize()+` WITH ALLOW_CONNECTIONS false`)
 	adminExec(t, fmt.Sprintf(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s'`, dbName))
+	time.Sleep(fast.Timeout + fast.HeartbeatInterval)
+	calls = publishCallsOf(a, b, c)
 	time.Sleep(2 * fast.TTL)
+	require.Equal(t, calls, publishCallsOf(a, b, c), "a topology was published while the database was down")
 	adminExec(t, `ALTER DATABASE `+pgx.Identifier{dbName}.Sanitize()+` WITH ALLOW_CONNECTIONS true`)
 
 	recovered(2)
 	// Past the grace of one TTL, with every member heartbeating again.
 	time.Sleep(fast.TTL + 3*fast.HeartbeatInterval)
 	require.Len(t, tableRows(t, db), 3)
-	require.Equal(t, published, len(a.history())+len(b.history())+len(c.history()), "a topology was published during or after the outage")
+	require.Equal(t, published, len(a.history())+len(b.history())+len(c.history()), "the topology changed during or after the outage")
 	for _, m := range []*member{a, b, c} {
 		require.Equal(t, []string{"a", "b", "c"}, m.current())
 	}
