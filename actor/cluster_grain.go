@@ -215,9 +215,16 @@ func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte)
 		}
 		done <- result{rep: &rep}
 	}()
+	// Finding the owner may take longer than timeout (protoactor's
+	// activation request has a timeout of its own): the attempt ends at
+	// timeout all the same, and the goroutine finishes in the background.
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
 	select {
 	case res := <-done:
 		return res.rep, res.err
+	case <-timer.C:
+		return nil, &placementError{err: fmt.Errorf("no answer from the owner of %s within %v", id, timeout), timedOut: true}
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

@@ -69,6 +69,25 @@
 // whose caller has gone. A snapshot that cannot be decoded is logged and
 // ignored, and the stream is replayed from its start.
 //
+// # Cluster mode
+//
+// With Config.Cluster set, the host is a member of a protoactor-go cluster
+// (see [ClusterConfig] and docs/cluster.md). Every stream is owned by one
+// member at a time, placed by protoactor's identity lookup under the grain
+// identity "tenant/kind/stream"; Send and State keep their signatures and
+// go to the owner from any member, where the stream actor runs exactly as
+// above. Commands, results and states cross the wire through the kind's
+// codec (commands must be registered in it too); typed errors arrive as the
+// same Go errors, with [Kind.Errors] naming the domain sentinels a
+// rejection may match. Placement failures (an unreachable or leaving owner,
+// a timeout) are retried with ClusterConfig.Retry and the same command id,
+// which Send generates when the caller gave none: correctness rests on the
+// store's version check and the command ids, never on a stream being
+// active on one member only. Start joins the cluster and Stop leaves it
+// gracefully (the other members stop routing here, the local actors drain,
+// then the member shuts down). [StaticMembers] is the simplest membership
+// provider. Without Config.Cluster nothing of this runs.
+//
 // Decide and Evolve must be pure and deterministic: commands are decided
 // against speculative states that are thrown away when an append fails, so
 // Evolve must not change the state it is given in place, and idempotent

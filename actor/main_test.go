@@ -11,5 +11,7 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(crashChildEnv); mode != "" {
 		crashChild(mode) // a child process of TestProcessDiesMidBatch
 	}
-	os.Exit(pgtest.Main(m))
+	code := pgtest.Main(m)
+	removeMemberBin()
+	os.Exit(code)
 }
