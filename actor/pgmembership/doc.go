@@ -24,7 +24,9 @@
 // whose heartbeat is older than Config.TTL belong to members that stopped
 // (killed, frozen, cut off from the database): they are left out of the
 // topology and deleted. The topology (the member itself plus every live
-// row) goes to protoactor's member list whenever it changes. StartClient
+// row) goes to protoactor's member list after every heartbeat (protoactor
+// ignores an unchanged one, but applies its block list of members its
+// gossip found silent or gone only then); a change is logged. StartClient
 // only watches: it neither writes a row nor deletes one.
 //
 // A member whose own heartbeat fails (database down, slow beyond

@@ -146,8 +146,7 @@ func (l *loop) tick(ctx context.Context) error {
 	return nil
 }
 
-// update computes the topology from the rows and publishes it if it
-// changed. A row deleted by this heartbeat is out; a live row is in; a
+// update computes the topology from the rows and publishes it. A row deleted by this heartbeat is out; a live row is in; a
 // stale row the member is about to delete or is keeping through its grace
 // after an outage is kept only if it was in the last topology: a member
 // that leaves protoactor's topology is never let back in, so it must not
@@ -166,9 +165,7 @@ func (l *loop) update(rows []row) {
 		}
 	}
 	slices.SortFunc(members, func(a, b row) int { return strings.Compare(a.id, b.id) })
-	if l.published && slices.EqualFunc(members, l.last, row.same) {
-		return
-	}
+	changed := !l.published || !slices.EqualFunc(members, l.last, row.same)
 	l.published, l.last = true, members
 	out := make(cluster.Members, len(members))
 	ids := make([]string, len(members))
@@ -176,7 +173,13 @@ func (l *loop) update(rows []row) {
 		out[i] = &cluster.Member{Id: m.id, Host: m.host, Port: m.port, Kinds: slices.Clone(m.kinds)}
 		ids[i] = m.id + "@" + m.addr()
 	}
-	l.logger.Info("pgmembership: topology changed", slog.Int("members", len(members)), slog.Any("ids", ids))
+	if changed {
+		l.logger.Info("pgmembership: topology changed", slog.Int("members", len(members)), slog.Any("ids", ids))
+	}
+	// Published after every successful heartbeat, changed or not:
+	// protoactor's member list ignores an unchanged list but applies its
+	// block list (members its gossip found silent or gracefully gone) only
+	// when handed one.
 	l.publish(out)
 }
 

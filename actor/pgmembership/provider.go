@@ -145,8 +145,8 @@ func (p *Provider) start(name string, self *cluster.Member, publish func(cluster
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.started {
-		return errors.New("pgmembership: start: the provider was already started; use one provider per member")
+	if p.started || p.stopped {
+		return errors.New("pgmembership: start: the provider was already started or shut down; use one provider per member")
 	}
 	if p.cfg.Logger != nil {
 		logger = p.cfg.Logger

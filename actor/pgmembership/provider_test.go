@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/internal/pgserver"
 	"github.com/troupehq/troupe/internal/pgtest"
 	"github.com/troupehq/troupe/store/postgres"
 )
@@ -55,7 +56,8 @@ type member struct {
 	logs *logBuffer
 
 	mu        sync.Mutex
-	published [][]string // member ids of each published topology
+	published [][]string // member ids of each topology published, when it differed from the one before
+	calls     int        // topologies published, changed or not
 }
 
 func (m *member) record(ms cluster.Members) {
@@ -65,7 +67,16 @@ func (m *member) record(ms cluster.Members) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.published = append(m.published, ids)
+	m.calls++
+	if len(m.published) == 0 || !slices.Equal(ids, m.published[len(m.published)-1]) {
+		m.published = append(m.published, ids)
+	}
+}
+
+func (m *member) publishCalls() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.calls
 }
 
 // current is the last topology published (nil before the first).
@@ -82,6 +93,15 @@ func (m *member) history() [][]string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.published)
+}
+
+// publishCallsOf sums publishCalls over ms.
+func publishCallsOf(ms ...*member) int {
+	n := 0
+	for _, m := range ms {
+		n += m.publishCalls()
+	}
+	return n
 }
 
 // sees waits until m's topology is exactly ids.
@@ -238,7 +258,13 @@ func TestClusterGracefulLeaveDeletesRow(t *testing.T) {
 	a.sees(t, 5*time.Second, "a", "b")
 
 	left := time.Now()
-	require.NoError(t, b.p.Shutdown(true))
+	// Shutdown may be called from several goroutines (protoactor calls it
+	// twice): one deletes the row, all return once the heartbeats stopped.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { assert.NoError(t, b.p.Shutdown(true)) })
+	}
+	wg.Wait()
 	require.NotContains(t, tableRows(t, db), "b")
 	a.sees(t, fast.TTL/2, "a")
 	t.Logf("the member that left was dropped %v after its Shutdown", time.Since(left))
@@ -342,6 +368,10 @@ func TestClusterConfigErrors(t *testing.T) {
 
 	m := startMember(t, db, fast, "b", 7002)
 	require.ErrorContains(t, m.p.start("shop", self, m.record, nil), "already started")
+	stopped, err := New(db, nil)
+	require.NoError(t, err)
+	require.NoError(t, stopped.Shutdown(true))
+	require.ErrorContains(t, stopped.start("shop", self, m.record, nil), "shut down")
 }
 
 // adminExec runs sql on the server's admin database.
@@ -381,6 +411,8 @@ func TestClusterDatabaseUnavailableKeepsTopology(t *testing.T) {
 		m.sees(t, 5*time.Second, "a", "b", "c")
 	}
 	published := len(a.history()) + len(b.history()) + len(c.history())
+	require.Eventually(t, func() bool { return a.publishCalls() > 5 }, 5*time.Second, 10*time.Millisecond,
+		"a member publishes after every heartbeat")
 
 	// Slow: an open transaction holds the table; heartbeats time out.
 	locker, err := pgx.Connect(t.Context(), connString)
@@ -390,7 +422,10 @@ func TestClusterDatabaseUnavailableKeepsTopology(t *testing.T) {
 	require.NoError(t, err)
 	_, err = tx.Exec(t.Context(), `LOCK TABLE cluster_members IN ACCESS EXCLUSIVE MODE`)
 	require.NoError(t, err)
-	time.Sleep(2*fast.TTL + fast.Timeout)
+	time.Sleep(fast.Timeout + fast.HeartbeatInterval) // the heartbeats in flight end
+	calls := publishCallsOf(a, b, c)
+	time.Sleep(2 * fast.TTL)
+	require.Equal(t, calls, publishCallsOf(a, b, c), "a topology was published while the database was slow")
 	require.NoError(t, tx.Rollback(t.Context()))
 	recovered := func(times int) {
 		for _, m := range []*member{a, b, c} {
@@ -404,14 +439,17 @@ func TestClusterDatabaseUnavailableKeepsTopology(t *testing.T) {
 	// Down: the database refuses connections and the open ones are cut.
 	adminExec(t, `ALTER DATABASE `+pgx.Identifier{dbName}.Sanitize()+` WITH ALLOW_CONNECTIONS false`)
 	adminExec(t, fmt.Sprintf(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s'`, dbName))
+	time.Sleep(fast.Timeout + fast.HeartbeatInterval)
+	calls = publishCallsOf(a, b, c)
 	time.Sleep(2 * fast.TTL)
+	require.Equal(t, calls, publishCallsOf(a, b, c), "a topology was published while the database was down")
 	adminExec(t, `ALTER DATABASE `+pgx.Identifier{dbName}.Sanitize()+` WITH ALLOW_CONNECTIONS true`)
 
 	recovered(2)
 	// Past the grace of one TTL, with every member heartbeating again.
 	time.Sleep(fast.TTL + 3*fast.HeartbeatInterval)
 	require.Len(t, tableRows(t, db), 3)
-	require.Equal(t, published, len(a.history())+len(b.history())+len(c.history()), "a topology was published during or after the outage")
+	require.Equal(t, published, len(a.history())+len(b.history())+len(c.history()), "the topology changed during or after the outage")
 	for _, m := range []*member{a, b, c} {
 		require.Equal(t, []string{"a", "b", "c"}, m.current())
 	}
@@ -419,4 +457,45 @@ func TestClusterDatabaseUnavailableKeepsTopology(t *testing.T) {
 	// Expiry works again afterwards.
 	c.kill()
 	a.sees(t, 10*time.Second, "a", "b")
+}
+
+// PostgreSQL restarted (sessions cut, the server down for a moment) under
+// three members: each keeps its topology, its heartbeats recover on new
+// connections, and nobody is expired.
+func TestClusterSurvivesDatabaseRestart(t *testing.T) {
+	t.Parallel()
+	srv, err := pgserver.Start(t.Context(), pgserver.Options{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, srv.Stop()) })
+	cfg, err := pgxpool.ParseConfig(srv.ConnString() + "&connect_timeout=1")
+	require.NoError(t, err)
+	db, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	require.NoError(t, postgres.Migrate(t.Context(), db))
+
+	ms := []*member{startMember(t, db, fast, "a", 7001), startMember(t, db, fast, "b", 7002), startMember(t, db, fast, "c", 7003)}
+	for _, m := range ms {
+		m.sees(t, 5*time.Second, "a", "b", "c")
+	}
+	for range 2 {
+		require.NoError(t, srv.Restart(t.Context()))
+		time.Sleep(fast.TTL)
+	}
+	// Every member's heartbeats fail at least once while the server is
+	// down (a pool's idle connections die with it) and then recover.
+	for _, m := range ms {
+		require.Eventually(t, func() bool {
+			return strings.Contains(m.logs.String(), "heartbeat failed") && strings.Contains(m.logs.String(), "heartbeats recovered")
+		}, 10*time.Second, 20*time.Millisecond, m.id)
+	}
+	time.Sleep(fast.TTL + 3*fast.HeartbeatInterval)
+	require.Len(t, tableRows(t, db), 3)
+	for _, m := range ms {
+		require.Equal(t, []string{"a", "b", "c"}, m.current(), m.id)
+		h := m.history()
+		for i := 1; i < len(h); i++ {
+			require.Greater(t, len(h[i]), len(h[i-1]), "%s published a smaller topology: %v", m.id, h)
+		}
+	}
 }
