@@ -43,7 +43,7 @@ type clusterDemoEnv struct {
 // memberStartTimeout bounds a member's start-up (and the wait until it
 // knows every other member); memberStopTimeout its graceful stop.
 const (
-	memberStartTimeout = 90 * time.Second
+	memberStartTimeout = 2 * time.Minute
 	memberStopTimeout  = 30 * time.Second
 )
 
@@ -136,7 +136,7 @@ func startMembers(ctx context.Context, out io.Writer, env clusterDemoEnv, dir, n
 		}
 	}()
 	for i := range env.members {
-		m := &member{n: i + 1, exited: make(chan struct{}), logPath: filepath.Join(dir, fmt.Sprintf("member-%d.log", i+1))}
+		m := &member{n: i + 1, logPath: filepath.Join(dir, fmt.Sprintf("member-%d.log", i+1))}
 		if m.http, err = freeLocalAddr(); err != nil {
 			return ms, err
 		}
@@ -158,10 +158,10 @@ func startMembers(ctx context.Context, out io.Writer, env clusterDemoEnv, dir, n
 		}
 		extra = append(extra, "CLUSTER_MEMBERS="+strings.Join(addrs, ","))
 	}
-	for _, m := range ms {
+	launch := func(m *member) error {
 		logFile, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 		if err != nil {
-			return ms, err
+			return err
 		}
 		args := []string{"-addr", m.http, "-cluster-name", name, "-cluster-addr", m.cluster, "-log-level", "warn", "-db-max-conns", "8"}
 		if m.health != "" {
@@ -175,17 +175,25 @@ func startMembers(ctx context.Context, out io.Writer, env clusterDemoEnv, dir, n
 		_ = logFile.Close()
 		if err != nil {
 			m.cmd = nil
-			return ms, fmt.Errorf("start member %d (%s): %w", m.n, env.bin, err)
+			return fmt.Errorf("start member %d (%s): %w", m.n, env.bin, err)
 		}
-		go func(m *member) { _ = m.cmd.Wait(); close(m.exited) }(m)
+		m.exited = make(chan struct{})
+		go func(cmd *exec.Cmd, exited chan struct{}) { _ = cmd.Wait(); close(exited) }(m.cmd, m.exited)
 		fmt.Fprintf(out, "Started member %d: HTTP on %s, cluster listener on %s (pid %d, log %s)\n",
 			m.n, m.base(), m.cluster, m.cmd.Process.Pid, m.logPath)
+		return nil
+	}
+	for _, m := range ms {
+		if err := launch(m); err != nil {
+			return ms, err
+		}
 	}
 	began := time.Now()
 	client := &http.Client{Timeout: 2 * time.Second}
 	defer client.CloseIdleConnections()
 	deadline := began.Add(memberStartTimeout)
 	for _, m := range ms {
+		relaunched := 0
 		for {
 			view, err := clusterView(ctx, client, m)
 			if err == nil && len(view.Members) == len(ms) {
@@ -196,6 +204,22 @@ func startMembers(ctx context.Context, out io.Writer, env clusterDemoEnv, dir, n
 			}
 			select {
 			case <-m.exited:
+				// A port picked free was taken meanwhile by another
+				// process: start the member again on other ports (its
+				// address is in the PostgreSQL membership, not in a list).
+				if !env.static && relaunched < 3 && strings.Contains(m.logTail(), "address already in use") {
+					relaunched++
+					if m.http, err = freeLocalAddr(); err != nil {
+						return ms, err
+					}
+					if m.cluster, err = freeLocalAddr(); err != nil {
+						return ms, err
+					}
+					if err := launch(m); err != nil {
+						return ms, err
+					}
+					continue
+				}
 				return ms, fmt.Errorf("member %d exited while starting:\n%s", m.n, m.logTail())
 			case <-ctx.Done():
 				return ms, ctx.Err()

@@ -77,8 +77,10 @@ type Config struct {
 	// Cluster, when set, makes the service's actor host a member of a
 	// cluster (actor.Config.Cluster): each cart's stream actor runs on the
 	// member that owns the cart, and a request to any member reaches it.
-	// It needs Pool (every member shares the database; the carts
-	// projection runs on one member at a time, held by its lease). Answers
+	// It needs Pool (every member shares the database). The host then runs
+	// the carts projection as an actor placed by its name: one member runs
+	// it, a survivor takes it over when that member dies, and its lease
+	// keeps a single writer whatever happens. Answers
 	// then carry the header X-Troupe-Member (the member that served the
 	// request) and cart writes X-Troupe-Owner (the member that owns the
 	// cart), and GET /api/cluster lists the members. Defaults to nil: one

@@ -195,6 +195,10 @@ func AdminProjections() []cli.Projection {
 type pgReadModel struct {
 	pool *pgxpool.Pool
 	proj *projection.Projection
+	// byHost: the actor host runs the projection (cluster mode: one
+	// runner across the cluster, placed by name); start and stop leave it
+	// to the host.
+	byHost bool
 }
 
 func newPGReadModel(pool *pgxpool.Pool, es store.EventStore, codec store.Codec, tp trace.TracerProvider, cfg Config) (*pgReadModel, error) {
@@ -206,8 +210,19 @@ func newPGReadModel(pool *pgxpool.Pool, es store.EventStore, codec store.Codec, 
 	return &pgReadModel{pool: pool, proj: proj}, nil
 }
 
-func (m *pgReadModel) start(ctx context.Context) error { return m.proj.Start(ctx) }
-func (m *pgReadModel) stop(ctx context.Context) error  { return m.proj.Stop(ctx) }
+func (m *pgReadModel) start(ctx context.Context) error {
+	if m.byHost {
+		return nil
+	}
+	return m.proj.Start(ctx)
+}
+
+func (m *pgReadModel) stop(ctx context.Context) error {
+	if m.byHost {
+		return nil
+	}
+	return m.proj.Stop(ctx)
+}
 
 func (m *pgReadModel) waitFor(ctx context.Context, pos store.Position) error {
 	err := m.proj.WaitFor(ctx, pos)

@@ -121,6 +121,17 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("register the cart aggregate: %w", err)
 	}
+	if pg, ok := s.rm.(*pgReadModel); ok && cfg.Cluster != nil {
+		// In a cluster the host runs the carts projection as an actor
+		// placed by its name: one runner across the members (its lease
+		// stays the guarantee of a single writer), moved to a survivor
+		// when its member dies. ?waitFor works on every member: it
+		// watches the stored checkpoint.
+		if err := host.RunProjection(cfg.ProjectionName, pg.proj, nil); err != nil {
+			return nil, fmt.Errorf("run the carts projection on the host: %w", err)
+		}
+		pg.byHost = true
+	}
 	s.host, s.carts = host, carts
 	s.handler = s.routes()
 	return s, nil
