@@ -14,6 +14,7 @@
 //	projections status              name, state, checkpoint, lag and last error
 //	projections rebuild <name>      rebuild a registered projection (none here)
 //	bench                           the cart benchmark, actor host vs stateless
+//	bench --cluster                 local vs remote owner, 1 vs 3 members (members are child processes)
 //
 // Every command but bench is package cli (github.com/troupehq/troupe/cli)
 // with no projection registered. `projections status` reports every

@@ -25,6 +25,17 @@
 // the actor host answers the commands it accepted, the projection finishes
 // its batch, the throwaway database is stopped.
 //
+// With -cluster-name (CLUSTER_NAME) and -cluster-addr (CLUSTER_ADDR) the
+// binary is a member of a cluster (docs/cluster.md): each cart's stream actor
+// runs on the member that owns it, and a request to any member reaches it.
+// Membership is kept in the service's PostgreSQL unless -cluster-members and
+// -cluster-health (CLUSTER_MEMBERS, CLUSTER_HEALTH) give a static list;
+// -cluster-advertise is the address the others dial, -cluster-tls-cert,
+// -cluster-tls-key and -cluster-tls-ca make member traffic mutual TLS.
+// -cluster-demo starts three members as child processes of this binary
+// (CART_MEMBER_BINARY names another) on one PostgreSQL, plays carts through
+// every member, checks the answers, the read model and the log, and stops them.
+//
 // `cart admin` embeds Troupe's operator command line (package cli) with the
 // service's "carts" projection registered: `cart admin migrate`, `cart
 // admin tenants ...`, `cart admin streams ...`, `cart admin projections

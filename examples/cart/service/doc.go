@@ -34,6 +34,12 @@
 //	PUT  /api/tenants/{tenantId}/carts/{cartId}/empty
 //	PUT  /api/tenants/{tenantId}/carts/{cartId}/checkout
 //	PUT  /api/tenants/{tenantId}/carts/{cartId}/cancel  {"reason"}
+//	GET  /api/cluster                                   → 200 {"member","members"} (cluster mode only)
+//
+// In cluster mode (Config.Cluster) a command goes to the member that owns
+// its cart, every answer names the member that served it (X-Troupe-Member)
+// and a cart write the cart's owner (X-Troupe-Owner), and the host runs the
+// carts projection as an actor placed by its name.
 //
 // A tenant's id is a UUID derived from its tenantId ([TenantUUID]), so it is
 // the same in every process and needs no table of its own. Cart ids are
