@@ -1,7 +1,18 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -90,4 +101,56 @@ func TestClusterFlags(t *testing.T) {
 		require.ErrorIs(t, err, errUsage, "%v %v", bad.args, bad.env)
 		require.Contains(t, errOut.String(), bad.want, "%v %v", bad.args, bad.env)
 	}
+}
+
+// The TLS flags load a certificate and a CA that both checks the members
+// this one dials and the members that dial it (mutual TLS).
+func TestClusterTLSFlags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cluster CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "member"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caTmpl, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
+		return p
+	}
+	ca, cert, keyFile := write("ca.pem", "CERTIFICATE", caDER), write("member.pem", "CERTIFICATE", leafDER), write("member-key.pem", "EC PRIVATE KEY", keyDER)
+
+	o, err := parseFlags([]string{"-cluster-name=a", "-cluster-addr=127.0.0.1:7000"}, io.Discard,
+		env(map[string]string{"CLUSTER_TLS_CERT": cert, "CLUSTER_TLS_KEY": keyFile, "CLUSTER_TLS_CA": ca}))
+	require.NoError(t, err)
+	cfg, info, err := joinCluster(clusterOptions{name: "a", addr: "127.0.0.1:7000", members: []string{"127.0.0.1:7100"},
+		health: "127.0.0.1:7100", tlsCert: o.cluster.tlsCert, tlsKey: o.cluster.tlsKey, tlsCA: o.cluster.tlsCA}, nil, nil)
+	require.NoError(t, err)
+	require.Contains(t, info, "TLS between members")
+	require.Len(t, cfg.TLS.Certificates, 1)
+	require.Equal(t, tls.RequireAndVerifyClientCert, cfg.TLS.ClientAuth)
+	parsed, err := x509.ParseCertificate(leafDER)
+	require.NoError(t, err)
+	for _, pool := range []*x509.CertPool{cfg.TLS.RootCAs, cfg.TLS.ClientCAs} {
+		_, err := parsed.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		require.NoError(t, err, "the member's certificate chains to the configured CA")
+	}
+
+	_, err = clusterOptions{tlsCert: cert, tlsKey: keyFile, tlsCA: filepath.Join(dir, "missing.pem")}.tlsConfig()
+	require.ErrorContains(t, err, "cluster TLS CA")
+	_, err = clusterOptions{tlsCert: cert, tlsKey: keyFile, tlsCA: keyFile}.tlsConfig()
+	require.ErrorContains(t, err, "holds no PEM certificate")
+	_, err = clusterOptions{tlsCert: ca, tlsKey: keyFile, tlsCA: ca}.tlsConfig()
+	require.ErrorContains(t, err, "cluster TLS certificate")
 }
