@@ -184,6 +184,7 @@ func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte)
 	}
 	done := make(chan result, 1)
 	fl := &inFlight{left: make(chan struct{})}
+	r.track(fl, "") // looking the owner up: any member's leave may be the owner's
 	defer r.untrack(fl)
 	r.calls.Add(1)
 	go func() {
@@ -237,19 +238,28 @@ func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte)
 	}
 }
 
-// inFlight is an attempt waiting for a member's answer; left is closed
-// when that member leaves the cluster.
+// inFlight is an attempt waiting for a member's answer (addr, "" while
+// the owner is being looked up); left is closed when that member leaves
+// the cluster.
 type inFlight struct {
 	addr   string
 	left   chan struct{}
 	closed bool
 }
 
+// track records the member an attempt waits for: "" registers it while
+// its owner is looked up; an address updates it unless the attempt is
+// over.
 func (r *clusterRuntime) track(fl *inFlight, addr string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	fl.addr = addr
-	r.inFlight[fl] = struct{}{}
+	if addr == "" {
+		r.inFlight[fl] = struct{}{}
+		return
+	}
+	if _, ok := r.inFlight[fl]; ok {
+		fl.addr = addr
+	}
 }
 
 func (r *clusterRuntime) untrack(fl *inFlight) {
@@ -258,12 +268,14 @@ func (r *clusterRuntime) untrack(fl *inFlight) {
 	delete(r.inFlight, fl)
 }
 
-// membersLeft fails the attempts waiting for members that left.
+// membersLeft fails the attempts waiting for members that left, and
+// those still looking their owner up (the lookup may be waiting for a
+// member that left).
 func (r *clusterRuntime) membersLeft(addrs map[string]bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for fl := range r.inFlight {
-		if addrs[fl.addr] && !fl.closed {
+		if (fl.addr == "" || addrs[fl.addr]) && !fl.closed {
 			fl.closed = true
 			close(fl.left)
 		}
