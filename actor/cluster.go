@@ -62,7 +62,11 @@ type ClusterConfig struct {
 	// more, or is leaving the cluster. Commands are retried with the same
 	// command id (Send generates one when SendOptions.CommandID is empty),
 	// so a retry of a command that was applied returns its original result.
-	// Other errors are never retried. Defaults to DefaultClusterRetry.
+	// Other errors are never retried. After the last attempt the error
+	// matches ErrOutcomeUnknown when an attempt timed out or its member
+	// left (the command may have been applied: re-send it with the same
+	// command id), store.ErrUnavailable otherwise. Defaults to
+	// DefaultClusterRetry.
 	Retry retry.Policy
 }
 
