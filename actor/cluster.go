@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -285,6 +286,7 @@ func (r *clusterRuntime) members() []string {
 	for _, m := range ms {
 		out = append(out, m.Address())
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -325,7 +327,7 @@ func (h *Host) Member() string {
 }
 
 // Members returns the addresses of the members this one currently knows,
-// itself included once it has joined (nil in single-process mode).
+// sorted, itself included once it has joined (nil in single-process mode).
 func (h *Host) Members() []string {
 	if h.cluster == nil || !h.clusterStarted() {
 		return nil

@@ -28,6 +28,7 @@ type streamGrain struct {
 	r        *clusterRuntime
 	identity string
 	keys     map[key]struct{}
+	idle     bool // stopping because no request came for IdleTimeout
 }
 
 func (g *streamGrain) Receive(c protoactor.Context) {
@@ -40,10 +41,15 @@ func (g *streamGrain) Receive(c protoactor.Context) {
 		g.identity = m.Identity.Identity
 		g.r.grainStarted(g.identity)
 	case *protoactor.ReceiveTimeout:
+		g.idle = true
 		c.Stop(c.Self())
 	case *protoactor.Stopped:
+		reason := otelwire.ReasonEvicted // moved to another member, or the member stops
+		if g.idle {
+			reason = otelwire.ReasonIdle
+		}
 		for k := range g.keys {
-			g.r.h.passivateKey(k, otelwire.ReasonIdle)
+			g.r.h.passivateKey(k, reason)
 		}
 		if g.identity != "" {
 			g.r.grainStopped(g.identity)
