@@ -130,8 +130,8 @@ func (r *clusterRuntime) reply(to *protoactor.PID, rep *wireReply) {
 // retrying placement failures with ClusterConfig.Retry. A reply whose
 // error says the owner is stopping counts as a placement failure too (the
 // stream moves to another member). After the last attempt the error
-// matches ErrOutcomeUnknown when an attempt timed out (the request may
-// have been handled), store.ErrUnavailable otherwise.
+// matches ErrOutcomeUnknown when an attempt of a command timed out (the
+// command may have been applied), store.ErrUnavailable otherwise.
 func (r *clusterRuntime) call(ctx context.Context, k key, req *wireRequest) (*wireReply, error) {
 	payload, err := json.Marshal(req)
 	if err != nil {
@@ -151,7 +151,7 @@ func (r *clusterRuntime) call(ctx context.Context, k key, req *wireRequest) (*wi
 		}
 		timedOut = timedOut || pe.timedOut
 		if attempt >= pol.MaxAttempts {
-			if timedOut {
+			if timedOut && req.Op == opSend { // a state read changes nothing
 				return nil, fmt.Errorf("%w: owner of %s did not answer after %d attempts: %w", ErrOutcomeUnknown, id, attempt, pe.err)
 			}
 			return nil, fmt.Errorf("%w: owner of %s unreachable after %d attempts: %w", store.ErrUnavailable, id, attempt, pe.err)
