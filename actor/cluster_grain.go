@@ -183,6 +183,9 @@ func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte)
 		err error
 	}
 	done := make(chan result, 1)
+	fl := &inFlight{left: make(chan struct{})}
+	r.track(fl, "") // looking the owner up: any member's leave may be the owner's
+	defer r.untrack(fl)
 	r.calls.Add(1)
 	go func() {
 		defer r.calls.Done()
@@ -195,6 +198,7 @@ func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte)
 			}
 			r.cl.PidCache.Set(id, streamGrainKind, pid)
 		}
+		r.track(fl, pid.Address)
 		res, err := r.h.system.Root.RequestFuture(pid, wrapperspb.Bytes(payload), timeout).Result()
 		if err != nil {
 			r.cl.PidCache.RemoveByValue(id, streamGrainKind, pid)
@@ -225,7 +229,55 @@ func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte)
 		return res.rep, res.err
 	case <-timer.C:
 		return nil, &placementError{err: fmt.Errorf("no answer from the owner of %s within %v", id, timeout), timedOut: true}
+	case <-fl.left:
+		// The owner left the cluster while the request was out: retry
+		// now rather than after RequestTimeout.
+		return nil, &placementError{err: fmt.Errorf("the owner of %s left the cluster", id), timedOut: true}
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// inFlight is an attempt waiting for a member's answer (addr, "" while
+// the owner is being looked up); left is closed when that member leaves
+// the cluster.
+type inFlight struct {
+	addr   string
+	left   chan struct{}
+	closed bool
+}
+
+// track records the member an attempt waits for: "" registers it while
+// its owner is looked up; an address updates it unless the attempt is
+// over.
+func (r *clusterRuntime) track(fl *inFlight, addr string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if addr == "" {
+		r.inFlight[fl] = struct{}{}
+		return
+	}
+	if _, ok := r.inFlight[fl]; ok {
+		fl.addr = addr
+	}
+}
+
+func (r *clusterRuntime) untrack(fl *inFlight) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.inFlight, fl)
+}
+
+// membersLeft fails the attempts waiting for members that left, and
+// those still looking their owner up (the lookup may be waiting for a
+// member that left).
+func (r *clusterRuntime) membersLeft(addrs map[string]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for fl := range r.inFlight {
+		if (fl.addr == "" || addrs[fl.addr]) && !fl.closed {
+			fl.closed = true
+			close(fl.left)
+		}
 	}
 }

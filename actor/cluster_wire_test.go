@@ -11,6 +11,7 @@ import (
 
 	"github.com/troupehq/troupe/decider"
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/memory"
 )
 
 // roundTrip sends err through the wire format as the owner and the caller
@@ -95,4 +96,28 @@ func TestClusterWireConflictExpected(t *testing.T) {
 		require.ErrorAs(t, got, &vc)
 		require.Equal(t, ev, vc.Expected)
 	}
+}
+
+type wireCmd struct{ N int }
+
+// In cluster mode a command crosses the wire through the kind's codec: one
+// whose type is not registered fails with an error naming the type.
+func TestClusterUnregisteredCommand(t *testing.T) {
+	h, err := New(memory.New(), &Config{Codec: store.NewJSONCodec().MustRegister("e", wireCmd{})})
+	require.NoError(t, err)
+	agg, err := Register(h, Kind[wireCmd, int, int]{
+		Name: "k",
+		Decider: decider.Decider[wireCmd, int, int]{
+			Decide:       func(wireCmd, int) ([]int, error) { return nil, nil },
+			Evolve:       func(s, e int) int { return s + e },
+			InitialState: func() int { return 0 },
+		},
+		Route: func(wireCmd) (string, store.StreamID) { return "", "s" },
+		Codec: store.NewJSONCodec(),
+	})
+	require.NoError(t, err)
+	_, _, err = agg.encodeCommand(wireCmd{N: 1})
+	require.ErrorIs(t, err, store.ErrInvalidArgument)
+	require.ErrorContains(t, err, "actor.wireCmd")
+	require.ErrorContains(t, err, "registered in the codec")
 }
