@@ -96,8 +96,8 @@ func (l *loop) what() string {
 	return "member " + l.self.Id
 }
 
-// tick runs one heartbeat and publishes the topology when it changed. A
-// failure is logged and changes nothing.
+// tick runs one heartbeat and publishes the topology. A failure is logged
+// and publishes nothing.
 func (l *loop) tick(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	defer cancel()
@@ -146,11 +146,12 @@ func (l *loop) tick(ctx context.Context) error {
 	return nil
 }
 
-// update computes the topology from the rows and publishes it. A row deleted by this heartbeat is out; a live row is in; a
-// stale row the member is about to delete or is keeping through its grace
-// after an outage is kept only if it was in the last topology: a member
-// that leaves protoactor's topology is never let back in, so it must not
-// leave on the strength of a stale read alone.
+// update computes the topology from the rows and publishes it. A row
+// deleted by this heartbeat is out; a live row is in; a stale row (one
+// another member is deleting right now, or one kept through the grace
+// after an outage, or any row for a client) is kept only if it was in the
+// last topology: a member that leaves protoactor's topology is never let
+// back in, so it must not leave on the strength of a stale read alone.
 func (l *loop) update(rows []row) {
 	var members []row
 	if l.self != nil {

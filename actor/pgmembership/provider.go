@@ -113,7 +113,7 @@ func New(db postgres.DB, cfg *Config) (*Provider, error) {
 
 // StartMember registers c's member (its actor system id, host, port and
 // kinds) under c's cluster name and publishes the cluster's topology to
-// c.MemberList, then keeps heartbeating until Shutdown. When the database
+// c.MemberList, then keeps heartbeating (and publishing) until Shutdown. When the database
 // cannot be reached it logs that and keeps trying in the background; an
 // error the database answers (a missing table, a refused permission) is
 // returned.
