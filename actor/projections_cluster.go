@@ -110,6 +110,7 @@ func (h *Host) ensureLoop(e *projEntry) {
 	payload := wrapperspb.Bytes([]byte(`{"op":"ensure"}`))
 	t := time.NewTimer(0)
 	defer t.Stop()
+	failing := false
 	for {
 		select {
 		case <-h.quit:
@@ -121,8 +122,15 @@ func (h *Host) ensureLoop(e *projEntry) {
 		h.mu.Lock()
 		e.placed, e.placeErr = owner, err
 		h.mu.Unlock()
-		if err != nil {
-			h.log.Debug("projection_ensure_failed", slog.String("projection", e.name), slog.Any("error", err))
+		switch {
+		case err != nil && !failing:
+			// Logged once per run of failures: they last while the
+			// cluster notices a lost member.
+			failing = true
+			h.log.Warn("projection_ensure_failed", slog.String("projection", e.name), slog.Any("error", err))
+		case err == nil && failing:
+			failing = false
+			h.log.Info("projection_ensure_recovered", slog.String("projection", e.name), slog.String("owner", owner))
 		}
 		t.Reset(max(e.ensure-time.Since(start), 0))
 	}
