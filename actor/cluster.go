@@ -212,6 +212,14 @@ func newClusterRuntime(h *Host, c *ClusterConfig) (*clusterRuntime, error) {
 	return r, nil
 }
 
+// addGrainKind adds a cluster kind whose grains are placed by identity
+// like the streams' (for parts of this package that need one active
+// instance per identity across the cluster); requests reach them through
+// attempt. Call it before Start.
+func (r *clusterRuntime) addGrainKind(name string, producer protoactor.Producer) {
+	r.cl.Config.Kinds[name] = cluster.NewKind(name, protoactor.PropsFromProducer(producer))
+}
+
 // start joins the cluster. protoactor panics when it cannot listen or the
 // provider fails to start; the panic becomes an error.
 func (r *clusterRuntime) start() (err error) {

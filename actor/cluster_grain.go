@@ -141,7 +141,11 @@ func (r *clusterRuntime) call(ctx context.Context, k key, req *wireRequest) (*wi
 	pol := r.cfg.Retry
 	timedOut := false
 	for attempt := 1; ; attempt++ {
-		rep, err := r.attempt(ctx, id, payload)
+		res, err := r.attempt(ctx, streamGrainKind, id, wrapperspb.Bytes(payload))
+		var rep *wireReply
+		if err == nil {
+			rep, err = decodeReply(res)
+		}
 		if err == nil && rep.Err != nil && attempt < pol.MaxAttempts && isStopping(rep.Err) {
 			err = &placementError{err: fmt.Errorf("member is leaving: %s", rep.Err.Msg)}
 		}
@@ -174,9 +178,10 @@ func isStopping(w *wireError) bool {
 
 var errNoOwner = errors.New("no member owns the stream (no member known, or its activation failed)")
 
-// attempt is one request to the stream's grain, bounded by RequestTimeout
-// and ctx.
-func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte) (*wireReply, error) {
+// attempt is one request (msg) to the grain kind/id, bounded by
+// RequestTimeout and ctx; it returns the grain's answer or a
+// *placementError.
+func (r *clusterRuntime) attempt(ctx context.Context, kind, id string, msg any) (any, error) {
 	timeout := r.cfg.RequestTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
@@ -185,7 +190,7 @@ func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte)
 		return nil, context.DeadlineExceeded
 	}
 	type result struct {
-		rep *wireReply
+		res any
 		err error
 	}
 	done := make(chan result, 1)
@@ -195,35 +200,24 @@ func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte)
 	r.calls.Add(1)
 	go func() {
 		defer r.calls.Done()
-		pid, _ := r.cl.PidCache.Get(id, streamGrainKind)
+		pid, _ := r.cl.PidCache.Get(id, kind)
 		if pid == nil {
-			pid = r.cl.Get(id, streamGrainKind)
+			pid = r.cl.Get(id, kind)
 			if pid == nil {
 				done <- result{err: &placementError{err: errNoOwner}}
 				return
 			}
-			r.cl.PidCache.Set(id, streamGrainKind, pid)
+			r.cl.PidCache.Set(id, kind, pid)
 		}
 		r.track(fl, pid.Address)
-		res, err := r.h.system.Root.RequestFuture(pid, wrapperspb.Bytes(payload), timeout).Result()
+		res, err := r.h.system.Root.RequestFuture(pid, msg, timeout).Result()
 		if err != nil {
-			r.cl.PidCache.RemoveByValue(id, streamGrainKind, pid)
+			r.cl.PidCache.RemoveByValue(id, kind, pid)
 			timedOut := errors.Is(err, protoactor.ErrTimeout) || errors.Is(err, remote.ErrTimeout)
 			done <- result{err: &placementError{err: fmt.Errorf("request to %s: %w", pid.Address, err), timedOut: timedOut}}
 			return
 		}
-		bv, ok := res.(*wrapperspb.BytesValue)
-		if !ok {
-			r.cl.PidCache.RemoveByValue(id, streamGrainKind, pid)
-			done <- result{err: &placementError{err: fmt.Errorf("request to %s: unexpected answer %T", pid.Address, res)}}
-			return
-		}
-		var rep wireReply
-		if err := json.Unmarshal(bv.Value, &rep); err != nil {
-			done <- result{err: fmt.Errorf("actor: decode the answer of %s: %w", pid.Address, err)}
-			return
-		}
-		done <- result{rep: &rep}
+		done <- result{res: res}
 	}()
 	// Finding the owner may take longer than timeout (protoactor's
 	// activation request has a timeout of its own): the attempt ends at
@@ -232,7 +226,7 @@ func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte)
 	defer timer.Stop()
 	select {
 	case res := <-done:
-		return res.rep, res.err
+		return res.res, res.err
 	case <-timer.C:
 		return nil, &placementError{err: fmt.Errorf("no answer from the owner of %s within %v", id, timeout), timedOut: true}
 	case <-fl.left:
@@ -242,6 +236,19 @@ func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// decodeReply turns a stream grain's answer into a wireReply.
+func decodeReply(res any) (*wireReply, error) {
+	bv, ok := res.(*wrapperspb.BytesValue)
+	if !ok {
+		return nil, &placementError{err: fmt.Errorf("unexpected answer %T", res)}
+	}
+	var rep wireReply
+	if err := json.Unmarshal(bv.Value, &rep); err != nil {
+		return nil, fmt.Errorf("actor: decode the owner's answer: %w", err)
+	}
+	return &rep, nil
 }
 
 // inFlight is an attempt waiting for a member's answer (addr, "" while
