@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -62,7 +63,11 @@ type ClusterConfig struct {
 	// more, or is leaving the cluster. Commands are retried with the same
 	// command id (Send generates one when SendOptions.CommandID is empty),
 	// so a retry of a command that was applied returns its original result.
-	// Other errors are never retried. Defaults to DefaultClusterRetry.
+	// Other errors are never retried. After the last attempt the error
+	// matches ErrOutcomeUnknown when an attempt timed out or its member
+	// left (the command may have been applied: re-send it with the same
+	// command id), store.ErrUnavailable otherwise. Defaults to
+	// DefaultClusterRetry.
 	Retry retry.Policy
 }
 
@@ -281,6 +286,7 @@ func (r *clusterRuntime) members() []string {
 	for _, m := range ms {
 		out = append(out, m.Address())
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -321,7 +327,7 @@ func (h *Host) Member() string {
 }
 
 // Members returns the addresses of the members this one currently knows,
-// itself included once it has joined (nil in single-process mode).
+// sorted, itself included once it has joined (nil in single-process mode).
 func (h *Host) Members() []string {
 	if h.cluster == nil || !h.clusterStarted() {
 		return nil

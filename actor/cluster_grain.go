@@ -28,6 +28,7 @@ type streamGrain struct {
 	r        *clusterRuntime
 	identity string
 	keys     map[key]struct{}
+	idle     bool // stopping because no request came for IdleTimeout
 }
 
 func (g *streamGrain) Receive(c protoactor.Context) {
@@ -40,10 +41,15 @@ func (g *streamGrain) Receive(c protoactor.Context) {
 		g.identity = m.Identity.Identity
 		g.r.grainStarted(g.identity)
 	case *protoactor.ReceiveTimeout:
+		g.idle = true
 		c.Stop(c.Self())
 	case *protoactor.Stopped:
+		reason := otelwire.ReasonEvicted // moved to another member, or the member stops
+		if g.idle {
+			reason = otelwire.ReasonIdle
+		}
 		for k := range g.keys {
-			g.r.h.passivateKey(k, otelwire.ReasonIdle)
+			g.r.h.passivateKey(k, reason)
 		}
 		if g.identity != "" {
 			g.r.grainStopped(g.identity)
@@ -124,8 +130,8 @@ func (r *clusterRuntime) reply(to *protoactor.PID, rep *wireReply) {
 // retrying placement failures with ClusterConfig.Retry. A reply whose
 // error says the owner is stopping counts as a placement failure too (the
 // stream moves to another member). After the last attempt the error
-// matches ErrOutcomeUnknown when an attempt timed out (the request may
-// have been handled), store.ErrUnavailable otherwise.
+// matches ErrOutcomeUnknown when an attempt of a command timed out (the
+// command may have been applied), store.ErrUnavailable otherwise.
 func (r *clusterRuntime) call(ctx context.Context, k key, req *wireRequest) (*wireReply, error) {
 	payload, err := json.Marshal(req)
 	if err != nil {
@@ -145,7 +151,7 @@ func (r *clusterRuntime) call(ctx context.Context, k key, req *wireRequest) (*wi
 		}
 		timedOut = timedOut || pe.timedOut
 		if attempt >= pol.MaxAttempts {
-			if timedOut {
+			if timedOut && req.Op == opSend { // a state read changes nothing
 				return nil, fmt.Errorf("%w: owner of %s did not answer after %d attempts: %w", ErrOutcomeUnknown, id, attempt, pe.err)
 			}
 			return nil, fmt.Errorf("%w: owner of %s unreachable after %d attempts: %w", store.ErrUnavailable, id, attempt, pe.err)
