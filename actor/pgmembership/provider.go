@@ -38,8 +38,9 @@ type Config struct {
 	// insert, the leave's delete). Default twice HeartbeatInterval, at most
 	// TTL.
 	Timeout time.Duration
-	// Logger receives membership changes and heartbeat failures. Default:
-	// the protoactor actor system's logger.
+	// Logger receives membership changes (INFO), heartbeat failures
+	// (WARN) and this member's removal by the others (ERROR). Default
+	// slog.Default().
 	Logger *slog.Logger
 }
 
@@ -64,6 +65,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = min(2*c.HeartbeatInterval, c.TTL)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 	if c.TTL < time.Millisecond {
 		return c, invalid("pgmembership.Config.TTL is %v, must be at least 1ms", c.TTL)
@@ -128,18 +132,18 @@ func (p *Provider) StartMember(c *cluster.Cluster) error {
 	kinds := c.GetClusterKinds()
 	slices.Sort(kinds)
 	self := &cluster.Member{Id: c.ActorSystem.ID, Host: host, Port: int32(port), Kinds: kinds}
-	return p.start(c.Config.Name, self, c.MemberList.UpdateClusterTopology, c.Logger())
+	return p.start(c.Config.Name, self, c.MemberList.UpdateClusterTopology)
 }
 
 // StartClient watches c's cluster and publishes its topology to
 // c.MemberList, without a row of its own.
 func (p *Provider) StartClient(c *cluster.Cluster) error {
-	return p.start(c.Config.Name, nil, c.MemberList.UpdateClusterTopology, c.Logger())
+	return p.start(c.Config.Name, nil, c.MemberList.UpdateClusterTopology)
 }
 
 // start is what StartMember and StartClient share: self is nil for a
-// client; publish receives each new topology.
-func (p *Provider) start(name string, self *cluster.Member, publish func(cluster.Members), logger *slog.Logger) error {
+// client; publish receives the topology after every successful heartbeat.
+func (p *Provider) start(name string, self *cluster.Member, publish func(cluster.Members)) error {
 	if name == "" {
 		return errors.New("pgmembership: start: the cluster has no name")
 	}
@@ -148,14 +152,8 @@ func (p *Provider) start(name string, self *cluster.Member, publish func(cluster
 	if p.started || p.stopped {
 		return errors.New("pgmembership: start: the provider was already started or shut down; use one provider per member")
 	}
-	if p.cfg.Logger != nil {
-		logger = p.cfg.Logger
-	}
-	if logger == nil {
-		logger = slog.Default()
-	}
 	l := &loop{db: p.db, cfg: p.cfg, cluster: name, self: self, publish: publish,
-		logger: logger.With(slog.String("cluster", name))}
+		logger: p.cfg.Logger.With(slog.String("cluster", name))}
 	if self != nil {
 		l.logger = l.logger.With(slog.String("member", self.Id))
 	}

@@ -140,7 +140,7 @@ func startMember(t *testing.T, db postgres.DB, cfg Config, id string, port int) 
 	require.NoError(t, err)
 	m.p = p
 	self := &cluster.Member{Id: id, Host: "127.0.0.1", Port: int32(port), Kinds: []string{"stream", "topic"}}
-	require.NoError(t, p.start("shop", self, m.record, nil))
+	require.NoError(t, p.start("shop", self, m.record))
 	t.Cleanup(func() { assert.NoError(t, p.Shutdown(true)) })
 	return m
 }
@@ -152,7 +152,7 @@ func startClient(t *testing.T, db postgres.DB, cfg Config) *member {
 	p, err := New(db, &cfg)
 	require.NoError(t, err)
 	m.p = p
-	require.NoError(t, p.start("shop", nil, m.record, nil))
+	require.NoError(t, p.start("shop", nil, m.record))
 	t.Cleanup(func() { assert.NoError(t, p.Shutdown(true)) })
 	return m
 }
@@ -359,7 +359,7 @@ func TestClusterConfigErrors(t *testing.T) {
 
 	p, err := New(db, nil)
 	require.NoError(t, err)
-	require.Equal(t, Config{HeartbeatInterval: time.Second, TTL: 5 * time.Second, Timeout: 2 * time.Second}, p.cfg)
+	require.Equal(t, Config{HeartbeatInterval: time.Second, TTL: 5 * time.Second, Timeout: 2 * time.Second, Logger: slog.Default()}, p.cfg)
 	p, err = New(db, &Config{HeartbeatInterval: 5 * time.Second})
 	require.NoError(t, err)
 	require.Equal(t, 10*time.Second, p.cfg.TTL, "the default TTL is at least two heartbeats")
@@ -367,18 +367,18 @@ func TestClusterConfigErrors(t *testing.T) {
 	// Starting without a cluster name, twice, or on a database without the
 	// table are errors; the last names the table.
 	self := &cluster.Member{Id: "a", Host: "127.0.0.1", Port: 7001}
-	require.ErrorContains(t, p.start("", self, func(cluster.Members) {}, nil), "no name")
+	require.ErrorContains(t, p.start("", self, func(cluster.Members) {}), "no name")
 	unmigrated, err := New(pgtest.NewPool(t), &Config{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
-	require.ErrorContains(t, unmigrated.start("shop", self, func(cluster.Members) {}, nil), "cluster_members")
+	require.ErrorContains(t, unmigrated.start("shop", self, func(cluster.Members) {}), "cluster_members")
 	require.NoError(t, unmigrated.Shutdown(true))
 
 	m := startMember(t, db, fast, "b", 7002)
-	require.ErrorContains(t, m.p.start("shop", self, m.record, nil), "already started")
+	require.ErrorContains(t, m.p.start("shop", self, m.record), "already started")
 	stopped, err := New(db, nil)
 	require.NoError(t, err)
 	require.NoError(t, stopped.Shutdown(true))
-	require.ErrorContains(t, stopped.start("shop", self, m.record, nil), "shut down")
+	require.ErrorContains(t, stopped.start("shop", self, m.record), "shut down")
 }
 
 // adminExec runs sql on the server's admin database.
