@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -61,7 +63,11 @@ type ClusterConfig struct {
 	// more, or is leaving the cluster. Commands are retried with the same
 	// command id (Send generates one when SendOptions.CommandID is empty),
 	// so a retry of a command that was applied returns its original result.
-	// Other errors are never retried. Defaults to DefaultClusterRetry.
+	// Other errors are never retried. After the last attempt the error
+	// matches ErrOutcomeUnknown when an attempt timed out or its member
+	// left (the command may have been applied: re-send it with the same
+	// command id), store.ErrUnavailable otherwise. Defaults to
+	// DefaultClusterRetry.
 	Retry retry.Policy
 }
 
@@ -179,7 +185,9 @@ type clusterRuntime struct {
 	mu          sync.Mutex
 	activations map[string]int // grain activations started here, by identity
 	live        map[string]int // grains alive here, by identity
+	inFlight    map[*inFlight]struct{}
 	started     bool
+	topology    *eventstream.Subscription
 }
 
 func newClusterRuntime(h *Host, c *ClusterConfig) (*clusterRuntime, error) {
@@ -196,7 +204,7 @@ func newClusterRuntime(h *Host, c *ClusterConfig) (*clusterRuntime, error) {
 	} else {
 		opts = append(opts, remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials())))
 	}
-	r := &clusterRuntime{h: h, cfg: cfg, activations: map[string]int{}, live: map[string]int{}}
+	r := &clusterRuntime{h: h, cfg: cfg, activations: map[string]int{}, live: map[string]int{}, inFlight: map[*inFlight]struct{}{}}
 	kind := cluster.NewKind(streamGrainKind, protoactor.PropsFromProducer(func() protoactor.Actor { return &streamGrain{r: r} }))
 	cc := cluster.Configure(cfg.Name, cfg.Provider, disthash.New(), remote.Configure(host, port, opts...),
 		cluster.WithKinds(kind), cluster.WithRequestTimeout(cfg.RequestTimeout))
@@ -219,6 +227,15 @@ func (r *clusterRuntime) start() (err error) {
 			err = fmt.Errorf("actor: join cluster %q at %s: %v", r.cfg.Name, r.cfg.Address, p)
 		}
 	}()
+	r.topology = r.cl.ActorSystem.EventStream.Subscribe(func(evt any) {
+		if t, ok := evt.(*cluster.ClusterTopology); ok && len(t.Left) > 0 {
+			left := make(map[string]bool, len(t.Left))
+			for _, m := range t.Left {
+				left[m.Address()] = true
+			}
+			r.membersLeft(left)
+		}
+	})
 	r.cl.StartMember()
 	r.mu.Lock()
 	r.started = true
@@ -236,6 +253,9 @@ func (r *clusterRuntime) leave() bool {
 	started := r.started
 	r.mu.Unlock()
 	r.serving.Wait()
+	if r.topology != nil {
+		r.cl.ActorSystem.EventStream.Unsubscribe(r.topology)
+	}
 	if started {
 		r.cl.Shutdown(true)
 	}
@@ -266,6 +286,7 @@ func (r *clusterRuntime) members() []string {
 	for _, m := range ms {
 		out = append(out, m.Address())
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -306,7 +327,7 @@ func (h *Host) Member() string {
 }
 
 // Members returns the addresses of the members this one currently knows,
-// itself included once it has joined (nil in single-process mode).
+// sorted, itself included once it has joined (nil in single-process mode).
 func (h *Host) Members() []string {
 	if h.cluster == nil || !h.clusterStarted() {
 		return nil

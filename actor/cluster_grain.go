@@ -28,6 +28,7 @@ type streamGrain struct {
 	r        *clusterRuntime
 	identity string
 	keys     map[key]struct{}
+	idle     bool // stopping because no request came for IdleTimeout
 }
 
 func (g *streamGrain) Receive(c protoactor.Context) {
@@ -40,10 +41,15 @@ func (g *streamGrain) Receive(c protoactor.Context) {
 		g.identity = m.Identity.Identity
 		g.r.grainStarted(g.identity)
 	case *protoactor.ReceiveTimeout:
+		g.idle = true
 		c.Stop(c.Self())
 	case *protoactor.Stopped:
+		reason := otelwire.ReasonEvicted // moved to another member, or the member stops
+		if g.idle {
+			reason = otelwire.ReasonIdle
+		}
 		for k := range g.keys {
-			g.r.h.passivateKey(k, otelwire.ReasonIdle)
+			g.r.h.passivateKey(k, reason)
 		}
 		if g.identity != "" {
 			g.r.grainStopped(g.identity)
@@ -124,8 +130,8 @@ func (r *clusterRuntime) reply(to *protoactor.PID, rep *wireReply) {
 // retrying placement failures with ClusterConfig.Retry. A reply whose
 // error says the owner is stopping counts as a placement failure too (the
 // stream moves to another member). After the last attempt the error
-// matches ErrOutcomeUnknown when an attempt timed out (the request may
-// have been handled), store.ErrUnavailable otherwise.
+// matches ErrOutcomeUnknown when an attempt of a command timed out (the
+// command may have been applied), store.ErrUnavailable otherwise.
 func (r *clusterRuntime) call(ctx context.Context, k key, req *wireRequest) (*wireReply, error) {
 	payload, err := json.Marshal(req)
 	if err != nil {
@@ -145,7 +151,7 @@ func (r *clusterRuntime) call(ctx context.Context, k key, req *wireRequest) (*wi
 		}
 		timedOut = timedOut || pe.timedOut
 		if attempt >= pol.MaxAttempts {
-			if timedOut {
+			if timedOut && req.Op == opSend { // a state read changes nothing
 				return nil, fmt.Errorf("%w: owner of %s did not answer after %d attempts: %w", ErrOutcomeUnknown, id, attempt, pe.err)
 			}
 			return nil, fmt.Errorf("%w: owner of %s unreachable after %d attempts: %w", store.ErrUnavailable, id, attempt, pe.err)
@@ -183,6 +189,9 @@ func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte)
 		err error
 	}
 	done := make(chan result, 1)
+	fl := &inFlight{left: make(chan struct{})}
+	r.track(fl, "") // looking the owner up: any member's leave may be the owner's
+	defer r.untrack(fl)
 	r.calls.Add(1)
 	go func() {
 		defer r.calls.Done()
@@ -195,6 +204,7 @@ func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte)
 			}
 			r.cl.PidCache.Set(id, streamGrainKind, pid)
 		}
+		r.track(fl, pid.Address)
 		res, err := r.h.system.Root.RequestFuture(pid, wrapperspb.Bytes(payload), timeout).Result()
 		if err != nil {
 			r.cl.PidCache.RemoveByValue(id, streamGrainKind, pid)
@@ -225,7 +235,55 @@ func (r *clusterRuntime) attempt(ctx context.Context, id string, payload []byte)
 		return res.rep, res.err
 	case <-timer.C:
 		return nil, &placementError{err: fmt.Errorf("no answer from the owner of %s within %v", id, timeout), timedOut: true}
+	case <-fl.left:
+		// The owner left the cluster while the request was out: retry
+		// now rather than after RequestTimeout.
+		return nil, &placementError{err: fmt.Errorf("the owner of %s left the cluster", id), timedOut: true}
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// inFlight is an attempt waiting for a member's answer (addr, "" while
+// the owner is being looked up); left is closed when that member leaves
+// the cluster.
+type inFlight struct {
+	addr   string
+	left   chan struct{}
+	closed bool
+}
+
+// track records the member an attempt waits for: "" registers it while
+// its owner is looked up; an address updates it unless the attempt is
+// over.
+func (r *clusterRuntime) track(fl *inFlight, addr string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if addr == "" {
+		r.inFlight[fl] = struct{}{}
+		return
+	}
+	if _, ok := r.inFlight[fl]; ok {
+		fl.addr = addr
+	}
+}
+
+func (r *clusterRuntime) untrack(fl *inFlight) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.inFlight, fl)
+}
+
+// membersLeft fails the attempts waiting for members that left, and
+// those still looking their owner up (the lookup may be waiting for a
+// member that left).
+func (r *clusterRuntime) membersLeft(addrs map[string]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for fl := range r.inFlight {
+		if (fl.addr == "" || addrs[fl.addr]) && !fl.closed {
+			fl.closed = true
+			close(fl.left)
+		}
 	}
 }
