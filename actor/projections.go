@@ -155,8 +155,10 @@ type projEntry struct {
 // In cluster mode (Config.Cluster) every member registers the same
 // projections, and each one runs on one member at a time, placed by its
 // name like a stream by its identity; when that member leaves or dies,
-// another takes it over within about a second after the cluster notices
-// (see ProjectionOptions.EnsureInterval). The lease still guarantees a
+// another takes it over as soon as the cluster notices
+// (every member asks the owner to run it as soon as it sees the membership
+// change, and every ProjectionOptions.EnsureInterval). The lease still
+// guarantees a
 // single writer while ownership moves.
 //
 // name identifies the actor and, in cluster mode, the placement (a

@@ -15,8 +15,9 @@ import (
 // stream: by protoactor's identity placement of the grain kind
 // "troupe.projection" with the projection's registered name as identity.
 // Every member that registered the projection asks its grain, every
-// ProjectionOptions.EnsureInterval, to make sure it runs (an ensure
-// request: a few bytes each way). The grain, activated on the owner, has
+// ProjectionOptions.EnsureInterval and at once when the membership
+// changes, to make sure it runs (an ensure request: a few bytes each way).
+// The grain, activated on the owner, has
 // the owner's projection actor run the runner, supervised as in a single
 // process. A grain that receives no ensure request for
 // ensureMisses·EnsureInterval (the members route to another owner), or
