@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	protoactor "github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
 
 	"github.com/troupehq/troupe/projection"
 	"github.com/troupehq/troupe/retry"
@@ -117,8 +119,14 @@ type ProjectionStatus struct {
 type projectionSet struct {
 	byName map[string]*projEntry
 	// wg counts the goroutines of projection actors: runs, stops,
-	// restart backoffs and status reads.
+	// restart backoffs and status reads, and the ensure loops.
 	wg sync.WaitGroup
+	// topology is the subscription to membership changes (cluster mode,
+	// while running).
+	topology *eventstream.Subscription
+	// kicks are the projEntry.kick channels, replaced (never changed) on
+	// registration.
+	kicks atomic.Pointer[[]chan struct{}]
 }
 
 // projEntry is one registered projection.
@@ -129,6 +137,7 @@ type projEntry struct {
 	ensure  time.Duration // cluster mode: the ensure interval
 	pid     *protoactor.PID
 	done    chan struct{} // closed when the actor has stopped
+	kick    chan struct{} // cluster mode: send the next ensure request now
 
 	// Cluster mode, guarded by Host.mu: the member that answered the last
 	// ensure request, or why it failed.
@@ -146,8 +155,10 @@ type projEntry struct {
 // In cluster mode (Config.Cluster) every member registers the same
 // projections, and each one runs on one member at a time, placed by its
 // name like a stream by its identity; when that member leaves or dies,
-// another takes it over within about a second after the cluster notices
-// (see ProjectionOptions.EnsureInterval). The lease still guarantees a
+// another takes it over as soon as the cluster notices
+// (every member asks the owner to run it as soon as it sees the membership
+// change, and every ProjectionOptions.EnsureInterval). The lease still
+// guarantees a
 // single writer while ownership moves.
 //
 // name identifies the actor and, in cluster mode, the placement (a
@@ -186,7 +197,7 @@ func (h *Host) RunProjection(name string, r ProjectionRunner, opts *ProjectionOp
 	if _, ok := h.projections.byName[name]; ok {
 		return fmt.Errorf("%w: %q", ErrProjectionExists, name)
 	}
-	e := &projEntry{name: name, runner: r, restart: o.Restart, ensure: o.EnsureInterval, done: make(chan struct{})}
+	e := &projEntry{name: name, runner: r, restart: o.Restart, ensure: o.EnsureInterval, done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	a := &projActor{h: h, e: e}
 	props := protoactor.PropsFromProducer(func() protoactor.Actor { return a })
 	pid, err := h.system.Root.SpawnNamed(props, "projection-"+name)
@@ -198,6 +209,11 @@ func (h *Host) RunProjection(name string, r ProjectionRunner, opts *ProjectionOp
 		h.projections.byName = map[string]*projEntry{}
 	}
 	h.projections.byName[name] = e
+	kicks := []chan struct{}{e.kick}
+	if old := h.projections.kicks.Load(); old != nil {
+		kicks = append(kicks, *old...)
+	}
+	h.projections.kicks.Store(&kicks)
 	if h.state == hostRunning {
 		h.startProjection(e)
 	}
@@ -266,6 +282,9 @@ func (h *Host) ProjectionStatus(ctx context.Context, name string) (ProjectionSta
 // startProjections starts every registered projection. Called by Start
 // with h.mu held.
 func (h *Host) startProjections() {
+	if h.cluster != nil {
+		h.watchTopology()
+	}
 	for _, e := range h.projections.byName {
 		h.startProjection(e)
 	}
@@ -286,6 +305,10 @@ func (h *Host) startProjection(e *projEntry) {
 // stopProjections asks every projection actor to stop its runner (within
 // ctx) and then itself. Called by Stop with h.mu held.
 func (h *Host) stopProjections(ctx context.Context) {
+	if h.projections.topology != nil {
+		h.system.EventStream.Unsubscribe(h.projections.topology)
+		h.projections.topology = nil
+	}
 	for _, e := range h.projections.byName {
 		h.post(e.pid, &projStop{ctx: ctx})
 	}

@@ -15,8 +15,9 @@ import (
 // stream: by protoactor's identity placement of the grain kind
 // "troupe.projection" with the projection's registered name as identity.
 // Every member that registered the projection asks its grain, every
-// ProjectionOptions.EnsureInterval, to make sure it runs (an ensure
-// request: a few bytes each way). The grain, activated on the owner, has
+// ProjectionOptions.EnsureInterval and at once when the membership
+// changes, to make sure it runs (an ensure request: a few bytes each way).
+// The grain, activated on the owner, has
 // the owner's projection actor run the runner, supervised as in a single
 // process. A grain that receives no ensure request for
 // ensureMisses·EnsureInterval (the members route to another owner), or
@@ -116,6 +117,7 @@ func (h *Host) ensureLoop(e *projEntry) {
 		case <-h.quit:
 			return
 		case <-t.C:
+		case <-e.kick:
 		}
 		start := time.Now()
 		owner, err := h.ensure(r, e.name, payload, e.ensure)
@@ -132,8 +134,35 @@ func (h *Host) ensureLoop(e *projEntry) {
 			failing = false
 			h.log.Info("projection_ensure_recovered", slog.String("projection", e.name), slog.String("owner", owner))
 		}
-		t.Reset(max(e.ensure-time.Since(start), 0))
+		next := e.ensure
+		if err != nil {
+			next = max(e.ensure/5, 10*time.Millisecond) // try the new owner soon
+		}
+		t.Reset(max(next-time.Since(start), 0))
 	}
+}
+
+// watchTopology makes every ensure loop send its next request at once when
+// the membership changes, so a projection's new owner hears about it
+// without waiting for the ensure interval. Called by Start with h.mu held.
+// The handler runs on protoactor's goroutines and takes no lock of the
+// host's: it reads the kick channels from a copy-on-write list.
+func (h *Host) watchTopology() {
+	h.projections.topology = h.system.EventStream.Subscribe(func(evt any) {
+		if _, ok := evt.(*cluster.ClusterTopology); !ok {
+			return
+		}
+		kicks := h.projections.kicks.Load()
+		if kicks == nil {
+			return
+		}
+		for _, k := range *kicks {
+			select {
+			case k <- struct{}{}:
+			default:
+			}
+		}
+	})
 }
 
 // ensure sends one ensure request for the projection called name and
