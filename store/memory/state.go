@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/internal/upcasting"
 )
 
 // streamKey names a live (not archived) stream.
@@ -291,6 +292,16 @@ func (t *txn) checkRetry(str *stream, key streamKey, events []store.EventData, e
 		CreatedNewStream:    first == 1,
 		Incarnation:         str.incarnation(),
 	}, true, nil
+}
+
+// readUpcast is read with up applied (none when up is nil).
+func (t *txn) readUpcast(up store.Upcaster, streamID store.StreamID, opts store.ReadOptions) (store.ReadResult, error) {
+	return upcasting.ReadStream(up, opts, func(o store.ReadOptions) (store.ReadResult, error) { return t.read(streamID, o) })
+}
+
+// readAllUpcast is readAll with up applied (none when up is nil).
+func (t *txn) readAllUpcast(up store.Upcaster, opts store.ReadAllOptions) (store.ReadAllResult, error) {
+	return upcasting.ReadAll(up, opts, t.readAll)
 }
 
 func (t *txn) read(streamID store.StreamID, opts store.ReadOptions) (store.ReadResult, error) {
