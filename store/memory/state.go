@@ -3,6 +3,7 @@ package memory
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -436,6 +437,9 @@ func (t *txn) saveSnapshot(s store.Snapshot) error {
 	if s.Incarnation < 0 {
 		return store.InvalidArgument("save snapshot of stream %q: negative incarnation %d", s.Stream, s.Incarnation)
 	}
+	if s.StateVersion < 0 || s.StateVersion > math.MaxInt32 {
+		return store.InvalidArgument("save snapshot of stream %q: state version %d is not in 0..%d", s.Stream, s.StateVersion, math.MaxInt32)
+	}
 	var current store.Incarnation
 	str := t.st.streams[streamKey{partition: partition, id: s.Stream}]
 	if str != nil {
@@ -454,7 +458,8 @@ func (t *txn) saveSnapshot(s store.Snapshot) error {
 	s.State = append(json.RawMessage(nil), s.State...)
 	key := snapshotKey{partition: partition, stream: s.Stream, name: s.Name}
 	old, had := t.st.snapshots[key]
-	if had && old.Version > s.Version && old.Incarnation == s.Incarnation {
+	if had && old.Incarnation == s.Incarnation &&
+		(old.StateVersion > s.StateVersion || old.StateVersion == s.StateVersion && old.Version > s.Version) {
 		return nil
 	}
 	t.st.snapshots[key] = s
