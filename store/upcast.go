@@ -367,8 +367,6 @@ func (c *JSONCodec) Upcast(e Event, out []Event) ([]Event, error) {
 	if c.current(e) {
 		return append(out, e), nil
 	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
 	n := len(out)
 	steps := 0
 	var walk func(u UpcastEvent) error
@@ -377,16 +375,13 @@ func (c *JSONCodec) Upcast(e Event, out []Event) ([]Event, error) {
 			if steps++; steps > maxUpcastSteps {
 				return fmt.Errorf("more than %d upcast steps: do the splits feed each other?", maxUpcastSteps)
 			}
-			if c.evo.drops[u.Type] {
+			act, st, err := c.plan(&u)
+			switch {
+			case err != nil:
+				return err
+			case act == upcastDrop:
 				return nil
-			}
-			if to, ok := c.evo.renames[u.Type]; ok {
-				u.Type = to
-				continue
-			}
-			cur := c.currentVersion(u.Type)
-			_, known := c.byName[u.Type]
-			if u.Version == cur || !known && c.evo.steps[u.Type] == nil {
+			case act == upcastEmit:
 				ne := e
 				ne.Type, ne.Data = u.Type, u.Data
 				if u.Version == 1 {
@@ -396,15 +391,6 @@ func (c *JSONCodec) Upcast(e Event, out []Event) ([]Event, error) {
 				}
 				out = append(out, ne)
 				return nil
-			}
-			if u.Version > cur {
-				return fmt.Errorf("%w: version %d of %s is newer than %d, the current version this reader knows (was it written by a newer build?)",
-					ErrUnknownSchemaVersion, u.Version, u.Type, cur)
-			}
-			st, ok := c.evo.steps[u.Type][u.Version]
-			if !ok {
-				return fmt.Errorf("%w: no upcaster or split of %s from version %d (current version %d)",
-					ErrUnknownSchemaVersion, u.Type, u.Version, cur)
 			}
 			if st.body != nil {
 				data, err := callUpcaster(func() (json.RawMessage, error) { return st.body(u.Data) })
@@ -418,7 +404,7 @@ func (c *JSONCodec) Upcast(e Event, out []Event) ([]Event, error) {
 				continue
 			}
 			var parts []UpcastEvent
-			_, err := callUpcaster(func() (json.RawMessage, error) {
+			_, err = callUpcaster(func() (json.RawMessage, error) {
 				var err error
 				parts, err = st.split(u.Data)
 				return nil, err
@@ -454,6 +440,47 @@ func (c *JSONCodec) Upcast(e Event, out []Event) ([]Event, error) {
 		return out[:n], upcastError(e, err)
 	}
 	return out, nil
+}
+
+type upcastAction int
+
+const (
+	upcastEmit  upcastAction = iota // u is current (or of a type the codec does not know)
+	upcastDrop                      // u reads as nothing
+	upcastApply                     // apply the step returned
+)
+
+// plan resolves u's renames (in place) and tells what to do with it next.
+// It holds the read lock only while looking up: user functions run
+// outside it, so an upcaster may use the codec.
+func (c *JSONCodec) plan(u *UpcastEvent) (upcastAction, upcastStep, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for {
+		if c.evo.drops[u.Type] {
+			return upcastDrop, upcastStep{}, nil
+		}
+		to, ok := c.evo.renames[u.Type]
+		if !ok {
+			break
+		}
+		u.Type = to // renames never form a cycle (RegisterRename)
+	}
+	cur := c.currentVersion(u.Type)
+	_, known := c.byName[u.Type]
+	if u.Version == cur || !known && c.evo.steps[u.Type] == nil {
+		return upcastEmit, upcastStep{}, nil
+	}
+	if u.Version > cur {
+		return 0, upcastStep{}, fmt.Errorf("%w: version %d of %s is newer than %d, the current version this reader knows (was it written by a newer build?)",
+			ErrUnknownSchemaVersion, u.Version, u.Type, cur)
+	}
+	st, ok := c.evo.steps[u.Type][u.Version]
+	if !ok {
+		return 0, upcastStep{}, fmt.Errorf("%w: no upcaster or split of %s from version %d (current version %d)",
+			ErrUnknownSchemaVersion, u.Type, u.Version, cur)
+	}
+	return upcastApply, st, nil
 }
 
 // callUpcaster runs a user upcaster, turning a panic into an error.
