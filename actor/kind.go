@@ -39,7 +39,11 @@ type Kind[C, E, S any] struct {
 	// small). Defaults to the Go type name of the command's dynamic type.
 	CommandName func(cmd C) string
 	// Codec encodes and decodes the kind's events; every event value the
-	// decider produces must be registered. Defaults to Config.Codec.
+	// decider produces must be registered. Defaults to Config.Codec. When
+	// it is a store.Upcaster (a store.JSONCodec is), new events are written
+	// at the current schema version of their type; configure the host's
+	// store with the same codec (postgres.Config.Upcaster) so replays read
+	// old events upcast (see docs/evolution.md).
 	Codec store.Codec
 	// Snapshot, when set, makes the kind save aggregate snapshots; the
 	// host's store must implement store.SnapshotStore.
