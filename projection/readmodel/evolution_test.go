@@ -2,11 +2,15 @@ package readmodel_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,4 +195,40 @@ func TestProjectionStallsOnEventItCannotUpcast(t *testing.T) {
 	}
 	require.Empty(t, projtest.ReadCarts(t, pool, "carts", readmodel.InRow), "no read-model write")
 	require.Equal(t, store.Position{}, projtest.LoadCheckpoint(t, pool, "carts", projection.AllPartitions))
+}
+
+// When a batch fails and its events are applied one by one to find the
+// failing one, the events of a split are still applied together: the read
+// model gets both halves.
+func TestSplitSurvivesBatchIsolation(t *testing.T) {
+	t.Parallel()
+	pool, raw := projtest.NewDB(t)
+	ctx := projtest.Ctx(t)
+	schema := cartSchema()
+	es, err := postgres.New(pool, &postgres.Config{Upcaster: schema})
+	require.NoError(t, err)
+	projtest.CreateCartTable(t, pool, "carts", readmodel.InRow)
+	rm, err := readmodel.New(&readmodel.Config[projtest.CartState]{
+		Table: "carts", EventTypes: projtest.CartTypes, ExtractKeys: projtest.CartKeys,
+		Evolve: projtest.EvolveCart, Initial: projtest.NewCart, MapToColumns: projtest.CartColumns, Upcaster: schema,
+	})
+	require.NoError(t, err)
+	last := projtest.AppendCart(t, raw, "", "c1", v1Cart...)
+	var calls atomic.Int32
+	flaky := func(context.Context, pgx.Tx, store.Event) error {
+		if calls.Add(1) == 1 {
+			return errors.New("the first try fails")
+		}
+		return nil
+	}
+	p, err := projection.New(pool, &projection.Config{Name: "carts", Store: es,
+		Handlers:      projection.Registry{projtest.TypeRemoved: {flaky}},
+		BatchHandlers: []projection.BatchHandler{rm}, PollInterval: 20 * time.Millisecond, DisableNotify: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	require.NoError(t, p.Start(ctx))
+	require.NoError(t, p.WaitFor(ctx, last.LastPosition()))
+	require.NoError(t, p.Stop(ctx))
+	require.Equal(t, v1CartState, projtest.ReadCarts(t, pool, "carts", readmodel.InRow)["default_partition/c1"].State)
+	require.EqualValues(t, 2, calls.Load(), "the batch failed once, then its events were applied one unit at a time")
 }
