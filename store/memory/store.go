@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/internal/upcasting"
 )
 
 var (
@@ -40,8 +41,9 @@ type Store struct {
 type Config struct {
 	// Upcaster, when set, brings every event ReadStream and ReadAll return
 	// to the current schema of its type, exactly as
-	// postgres.Config.Upcaster does. Defaults to nil: events are returned
-	// as stored.
+	// postgres.Config.Upcaster does, and an event appended without a
+	// SchemaVersion is stored at the current version of its type. Defaults
+	// to nil: events are returned as stored.
 	Upcaster store.Upcaster
 }
 
@@ -154,8 +156,9 @@ func (s *Store) do(ctx context.Context, op func(t *txn) error) error {
 // AppendToStream implements [store.EventStore].
 func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, events []store.EventData, opts store.AppendOptions) (store.AppendResult, error) {
 	var res store.AppendResult
+	up := s.upcaster
 	err := s.do(ctx, func(t *txn) (err error) {
-		res, err = t.append(stream, events, opts)
+		res, err = t.append(stream, upcasting.Versioned(up, events), opts)
 		return err
 	})
 	if err != nil {
@@ -306,8 +309,9 @@ func (ses *session) do(ctx context.Context, op func(t *txn) error) error {
 
 func (ses *session) AppendToStream(ctx context.Context, stream store.StreamID, events []store.EventData, opts store.AppendOptions) (store.AppendResult, error) {
 	var res store.AppendResult
+	up := ses.upcaster
 	err := ses.do(ctx, func(t *txn) (err error) {
-		res, err = t.append(stream, events, opts)
+		res, err = t.append(stream, upcasting.Versioned(up, events), opts)
 		return err
 	})
 	if err != nil {

@@ -66,8 +66,10 @@ type Config struct {
 	// share its positions and message id; one that reads as none (a drop)
 	// is skipped, and reads go on past it, so a read that returns fewer
 	// events than it asked for has still reached the end. An event that
-	// can't be upcast fails the read with a *store.UpcastError. Defaults
-	// to nil: events are returned as stored.
+	// can't be upcast fails the read with a *store.UpcastError. An event
+	// appended without a SchemaVersion is stored at the current version of
+	// its type. Defaults to nil: events are returned as stored, and stored
+	// at version "1" when they name none.
 	Upcaster store.Upcaster
 }
 

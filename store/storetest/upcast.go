@@ -36,6 +36,7 @@ func RunUpcasting(t *testing.T, newStore func(t *testing.T, u store.Upcaster) st
 		{"ReadAllTypes", testUpcastReadAllTypes},
 		{"ReadAllPaging", testUpcastReadAllPaging},
 		{"Session", testUpcastSession},
+		{"AppendAtCurrentVersion", testUpcastAppendAtCurrentVersion},
 		{"NewerVersion", testUpcastNewerVersion},
 		{"BadVersion", testUpcastBadVersion},
 		{"FailingUpcaster", testUpcastFailing},
@@ -284,6 +285,31 @@ func testUpcastSession(t *testing.T, s store.EventStore) {
 		return nil
 	})
 	require.NoError(t, err)
+}
+
+// An event appended without a schema version is stored at the current
+// version of its type (its body has today's shape), by an append and by a
+// batch; one that names its version keeps it.
+func testUpcastAppendAtCurrentVersion(t *testing.T, s store.EventStore) {
+	current := store.EventData{Type: "ItemAdded", Data: json.RawMessage(`{"sku":"a","quantity":1,"unit":"kg"}`)}
+	unknown := store.EventData{Type: "Mystery", Data: json.RawMessage(`{}`)}
+	events := []store.EventData{current, v1("ItemAdded", `{"sku":"b","qty":2}`), unknown}
+	appendOK(t, s, "cart-1", store.AppendOptions{}, events...)
+	require.Empty(t, events[0].SchemaVersion, "the caller's events are not modified")
+	want := []seen{
+		{"ItemAdded", "3", 1, `{"quantity":1,"sku":"a","unit":"kg"}`},
+		{"ItemAdded", "3", 2, `{"quantity":2,"sku":"b","unit":"pcs"}`},
+		{"Mystery", "1", 3, `{}`},
+	}
+	require.Equal(t, want, seenOf(t, readStream(t, s, "cart-1", "").Events))
+	ba, ok := s.(store.BatchAppender)
+	if !ok {
+		return
+	}
+	res, err := ba.AppendBatch(t.Context(), []store.StreamAppend{{Stream: "cart-2", Events: []store.EventData{current}}})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err)
+	require.Equal(t, want[:1], seenOf(t, readStream(t, s, "cart-2", "").Events))
 }
 
 // requireUpcastError checks err names the event and its version.

@@ -111,3 +111,49 @@ func ReadAll(u store.Upcaster, opts store.ReadAllOptions, read func(store.ReadAl
 		rawOpts.After = raw.Next
 	}
 }
+
+// Versioned returns events with every empty SchemaVersion set to the
+// current version of the event's type, so an event appended without one
+// is stored at the version its body has today. It returns events itself
+// (not a copy) when u is nil or every event names its version.
+func Versioned(u store.Upcaster, events []store.EventData) []store.EventData {
+	if u == nil {
+		return events
+	}
+	var out []store.EventData
+	for i, e := range events {
+		if e.SchemaVersion != "" {
+			continue
+		}
+		if out == nil {
+			out = append([]store.EventData(nil), events...)
+		}
+		out[i].SchemaVersion = u.SchemaVersion(e.Type)
+	}
+	if out == nil {
+		return events
+	}
+	return out
+}
+
+// VersionedBatch is Versioned for every part of a batch.
+func VersionedBatch(u store.Upcaster, appends []store.StreamAppend) []store.StreamAppend {
+	if u == nil {
+		return appends
+	}
+	var out []store.StreamAppend
+	for i, a := range appends {
+		events := Versioned(u, a.Events)
+		if len(events) > 0 && len(a.Events) > 0 && &events[0] == &a.Events[0] {
+			continue
+		}
+		if out == nil {
+			out = append([]store.StreamAppend(nil), appends...)
+		}
+		out[i].Events = events
+	}
+	if out == nil {
+		return appends
+	}
+	return out
+}
