@@ -39,7 +39,11 @@ type Kind[C, E, S any] struct {
 	// small). Defaults to the Go type name of the command's dynamic type.
 	CommandName func(cmd C) string
 	// Codec encodes and decodes the kind's events; every event value the
-	// decider produces must be registered. Defaults to Config.Codec.
+	// decider produces must be registered. Defaults to Config.Codec. When
+	// it is a store.Upcaster (a store.JSONCodec is), new events are written
+	// at the current schema version of their type; configure the host's
+	// store with the same codec (postgres.Config.Upcaster) so replays read
+	// old events upcast (see docs/evolution.md).
 	Codec store.Codec
 	// Snapshot, when set, makes the kind save aggregate snapshots; the
 	// host's store must implement store.SnapshotStore.
@@ -60,9 +64,17 @@ type SnapshotConfig[S any] struct {
 	// each append that crosses a multiple of Every. Required, positive.
 	Every int
 	// Name tells this kind's snapshots apart from others of the same
-	// stream; change it when the state's encoding changes. Defaults to the
-	// kind's name.
+	// stream. Defaults to the kind's name.
 	Name string
+	// Version is the version of the state's shape (its encoding). Raise
+	// it when the state changes in a way old snapshots can't be decoded
+	// into, or when Evolve changes so that old snapshots hold a state the
+	// events no longer fold to: a snapshot saved at another version is
+	// ignored and the state is folded from the events (and saved again at
+	// this version at the next multiple of Every). Defaults to 0, the
+	// version of snapshots saved before kinds had one. Must not be
+	// negative.
+	Version int
 	// Encode turns a state into JSON. Defaults to json.Marshal.
 	Encode func(S) (json.RawMessage, error)
 	// Decode turns JSON back into a state. Defaults to json.Unmarshal into
@@ -180,6 +192,9 @@ func Register[C, E, S any](h *Host, k Kind[C, E, S]) (*Aggregate[C, E, S], error
 	if k.Snapshot != nil {
 		if k.Snapshot.Every <= 0 {
 			return nil, invalidConfig("kind %q: Kind.Snapshot.Every is %d, must be positive", k.Name, k.Snapshot.Every)
+		}
+		if k.Snapshot.Version < 0 {
+			return nil, invalidConfig("kind %q: Kind.Snapshot.Version is %d, must not be negative", k.Name, k.Snapshot.Version)
 		}
 		if h.snapshots == nil {
 			return nil, invalidConfig("kind %q: Kind.Snapshot is set but the host's store (%T) does not implement store.SnapshotStore", k.Name, h.store)

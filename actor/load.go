@@ -114,9 +114,12 @@ func (k *kindRuntime[C, E, S]) load(ctx context.Context, h *Host, key key, start
 		}
 		inc = res.Incarnation
 		exists = exists || res.StreamExists
-		for _, ev := range res.Events {
-			if ev.StreamPosition != version+1 {
-				r.err = fmt.Errorf("read stream: expected position %d, got %d", version+1, ev.StreamPosition)
+		for i, ev := range res.Events {
+			// Positions rise; an upcaster may leave gaps (dropped events)
+			// and repeat one (the events of a split follow each other).
+			split := i > 0 && ev.StreamPosition == res.Events[i-1].StreamPosition
+			if ev.StreamPosition <= version && !split {
+				r.err = fmt.Errorf("read stream: expected a position after %d, got %d", version, ev.StreamPosition)
 				return r
 			}
 			v, err := store.Decode(k.codec, ev)
@@ -148,6 +151,11 @@ func (k *kindRuntime[C, E, S]) load(ctx context.Context, h *Host, key key, start
 			}
 		}
 		if len(res.Events) < page || len(res.Events) == 0 {
+			// The end of the stream: events after the last one read as
+			// nothing (dropped) still count in the stream's version.
+			if res.StreamExists {
+				version = max(version, res.CurrentVersion)
+			}
 			break
 		}
 		from = version + 1
@@ -162,8 +170,8 @@ func (k *kindRuntime[C, E, S]) load(ctx context.Context, h *Host, key key, start
 
 // loadSnapshot returns the stream's snapshot state, version and
 // incarnation when the kind takes snapshots and a decodable one of a known
-// incarnation exists. A snapshot that cannot be read or decoded is logged
-// and ignored; so is one of an unknown incarnation (saved by an older
+// incarnation and the kind's state version exists. A snapshot that cannot
+// be read or decoded, or of another state version, is logged and ignored; so is one of an unknown incarnation (saved by an older
 // build), which could be the state of an archived stream with the same id.
 // Whether the incarnation is the stream's is checked by load against the
 // stream read.
@@ -185,6 +193,15 @@ func (k *kindRuntime[C, E, S]) loadSnapshot(ctx context.Context, h *Host, key ke
 		h.log.Debug("actor_snapshot_incarnation_unknown", slog.String("kind", key.kind),
 			slog.String("tenant_id", key.tenant), slog.String("stream_id", string(key.stream)),
 			slog.Int64("snapshot_version", int64(snap.Version)))
+		return s, 0, 0, false
+	}
+	if snap.StateVersion != sc.Version {
+		// Saved by a build whose state had another shape: fold the
+		// events instead.
+		h.log.Info("actor_snapshot_state_version_changed", slog.String("kind", key.kind),
+			slog.String("tenant_id", key.tenant), slog.String("stream_id", string(key.stream)),
+			slog.Int64("snapshot_version", int64(snap.Version)),
+			slog.Int("snapshot_state_version", snap.StateVersion), slog.Int("state_version", sc.Version))
 		return s, 0, 0, false
 	}
 	s, err = decodeSnapshot(sc, snap.State)

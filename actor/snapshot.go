@@ -21,7 +21,7 @@ func (a *streamActor[C, E, S]) maybeSnapshot(prev store.Version) {
 		return
 	}
 	snap := store.Snapshot{Partition: a.key.tenant, Stream: a.key.stream, Name: sc.Name, Version: a.version, State: data,
-		Incarnation: a.incarnation}
+		Incarnation: a.incarnation, StateVersion: sc.Version}
 	h, snapshots := a.h, a.k.snapshots
 	h.jobs.Add(1)
 	go func() {

@@ -294,8 +294,9 @@ func (a *streamActor[C, E, S]) fold(state S, evs []E) (out S, err error) {
 	return state, nil
 }
 
-// encode turns a command's events into EventData with their metadata and,
-// for a command with an id, deterministic message ids.
+// encode turns a command's events into EventData with their metadata, the
+// current schema version of their types when the codec is a
+// store.Upcaster, and, for a command with an id, deterministic message ids.
 func (a *streamActor[C, E, S]) encode(m *commandMsg[C, E, S], evs []E) (out []store.EventData, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -309,6 +310,9 @@ func (a *streamActor[C, E, S]) encode(m *commandMsg[C, E, S], evs []E) (out []st
 			return nil, fmt.Errorf("actor: encode event %d of %s command for stream %q: %w", i, a.key.kind, a.key.stream, err)
 		}
 		out[i] = store.EventData{Type: typ, Data: data, Metadata: maps.Clone(m.meta)}
+		if u, ok := a.k.codec.(store.Upcaster); ok {
+			out[i].SchemaVersion = u.SchemaVersion(typ)
+		}
 		if m.opts.CommandID != "" {
 			out[i].MessageID = messageID(a.key, m.opts.CommandID, i)
 		}

@@ -56,6 +56,12 @@ type Config struct {
 	Stderr io.Writer
 	// Getenv reads the environment (DATABASE_URL). Defaults to os.Getenv.
 	Getenv func(string) string
+	// Upcaster brings the events `streams read` prints to the current
+	// schema of their types, as the service's own store does
+	// (postgres.Config.Upcaster): usually the service's store.JSONCodec.
+	// `streams read --raw` prints them as stored. Defaults to nil: events
+	// are printed as stored.
+	Upcaster store.Upcaster
 }
 
 // Projection is a projection a service registers so `projections rebuild
@@ -206,6 +212,7 @@ type Env struct {
 	logger      *slog.Logger
 	name        string
 	projections map[string]Projection
+	upcaster    store.Upcaster // Config.Upcaster
 }
 
 // Context returns the run's context, cancelled by Ctrl-C when the caller
@@ -288,7 +295,7 @@ func Run(ctx context.Context, args []string, cfg *Config) int {
 		fmt.Fprintf(io.Err, "%s: %v\n", c.Name, err)
 		return ExitError
 	}
-	env := &Env{ctx: ctx, io: io, getenv: c.Getenv, name: c.Name, projections: map[string]Projection{}}
+	env := &Env{ctx: ctx, io: io, getenv: c.Getenv, name: c.Name, projections: map[string]Projection{}, upcaster: c.Upcaster}
 	for _, p := range c.Projections {
 		env.projections[p.Name] = p
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/internal/pgtest"
+	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
 )
 
@@ -67,6 +68,8 @@ type invocation struct {
 	projections []Projection
 	// commands are added to the run.
 	commands []Command
+	// upcaster is Config.Upcaster.
+	upcaster store.Upcaster
 }
 
 // troupe runs the command in-process with args.
@@ -84,7 +87,7 @@ func troupe(t testing.TB, inv invocation, args ...string) result {
 		inv.stdin = strings.NewReader("")
 	}
 	code := Run(inv.ctx, args, &Config{Stdin: inv.stdin, Stdout: stdout, Stderr: stderr,
-		Getenv: func(k string) string { return inv.env[k] }, Projections: inv.projections, Commands: inv.commands})
+		Getenv: func(k string) string { return inv.env[k] }, Projections: inv.projections, Commands: inv.commands, Upcaster: inv.upcaster})
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 

@@ -20,10 +20,15 @@ type streamsCmd struct {
 	Archive streamsArchiveCmd `cmd:"" help:"Archive a stream: it then reads as missing and its id may be used again."`
 }
 
-// withStore runs fn with a PostgreSQL store on the configured database.
-func (a *Env) withStore(fn func(*postgres.Store) error) error {
+// withStore runs fn with a PostgreSQL store on the configured database,
+// upcasting with Config.Upcaster unless raw.
+func (a *Env) withStore(raw bool, fn func(*postgres.Store) error) error {
 	return a.withPool(func(pool *pgxpool.Pool) error {
-		es, err := postgres.New(pool, &postgres.Config{Logger: a.logger})
+		cfg := &postgres.Config{Logger: a.logger}
+		if !raw {
+			cfg.Upcaster = a.upcaster
+		}
+		es, err := postgres.New(pool, cfg)
 		if err != nil {
 			return err
 		}
@@ -37,6 +42,7 @@ type streamsReadCmd struct {
 	Format    string `short:"f" enum:"jsonl,table" default:"jsonl" help:"Output format (${enum})."`
 	From      int64  `default:"1" help:"First stream position to print."`
 	Limit     int    `help:"Print at most this many events (0: all)."`
+	Raw       bool   `help:"Print events as stored, without the service's upcasters (a binary built with cli.Config.Upcaster prints them upcast otherwise)."`
 }
 
 // readPage is how many events streams read fetches per round trip.
@@ -68,7 +74,7 @@ func (c *streamsReadCmd) Run(a *Env) error {
 	if err := store.ValidateTenantID(c.Partition); err != nil {
 		return fmt.Errorf("--partition: %w", err)
 	}
-	return a.withStore(func(es *postgres.Store) error {
+	return a.withStore(c.Raw, func(es *postgres.Store) error {
 		var tw *tabwriter.Writer
 		if c.Format == "table" {
 			tw = tabwriter.NewWriter(a.io.Out, 0, 0, 2, ' ', 0)
@@ -89,6 +95,9 @@ func (c *streamsReadCmd) Run(a *Env) error {
 				return fmt.Errorf("stream %q not found in partition %q", c.ID, c.Partition)
 			}
 			for _, e := range res.Events {
+				if c.Limit > 0 && printed >= c.Limit {
+					break // the rest of a split
+				}
 				if tw != nil {
 					fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", e.StreamPosition, e.GlobalPosition, e.Type,
 						e.Created.UTC().Format(time.RFC3339Nano), clip(compactJSON(e.Data), 80))
@@ -139,7 +148,7 @@ func (c *streamsArchiveCmd) Run(a *Env) error {
 	if err := store.ValidateTenantID(c.Partition); err != nil {
 		return fmt.Errorf("--partition: %w", err)
 	}
-	return a.withStore(func(es *postgres.Store) error {
+	return a.withStore(true, func(es *postgres.Store) error {
 		err := es.ArchiveStream(a.ctx, store.StreamID(c.ID), store.ArchiveOptions{Partition: c.Partition})
 		if errors.Is(err, store.ErrStreamNotFound) {
 			return fmt.Errorf("stream %q not found in partition %q (or already archived)", c.ID, c.Partition)

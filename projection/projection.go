@@ -72,7 +72,9 @@ type Config struct {
 	// status and dead letters are kept under it. Required: no default.
 	Name string
 	// Store is read with ReadAll. Defaults to a store/postgres store on
-	// the pool given to New.
+	// the pool given to New, without upcasters: when event types evolve,
+	// pass a store configured with them (postgres.Config.Upcaster), so
+	// the projection and its rebuilds see current types.
 	Store store.EventStore
 	// Partition limits the projection to one partition (tenant). Defaults
 	// to every partition (recorded as AllPartitions).

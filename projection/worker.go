@@ -317,13 +317,21 @@ func (w *worker) step(ctx context.Context) (int, error) {
 			slog.String("projection", p.cfg.Name), slog.String("partition", p.scope),
 			slog.Int("batch", len(events)), slog.String("error", err.Error()))
 	}
-	for i, e := range events {
-		if err := w.applyOne(ctx, e, i == 0 && len(events) == 1, err); err != nil {
+	for i := 0; i < len(events); {
+		// The events of a split (one stored event upcast to several)
+		// share a position, so a checkpoint can't fall between them: they
+		// are applied, or skipped, together.
+		j := i + 1
+		for j < len(events) && events[j].Position() == events[i].Position() {
+			j++
+		}
+		if err := w.applyOne(ctx, events[i:j], i == 0 && j == len(events), err); err != nil {
 			if errors.Is(err, errCheckpointMoved) {
 				return 0, w.reload(ctx)
 			}
 			return i, err
 		}
+		i = j
 	}
 	return len(events), nil
 }
@@ -369,8 +377,14 @@ func (w *worker) reload(ctx context.Context) error {
 // with the infrastructure backoff and tried again, for as long as the
 // projection runs. When the attempts run out, FailSkip dead-letters the
 // event and FailStop returns the *HandlerError.
-func (w *worker) applyOne(ctx context.Context, e store.Event, firstFailed bool, firstErr error) error {
+//
+// unit is one event, or the events of a split, which share a position and
+// are applied in one transaction; when it fails, the event the handler
+// failed on is the one reported and dead-lettered, and the checkpoint
+// moves past the whole unit.
+func (w *worker) applyOne(ctx context.Context, unit []store.Event, firstFailed bool, firstErr error) error {
 	p := w.p
+	e := unit[0]
 	attempt, lastErr := 0, error(nil)
 	if firstFailed {
 		attempt, lastErr = 1, firstErr
@@ -387,7 +401,7 @@ func (w *worker) applyOne(ctx context.Context, e store.Event, firstFailed bool, 
 				return err
 			}
 		}
-		err := p.commitBatch(ctx, p.currentCheckpoint(), []store.Event{e})
+		err := p.commitBatch(ctx, p.currentCheckpoint(), unit)
 		switch {
 		case err == nil:
 			return nil
@@ -409,6 +423,10 @@ func (w *worker) applyOne(ctx context.Context, e store.Event, firstFailed bool, 
 		}
 		attempt++
 		handlerFailed, lastErr = true, err
+	}
+	var f *handlerFailure
+	if errors.As(lastErr, &f) && len(unit) > 1 {
+		e = f.event
 	}
 	he := &HandlerError{Projection: p.cfg.Name, Event: e, Attempts: attempt, Err: handlerCause(lastErr)}
 	if p.cfg.OnFailure == FailSkip {

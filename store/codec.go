@@ -19,11 +19,24 @@ type Codec interface {
 
 // JSONCodec is a Codec that stores events as JSON under explicitly
 // registered type names. The zero value is not usable; use NewJSONCodec.
+//
+// A JSONCodec is also the schema's history (an [Upcaster]): register the
+// upcasters, renames, splits and drops of its types on it (RegisterUpcaster,
+// RegisterRename, RegisterSplit, RegisterDrop) and give the same codec to
+// the store's configuration, so every read sees current types. Encode
+// reports the current version of each type, which store.Encode and the
+// actor host write with the event.
 type JSONCodec struct {
 	mu     sync.RWMutex
 	byName map[string]reflect.Type
 	byType map[reflect.Type]string
+	evo    evolution
 }
+
+var (
+	_ Codec    = (*JSONCodec)(nil)
+	_ Upcaster = (*JSONCodec)(nil)
+)
 
 // NewJSONCodec returns an empty JSONCodec.
 func NewJSONCodec() *JSONCodec {
@@ -44,6 +57,9 @@ func (c *JSONCodec) Register(name string, sample any) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.checkFree("register", name); err != nil {
+		return err
+	}
 	if old, ok := c.byName[name]; ok && old != t {
 		return InvalidArgument("codec: type name %q already registered for %v", name, old)
 	}
@@ -94,7 +110,9 @@ func (c *JSONCodec) Decode(typ string, data json.RawMessage) (any, error) {
 	return p.Elem().Interface(), nil
 }
 
-// Encode turns event values into EventData with codec, in order.
+// Encode turns event values into EventData with codec, in order. When
+// codec is an [Upcaster] (a JSONCodec is), each event's SchemaVersion is
+// the current version of its type.
 func Encode(codec Codec, events ...any) ([]EventData, error) {
 	out := make([]EventData, len(events))
 	for i, e := range events {
@@ -103,21 +121,33 @@ func Encode(codec Codec, events ...any) ([]EventData, error) {
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
 		out[i] = EventData{Type: typ, Data: data}
+		if u, ok := codec.(Upcaster); ok {
+			out[i].SchemaVersion = u.SchemaVersion(typ)
+		}
 	}
 	return out, nil
 }
 
-// Decode decodes a stored event with codec. Errors name the stream,
-// partition, position and type of the event; an unregistered type is an
-// *UnknownEventTypeError.
+// Decode decodes a stored event with codec. When codec is an [Upcaster]
+// (a JSONCodec is), an event not at the current version of its type (read
+// from a store without the upcaster configured) is upcast first; one that
+// reads as several events or none is an error then. Errors name the
+// stream, partition, position, type and schema version of the event; an
+// unregistered type is an *UnknownEventTypeError, an event that can't be
+// upcast an *UpcastError.
 func Decode(codec Codec, e Event) (any, error) {
+	e, err := upcastOne(codec, e)
+	if err != nil {
+		return nil, err
+	}
 	v, err := codec.Decode(e.Type, e.Data)
 	if err != nil {
 		if errors.Is(err, ErrUnknownEventType) {
-			return nil, &UnknownEventTypeError{Type: e.Type, Stream: e.StreamID, Partition: e.Partition, Position: e.StreamPosition}
+			return nil, &UnknownEventTypeError{Type: e.Type, SchemaVersion: e.SchemaVersion, Stream: e.StreamID,
+				Partition: e.Partition, Position: e.StreamPosition}
 		}
-		return nil, fmt.Errorf("decode event %s at position %d of stream %q in partition %q: %w",
-			e.Type, e.StreamPosition, e.StreamID, e.Partition, err)
+		return nil, fmt.Errorf("decode event %s version %q at position %d of stream %q in partition %q: %w",
+			e.Type, e.SchemaVersion, e.StreamPosition, e.StreamID, e.Partition, err)
 	}
 	return v, nil
 }

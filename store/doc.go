@@ -16,6 +16,18 @@
 // per tenant) is in the tenancy package; row-level security in
 // store/postgres.
 //
+// # Evolution
+//
+// Every event is stored with the schema version of its type. A [JSONCodec]
+// also holds the schema's history: upcasters from each old version to the
+// next, renamed, split and dropped types ([JSONCodec.RegisterUpcaster],
+// [JSONCodec.RegisterRename], [JSONCodec.RegisterSplit],
+// [JSONCodec.RegisterDrop]). A store configured with it (an [Upcaster])
+// returns every event at the current version of its type; stored events
+// never change. [Encode] writes the current version, [Decode] upcasts, and
+// an event that can't be upcast is an *[UpcastError] naming its stream,
+// position, type and version. See docs/evolution.md.
+//
 // # Guarantees
 //
 //   - An append either commits all its events at contiguous stream positions

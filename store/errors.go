@@ -97,13 +97,19 @@ func InvalidArgument(format string, args ...any) error {
 // UnknownEventTypeError names an event that could not be decoded because
 // its type is not registered. errors.Is(err, ErrUnknownEventType) matches it.
 type UnknownEventTypeError struct {
-	Type      string
-	Stream    StreamID
-	Partition string
-	Position  Version
+	Type string
+	// SchemaVersion is the event's schema version ("" when not known).
+	SchemaVersion string
+	Stream        StreamID
+	Partition     string
+	Position      Version
 }
 
 func (e *UnknownEventTypeError) Error() string {
+	if e.SchemaVersion != "" {
+		return fmt.Sprintf("unknown event type %q (schema version %q) at position %d of stream %q in partition %q",
+			e.Type, e.SchemaVersion, e.Position, e.Stream, e.Partition)
+	}
 	return fmt.Sprintf("unknown event type %q at position %d of stream %q in partition %q",
 		e.Type, e.Position, e.Stream, e.Partition)
 }

@@ -276,14 +276,21 @@ type Snapshot struct {
 	// a snapshot saved before incarnations were recorded that could not be
 	// verified when the schema was upgraded).
 	Incarnation Incarnation
+	// StateVersion is the version of the state's shape (its encoding),
+	// chosen by the aggregate (actor.SnapshotConfig.Version). A loader
+	// ignores a snapshot of another state version and folds the events
+	// instead. 0 for a snapshot saved without one.
+	StateVersion int
 }
 
 // SnapshotStore keeps aggregate snapshots. Backends that can implement it
 // do; the actor host uses it when configured to snapshot.
 type SnapshotStore interface {
 	// SaveSnapshot stores s, replacing an older snapshot of the same
-	// partition, stream and name, or any snapshot of another incarnation.
-	// A snapshot never replaces a newer one of the same incarnation.
+	// partition, stream and name, one of an older state version, or any
+	// snapshot of another incarnation. A snapshot never replaces a newer
+	// one of the same incarnation and state version, nor one of a newer
+	// state version of the same incarnation (saved by a newer build).
 	//
 	// With s.Incarnation set, the save is checked atomically against the
 	// stream: unless the stream exists and is that incarnation, nothing is

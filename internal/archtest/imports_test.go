@@ -161,10 +161,10 @@ var rules = []rule{
 		},
 	},
 	{
-		name:   "store/memory and store/storetest depend on store, never on a driver",
+		name:   "store/memory and store/storetest depend on store (and its driver-free upcasting helper), never on a driver",
 		covers: func(p string) bool { return p == "store/memory" || p == "store/storetest" },
 		forbidden: func(dep string) bool {
-			return isPgx(dep) || ownOtherThan(dep, "decider", "store")
+			return isPgx(dep) || ownOtherThan(dep, "decider", "store", "store/internal/upcasting")
 		},
 	},
 	{

@@ -188,10 +188,11 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 		if pg, ok := es.(*postgres.Store); ok {
 			es = pg.WithTx(tx)
 		}
+		to := store.Version(last) + store.Version(batch)
 		read, err := es.ReadStream(ctx, stream, store.ReadOptions{
 			Partition: partition,
 			From:      store.Version(last) + 1,
-			To:        store.Version(last) + store.Version(batch),
+			To:        to,
 		})
 		if err != nil {
 			return err
@@ -200,7 +201,17 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 			// The stream was archived and started again: project the new
 			// one from its first event.
 			last, res.Checkpoint, res.Restarted = 0, 0, true
-			if read, err = es.ReadStream(ctx, stream, store.ReadOptions{Partition: partition, From: 1, To: store.Version(batch)}); err != nil {
+			to = store.Version(batch)
+			if read, err = es.ReadStream(ctx, stream, store.ReadOptions{Partition: partition, From: 1, To: to}); err != nil {
+				return err
+			}
+		}
+		for len(read.Events) == 0 && read.StreamExists && to < read.CurrentVersion {
+			// Every stored event of the range reads as nothing (dropped
+			// by the store's upcaster): read on.
+			from := to + 1
+			to += store.Version(batch)
+			if read, err = es.ReadStream(ctx, stream, store.ReadOptions{Partition: partition, From: from, To: to}); err != nil {
 				return err
 			}
 		}
@@ -226,7 +237,9 @@ func (r *Runner) ProjectEvents(ctx context.Context, subscriptionID string, strea
 			}
 		}
 		if n := len(read.Events); n > 0 {
-			next := read.Events[n-1].StreamPosition
+			// The range was read whole: the checkpoint moves to its end,
+			// past any event after the last one that reads as nothing.
+			next := min(to, read.CurrentVersion)
 			if _, err := tx.Exec(ctx, streamCheckpointUpdateSQL, subscriptionID, partition, string(stream), int64(next), int64(read.Incarnation)); err != nil {
 				return fmt.Errorf("advance checkpoint: %w", err)
 			}

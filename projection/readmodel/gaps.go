@@ -118,7 +118,8 @@ WHERE m.partition = $1 AND m.stream_id = $2 AND NOT m.is_archived
   AND ($5::bigint = 0 OR s.incarnation = $5::bigint)
 ORDER BY m.stream_position`
 
-// readGap reads one gap's events of the configured types.
+// readGap reads one gap's events of the configured types, upcast with
+// Config.Upcaster when it is set.
 func (p *Projection[S]) readGap(br pgx.BatchResults, g gap) ([]store.Event, error) {
 	rows, err := br.Query()
 	if err != nil {
@@ -137,7 +138,7 @@ func (p *Projection[S]) readGap(br pgx.BatchResults, g gap) ([]store.Event, erro
 		if err := rows.Scan(&id, &typ, &data, &meta, &schemaVersion, &streamType, &position, &global, &txid, &created, &incarnation); err != nil {
 			return nil, fmt.Errorf("read model %q: read missed events of stream %q: %w", p.cfg.Table, g.stream.stream, err)
 		}
-		if _, ok := p.types[typ]; !ok {
+		if _, ok := p.types[typ]; !ok && p.cfg.Upcaster == nil {
 			continue
 		}
 		md := store.Metadata{}
@@ -154,13 +155,31 @@ func (p *Projection[S]) readGap(br pgx.BatchResults, g gap) ([]store.Event, erro
 		md[store.MetaStreamPosition] = store.Version(position)
 		md[store.MetaGlobalPosition] = store.GlobalPosition(global)
 		md[store.MetaPartition] = g.stream.partition
-		out = append(out, store.Event{
+		e := store.Event{
 			Type: typ, Data: json.RawMessage(data), Metadata: md, MessageID: id,
 			StreamID: g.stream.stream, StreamType: streamType, Partition: g.stream.partition,
 			StreamPosition: store.Version(position), GlobalPosition: store.GlobalPosition(global),
 			TransactionID: txid, Created: created, SchemaVersion: schemaVersion,
 			Incarnation: store.Incarnation(incarnation),
-		})
+		}
+		if p.cfg.Upcaster == nil {
+			out = append(out, e)
+			continue
+		}
+		// Bring the event to the current schema, as the projection's
+		// store did with the batch, and keep what is of the configured
+		// types.
+		n := len(out)
+		if out, err = p.cfg.Upcaster.Upcast(e, out); err != nil {
+			return nil, fmt.Errorf("read model %q: read missed events of stream %q: %w", p.cfg.Table, g.stream.stream, err)
+		}
+		kept := out[:n]
+		for _, x := range out[n:] {
+			if _, ok := p.types[x.Type]; ok {
+				kept = append(kept, x)
+			}
+		}
+		out = kept
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read model %q: read missed events of stream %q: %w", p.cfg.Table, g.stream.stream, err)

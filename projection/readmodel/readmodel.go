@@ -96,6 +96,13 @@ type Config[S any] struct {
 	// again. Defaults to DefaultCacheSize; negative disables the
 	// cache. The per-event Handler never uses the cache.
 	CacheSize int
+	// Upcaster upcasts the events the read model reads itself: a row's
+	// events that a batch lacks are read from the messages table (see
+	// Projection), and must be brought to the current schema like the
+	// events the projection's store hands over. Set it to the upcaster
+	// the store is configured with (postgres.Config.Upcaster) whenever
+	// that is set. Defaults to nil: those events are used as stored.
+	Upcaster store.Upcaster
 }
 
 func (c *Config[S]) validate() error {
@@ -332,6 +339,15 @@ type rowState[S any] struct {
 	cols    map[string]any // mapped columns, merged over the applied events
 }
 
+// splitOf reports whether e is a later event of the split (one stored
+// event upcast to several, sharing its positions) whose earlier event the
+// row applied last in this batch. A batch never cuts a split apart, so a
+// row that applied part of one in an earlier batch applied all of it.
+func splitOf[S any](r *rowState[S], e store.Event) bool {
+	return r.applied && r.last.GlobalPosition == e.GlobalPosition && r.last.StreamPosition == e.StreamPosition &&
+		r.last.MessageID == e.MessageID && r.last.Incarnation == e.Incarnation
+}
+
 // apply applies events within tx. all is every event the caller has in
 // hand (the whole batch, events included), used to tell which stream
 // positions a row skips on purpose (events of other types).
@@ -390,7 +406,9 @@ func (p *Projection[S]) apply(ctx context.Context, tx pgx.Tx, events, all []stor
 		for _, e := range r.events {
 			switch stepFor(r.pos, r.global, e) {
 			case stepSkip:
-				continue // already applied, or of an earlier incarnation
+				if !splitOf(r, e) {
+					continue // already applied, or of an earlier incarnation
+				}
 			case stepRestart:
 				r.state, r.cols = p.cfg.Initial(), nil
 			}

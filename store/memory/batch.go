@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/internal/upcasting"
 )
 
 var (
@@ -22,6 +23,7 @@ func (s *Store) AppendBatch(ctx context.Context, appends []store.StreamAppend) (
 	if len(appends) == 0 {
 		return nil, nil
 	}
+	appends = upcasting.VersionedBatch(s.upcaster, appends)
 	var out []store.StreamAppendResult
 	err := s.do(ctx, func(t *txn) error {
 		out = t.appendBatch(appends)
@@ -38,6 +40,7 @@ func (ses *session) AppendBatch(ctx context.Context, appends []store.StreamAppen
 	if len(appends) == 0 {
 		return nil, nil
 	}
+	appends = upcasting.VersionedBatch(ses.upcaster, appends)
 	var out []store.StreamAppendResult
 	err := ses.do(ctx, func(t *txn) error {
 		out = t.appendBatch(appends)

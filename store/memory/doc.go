@@ -24,6 +24,9 @@
 //   - Readers get copies: mutating a returned event never changes the
 //     store, and neither does mutating the input of an append afterwards.
 //
+// [NewWithConfig] with Config.Upcaster upcasts every event read, as
+// store/postgres does (see docs/evolution.md).
+//
 // # Failures
 //
 // Errors match the store sentinels ([store.ErrVersionConflict] as a

@@ -17,3 +17,13 @@ func TestMain(m *testing.M) {
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.EventStore { return memory.New() })
 }
+
+func TestConformanceUpcasting(t *testing.T) {
+	storetest.RunUpcasting(t, func(t *testing.T, u store.Upcaster) store.EventStore {
+		s, err := memory.NewWithConfig(&memory.Config{Upcaster: u})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}

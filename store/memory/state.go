@@ -3,10 +3,12 @@ package memory
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/internal/upcasting"
 )
 
 // streamKey names a live (not archived) stream.
@@ -293,6 +295,16 @@ func (t *txn) checkRetry(str *stream, key streamKey, events []store.EventData, e
 	}, true, nil
 }
 
+// readUpcast is read with up applied (none when up is nil).
+func (t *txn) readUpcast(up store.Upcaster, streamID store.StreamID, opts store.ReadOptions) (store.ReadResult, error) {
+	return upcasting.ReadStream(up, opts, func(o store.ReadOptions) (store.ReadResult, error) { return t.read(streamID, o) })
+}
+
+// readAllUpcast is readAll with up applied (none when up is nil).
+func (t *txn) readAllUpcast(up store.Upcaster, opts store.ReadAllOptions) (store.ReadAllResult, error) {
+	return upcasting.ReadAll(up, opts, t.readAll)
+}
+
 func (t *txn) read(streamID store.StreamID, opts store.ReadOptions) (store.ReadResult, error) {
 	if err := store.ValidateStreamID(streamID); err != nil {
 		return store.ReadResult{}, err
@@ -425,6 +437,9 @@ func (t *txn) saveSnapshot(s store.Snapshot) error {
 	if s.Incarnation < 0 {
 		return store.InvalidArgument("save snapshot of stream %q: negative incarnation %d", s.Stream, s.Incarnation)
 	}
+	if s.StateVersion < 0 || s.StateVersion > math.MaxInt32 {
+		return store.InvalidArgument("save snapshot of stream %q: state version %d is not in 0..%d", s.Stream, s.StateVersion, math.MaxInt32)
+	}
 	var current store.Incarnation
 	str := t.st.streams[streamKey{partition: partition, id: s.Stream}]
 	if str != nil {
@@ -443,7 +458,8 @@ func (t *txn) saveSnapshot(s store.Snapshot) error {
 	s.State = append(json.RawMessage(nil), s.State...)
 	key := snapshotKey{partition: partition, stream: s.Stream, name: s.Name}
 	old, had := t.st.snapshots[key]
-	if had && old.Version > s.Version && old.Incarnation == s.Incarnation {
+	if had && old.Incarnation == s.Incarnation &&
+		(old.StateVersion > s.StateVersion || old.StateVersion == s.StateVersion && old.Version > s.Version) {
 		return nil
 	}
 	t.st.snapshots[key] = s

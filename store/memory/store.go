@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/internal/upcasting"
 )
 
 var (
@@ -32,6 +33,18 @@ type Store struct {
 
 	changedMu sync.Mutex
 	changed   chan struct{}
+
+	upcaster store.Upcaster // Config.Upcaster
+}
+
+// Config configures a Store. The zero value (or nil) is ready to use.
+type Config struct {
+	// Upcaster, when set, brings every event ReadStream and ReadAll return
+	// to the current schema of its type, exactly as
+	// postgres.Config.Upcaster does, and an event appended without a
+	// SchemaVersion is stored at the current version of its type. Defaults
+	// to nil: events are returned as stored.
+	Upcaster store.Upcaster
 }
 
 var (
@@ -43,12 +56,24 @@ var (
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{
-		sem:     make(chan struct{}, 1),
-		st:      newState(),
-		now:     time.Now,
-		changed: make(chan struct{}),
+	s, _ := NewWithConfig(nil)
+	return s
+}
+
+// NewWithConfig returns an empty store configured by cfg (nil: defaults,
+// as New).
+func NewWithConfig(cfg *Config) (*Store, error) {
+	var c Config
+	if cfg != nil {
+		c = *cfg
 	}
+	return &Store{
+		sem:      make(chan struct{}, 1),
+		st:       newState(),
+		now:      time.Now,
+		changed:  make(chan struct{}),
+		upcaster: c.Upcaster,
+	}, nil
 }
 
 // Changed returns a channel that is closed the next time events are
@@ -131,8 +156,9 @@ func (s *Store) do(ctx context.Context, op func(t *txn) error) error {
 // AppendToStream implements [store.EventStore].
 func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, events []store.EventData, opts store.AppendOptions) (store.AppendResult, error) {
 	var res store.AppendResult
+	up := s.upcaster
 	err := s.do(ctx, func(t *txn) (err error) {
-		res, err = t.append(stream, events, opts)
+		res, err = t.append(stream, upcasting.Versioned(up, events), opts)
 		return err
 	})
 	if err != nil {
@@ -144,8 +170,9 @@ func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, event
 // ReadStream implements [store.EventStore].
 func (s *Store) ReadStream(ctx context.Context, stream store.StreamID, opts store.ReadOptions) (store.ReadResult, error) {
 	var res store.ReadResult
+	up := s.upcaster
 	err := s.do(ctx, func(t *txn) (err error) {
-		res, err = t.read(stream, opts)
+		res, err = t.readUpcast(up, stream, opts)
 		return err
 	})
 	if err != nil {
@@ -159,8 +186,9 @@ func (s *Store) ReadStream(ctx context.Context, stream store.StreamID, opts stor
 // is visible at once.
 func (s *Store) ReadAll(ctx context.Context, opts store.ReadAllOptions) (store.ReadAllResult, error) {
 	var res store.ReadAllResult
+	up := s.upcaster
 	err := s.do(ctx, func(t *txn) (err error) {
-		res, err = t.readAll(opts)
+		res, err = t.readAllUpcast(up, opts)
 		return err
 	})
 	if err != nil {
@@ -217,7 +245,7 @@ func (s *Store) WithSession(ctx context.Context, fn func(ctx context.Context, s 
 	if err := s.lock(ctx); err != nil {
 		return fmt.Errorf("begin session: %w", err)
 	}
-	ses := &session{t: &txn{st: s.st, now: s.now}}
+	ses := &session{t: &txn{st: s.st, now: s.now}, upcaster: s.upcaster}
 	committed := false
 	defer func() {
 		ses.end()
@@ -243,9 +271,10 @@ func (s *Store) WithSession(ctx context.Context, fn func(ctx context.Context, s 
 // session is the store handed to a WithSession callback. Its operations run
 // one at a time on the session's transaction.
 type session struct {
-	mu    sync.Mutex
-	t     *txn
-	ended bool
+	mu       sync.Mutex
+	t        *txn
+	ended    bool
+	upcaster store.Upcaster
 }
 
 func (ses *session) open() bool {
@@ -280,8 +309,9 @@ func (ses *session) do(ctx context.Context, op func(t *txn) error) error {
 
 func (ses *session) AppendToStream(ctx context.Context, stream store.StreamID, events []store.EventData, opts store.AppendOptions) (store.AppendResult, error) {
 	var res store.AppendResult
+	up := ses.upcaster
 	err := ses.do(ctx, func(t *txn) (err error) {
-		res, err = t.append(stream, events, opts)
+		res, err = t.append(stream, upcasting.Versioned(up, events), opts)
 		return err
 	})
 	if err != nil {
@@ -292,8 +322,9 @@ func (ses *session) AppendToStream(ctx context.Context, stream store.StreamID, e
 
 func (ses *session) ReadStream(ctx context.Context, stream store.StreamID, opts store.ReadOptions) (store.ReadResult, error) {
 	var res store.ReadResult
+	up := ses.upcaster
 	err := ses.do(ctx, func(t *txn) (err error) {
-		res, err = t.read(stream, opts)
+		res, err = t.readUpcast(up, stream, opts)
 		return err
 	})
 	if err != nil {
@@ -304,8 +335,9 @@ func (ses *session) ReadStream(ctx context.Context, stream store.StreamID, opts 
 
 func (ses *session) ReadAll(ctx context.Context, opts store.ReadAllOptions) (store.ReadAllResult, error) {
 	var res store.ReadAllResult
+	up := ses.upcaster
 	err := ses.do(ctx, func(t *txn) (err error) {
-		res, err = t.readAll(opts)
+		res, err = t.readAllUpcast(up, opts)
 		return err
 	})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/internal/upcasting"
 )
 
 // An append is one statement: a CTE that creates or advances the streams
@@ -256,7 +257,7 @@ const maxAppendAttempts = 3
 // the tenant scope and that statement). See [NotifyChannel] for the
 // notification it sends.
 func (s *Store) AppendToStream(ctx context.Context, stream store.StreamID, events []store.EventData, opts store.AppendOptions) (store.AppendResult, error) {
-	events, opts, err := store.PrepareAppend(stream, events, opts)
+	events, opts, err := store.PrepareAppend(stream, upcasting.Versioned(s.upcaster, events), opts)
 	if err != nil {
 		return store.AppendResult{}, err
 	}

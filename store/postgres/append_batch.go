@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/internal/upcasting"
 )
 
 // A batch append sends every part's append statement in one pgx.Batch on
@@ -88,7 +89,7 @@ func (s *Store) AppendBatch(ctx context.Context, appends []store.StreamAppend) (
 	if len(appends) == 0 {
 		return nil, nil
 	}
-	prepared, errs := store.PrepareBatch(appends)
+	prepared, errs := store.PrepareBatch(upcasting.VersionedBatch(s.upcaster, appends))
 	out := make([]store.StreamAppendResult, len(appends))
 	quiet := s.notifier != nil && !s.inTx()
 	var pending []*batchPart

@@ -67,6 +67,13 @@
 // crashes between an append's commit and the next flush sends nothing for
 // it. Listeners must poll as a fallback in any case.
 //
+// # Upcasting
+//
+// With Config.Upcaster (usually the service's store.JSONCodec), ReadStream
+// and ReadAll return every event at the current schema of its type:
+// renamed, upcast, split or dropped as registered; the rows are never
+// changed. See docs/evolution.md.
+//
 // # Guarantees
 //
 //   - An append is one SQL statement, so one round trip on the success path:

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/internal/upcasting"
 )
 
 const (
@@ -87,8 +88,16 @@ ORDER BY m.transaction_id, m.global_position`
       AND partition = $5::text` + readAllTailSQL
 )
 
-// ReadStream implements [store.EventStore].
+// ReadStream implements [store.EventStore]. With Config.Upcaster, events
+// are upcast (see [Config]).
 func (s *Store) ReadStream(ctx context.Context, stream store.StreamID, opts store.ReadOptions) (store.ReadResult, error) {
+	return upcasting.ReadStream(s.upcaster, opts, func(o store.ReadOptions) (store.ReadResult, error) {
+		return s.readStream(ctx, stream, o)
+	})
+}
+
+// readStream is ReadStream without upcasting: events as stored.
+func (s *Store) readStream(ctx context.Context, stream store.StreamID, opts store.ReadOptions) (store.ReadResult, error) {
 	if err := store.ValidateStreamID(stream); err != nil {
 		return store.ReadResult{}, err
 	}
@@ -157,7 +166,16 @@ func (s *Store) ReadStream(ctx context.Context, stream store.StreamID, opts stor
 // it; a read of every partition sets no tenant and returns only the rows
 // the connection's role may see (none for an application role on the
 // pool).
+//
+// With Config.Upcaster, events are upcast (see [Config]).
 func (s *Store) ReadAll(ctx context.Context, opts store.ReadAllOptions) (store.ReadAllResult, error) {
+	return upcasting.ReadAll(s.upcaster, opts, func(o store.ReadAllOptions) (store.ReadAllResult, error) {
+		return s.readAll(ctx, o)
+	})
+}
+
+// readAll is ReadAll without upcasting: events as stored.
+func (s *Store) readAll(ctx context.Context, opts store.ReadAllOptions) (store.ReadAllResult, error) {
 	res := store.ReadAllResult{Next: opts.After}
 	if opts.Partition != "" {
 		if _, err := store.ValidatePartition(opts.Partition); err != nil {

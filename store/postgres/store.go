@@ -58,6 +58,19 @@ type Config struct {
 	// caller starts and stops the Notifier; one Notifier may serve several
 	// stores. Defaults to nil: every append notifies in its own statement.
 	Notifier *Notifier
+	// Upcaster, when set, brings every event ReadStream and ReadAll return
+	// to the current schema of its type (see docs/evolution.md): usually
+	// the store.JSONCodec the events are encoded with, holding the types'
+	// upcasters, renames, splits and drops. The stored rows never change.
+	// An event that reads as several events (a split) gives events that
+	// share its positions and message id; one that reads as none (a drop)
+	// is skipped, and reads go on past it, so a read that returns fewer
+	// events than it asked for has still reached the end. An event that
+	// can't be upcast fails the read with a *store.UpcastError. An event
+	// appended without a SchemaVersion is stored at the current version of
+	// its type. Defaults to nil: events are returned as stored, and stored
+	// at version "1" when they name none.
+	Upcaster store.Upcaster
 }
 
 // validate reports the first unusable field of c, by name. Every field of
@@ -95,6 +108,7 @@ type Store struct {
 	rls    bool // Config.RowLevelSecurity
 	// notifier is Config.Notifier (nil: the append statements notify).
 	notifier *Notifier
+	upcaster store.Upcaster // Config.Upcaster
 }
 
 var (
@@ -118,7 +132,7 @@ func New(db DB, cfg *Config) (*Store, error) {
 		}
 	}
 	c := cfg.withDefaults()
-	s := &Store{base: db, logger: c.Logger, rls: c.RowLevelSecurity, notifier: c.Notifier}
+	s := &Store{base: db, logger: c.Logger, rls: c.RowLevelSecurity, notifier: c.Notifier, upcaster: c.Upcaster}
 	if tx, ok := db.(pgx.Tx); ok {
 		s.tx = tx
 	}
@@ -137,7 +151,7 @@ func (s *Store) WithTx(tx pgx.Tx) store.EventStore {
 
 // bound returns a copy of s bound to tx.
 func (s *Store) bound(tx pgx.Tx) *Store {
-	return &Store{base: s.base, tx: tx, logger: s.logger, rls: s.rls, notifier: s.notifier}
+	return &Store{base: s.base, tx: tx, logger: s.logger, rls: s.rls, notifier: s.notifier, upcaster: s.upcaster}
 }
 
 // querier is where the store's statements run.

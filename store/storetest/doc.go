@@ -48,6 +48,13 @@
 //   - store.SnapshotStore, when the store implements it: save and load, no
 //     replacement by an older version, partition, stream and name scoping.
 //
+// [RunUpcasting] checks a store configured with a store.Upcaster: a stream
+// written at version 1 read at version 3 through two upcasters by
+// ReadStream (paged too), ReadAll (paged, by partition, by type) and a
+// session; a rename, a split (sharing the stored event's positions) and a
+// drop (reads go on past it); and the errors of an event of a newer or
+// unparseable version and of a failing upcaster.
+//
 // # How it fails
 //
 // Failures are reported through the *testing.T of the failing subtest,

@@ -11,6 +11,43 @@ import (
 
 var snapshotTests = []test{
 	{"SaveLoad", testSnapshots},
+	{"StateVersion", testSnapshotStateVersion},
+}
+
+// testSnapshotStateVersion checks a snapshot's state version is kept, that
+// a newer state version replaces a snapshot whatever its stream version,
+// and that an older one never replaces a newer one.
+func testSnapshotStateVersion(t *testing.T, s store.EventStore) {
+	ss, ok := s.(store.SnapshotStore)
+	if !ok {
+		t.Log("the store does not implement store.SnapshotStore")
+		return
+	}
+	ctx := t.Context()
+	save := func(v store.Version, sv int, state string) {
+		t.Helper()
+		require.NoError(t, ss.SaveSnapshot(ctx, store.Snapshot{Stream: "cart-1", Name: "cart", Version: v, StateVersion: sv, State: json.RawMessage(state)}))
+	}
+	requireSnapshot := func(v store.Version, sv int, state string) {
+		t.Helper()
+		snap, ok, err := ss.LoadSnapshot(ctx, "", "cart-1", "cart")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, v, snap.Version)
+		require.Equal(t, sv, snap.StateVersion)
+		require.JSONEq(t, state, string(snap.State))
+	}
+	save(10, 0, `{"old":10}`)
+	requireSnapshot(10, 0, `{"old":10}`)
+	save(5, 2, `{"new":5}`)
+	requireSnapshot(5, 2, `{"new":5}`) // a newer state version replaces a later stream version
+	save(20, 1, `{"old":20}`)
+	requireSnapshot(5, 2, `{"new":5}`) // an older state version never replaces a newer one
+	save(6, 2, `{"new":6}`)
+	requireSnapshot(6, 2, `{"new":6}`)
+	require.ErrorIs(t, ss.SaveSnapshot(ctx, store.Snapshot{Stream: "cart-1", Name: "cart", Version: 7, StateVersion: -1, State: json.RawMessage(`{}`)}),
+		store.ErrInvalidArgument)
+	requireSnapshot(6, 2, `{"new":6}`)
 }
 
 // testSnapshots checks store.SnapshotStore when the store implements it.
