@@ -1,0 +1,202 @@
+package shred
+
+import (
+	"context"
+
+	"github.com/troupehq/troupe/store"
+)
+
+// Wrap returns es with encryption: appends (AppendToStream, and
+// AppendBatch when es is a store.BatchAppender) encrypt the personal
+// fields of the events of the types in Config.Events, and reads
+// (ReadStream, ReadAll) decrypt them, or redact those of forgotten
+// subjects. The result implements store.BatchAppender and
+// store.SnapshotStore exactly when es does; snapshots pass through as
+// they are (see docs/erasure.md). Sessions (WithSession) are wrapped too.
+//
+// Wrapping a store this Shredder already wraps returns it unchanged.
+func (s *Shredder) Wrap(es store.EventStore) store.EventStore {
+	if o, ok := es.(interface{ shredder() *Shredder }); ok && o.shredder() == s {
+		return es
+	}
+	w := &Store{sh: s, inner: es}
+	ba, batch := es.(store.BatchAppender)
+	ss, snap := es.(store.SnapshotStore)
+	switch {
+	case batch && snap:
+		return &batchSnapshotStore{w, ba, ss}
+	case batch:
+		return &batchStore{w, ba}
+	case snap:
+		return &snapshotStore{w, ss}
+	}
+	return w
+}
+
+// Store is a wrapped store without batches or snapshots, and the part of
+// every wrapped store that encrypts and decrypts.
+type Store struct {
+	sh    *Shredder
+	inner store.EventStore
+}
+
+func (w *Store) shredder() *Shredder { return w.sh }
+
+// Unwrap returns the wrapped store.
+func (w *Store) Unwrap() store.EventStore { return w.inner }
+
+// AppendToStream implements store.EventStore: the events' personal values
+// are encrypted before the inner store sees them. Bad input (see
+// docs/erasure.md) writes nothing.
+func (w *Store) AppendToStream(ctx context.Context, stream store.StreamID, events []store.EventData, opts store.AppendOptions) (store.AppendResult, error) {
+	partition, err := store.ValidatePartition(opts.Partition)
+	if err != nil {
+		return w.inner.AppendToStream(ctx, stream, events, opts) // the inner store names the error
+	}
+	need := map[Subject]struct{}{}
+	parsed, err := w.sh.parsePart(stream, partition, events, need)
+	if err != nil {
+		return store.AppendResult{}, err
+	}
+	if len(need) == 0 {
+		return w.inner.AppendToStream(ctx, stream, events, opts)
+	}
+	keys, err := w.sh.obtain(ctx, need)
+	if err != nil {
+		return store.AppendResult{}, keyError(stream, err)
+	}
+	enc, err := w.sh.encryptPart(stream, partition, events, parsed, keys)
+	if err != nil {
+		return store.AppendResult{}, err
+	}
+	return w.inner.AppendToStream(ctx, stream, enc, opts)
+}
+
+// ReadStream implements store.EventStore, decrypting what it returns. A
+// missing key fails the read (a *KeyMissingError), returning no events.
+func (w *Store) ReadStream(ctx context.Context, stream store.StreamID, opts store.ReadOptions) (store.ReadResult, error) {
+	res, err := w.inner.ReadStream(ctx, stream, opts)
+	if err != nil {
+		return res, err
+	}
+	if err := w.sh.decrypt(ctx, res.Events); err != nil {
+		return store.ReadResult{}, err
+	}
+	return res, nil
+}
+
+// ReadAll implements store.EventStore, decrypting what it returns. A
+// missing key fails the read (a *KeyMissingError), returning no events.
+func (w *Store) ReadAll(ctx context.Context, opts store.ReadAllOptions) (store.ReadAllResult, error) {
+	res, err := w.inner.ReadAll(ctx, opts)
+	if err != nil {
+		return res, err
+	}
+	if err := w.sh.decrypt(ctx, res.Events); err != nil {
+		return store.ReadAllResult{}, err
+	}
+	return res, nil
+}
+
+// ArchiveStream implements store.EventStore.
+func (w *Store) ArchiveStream(ctx context.Context, stream store.StreamID, opts store.ArchiveOptions) error {
+	return w.inner.ArchiveStream(ctx, stream, opts)
+}
+
+// WithSession implements store.EventStore: fn gets the inner store's
+// session, wrapped. Keys are created outside the session's transaction
+// (a rolled-back session may leave a key behind, which encrypts nothing).
+func (w *Store) WithSession(ctx context.Context, fn func(ctx context.Context, s store.EventStore) error) error {
+	return w.inner.WithSession(ctx, func(ctx context.Context, s store.EventStore) error {
+		return fn(ctx, w.sh.Wrap(s))
+	})
+}
+
+// appendBatch encrypts every part of a batch (the keys of all parts in one
+// key store call) and sends the parts that passed to the inner store.
+func (w *Store) appendBatch(ctx context.Context, ba store.BatchAppender, appends []store.StreamAppend) ([]store.StreamAppendResult, error) {
+	results := make([]store.StreamAppendResult, len(appends))
+	parsed := make([][]*pending, len(appends))
+	partitions := make([]string, len(appends))
+	need := map[Subject]struct{}{}
+	needed := make([]bool, len(appends))
+	for i, a := range appends {
+		partition, err := store.ValidatePartition(a.Options.Partition)
+		if err != nil {
+			continue // the inner store refuses it
+		}
+		partitions[i] = partition
+		partNeed := map[Subject]struct{}{}
+		if parsed[i], results[i].Err = w.sh.parsePart(a.Stream, partition, a.Events, partNeed); results[i].Err != nil {
+			continue
+		}
+		for sub := range partNeed {
+			need[sub] = struct{}{}
+		}
+		needed[i] = len(partNeed) > 0
+	}
+	var keys map[Subject]cached
+	var keysErr error
+	if len(need) > 0 {
+		keys, keysErr = w.sh.obtain(ctx, need)
+	}
+	send := make([]store.StreamAppend, 0, len(appends))
+	sent := make([]int, 0, len(appends))
+	for i, a := range appends {
+		if results[i].Err != nil {
+			continue
+		}
+		if needed[i] {
+			if keysErr != nil {
+				results[i].Err = keyError(a.Stream, keysErr)
+				continue
+			}
+			enc, err := w.sh.encryptPart(a.Stream, partitions[i], a.Events, parsed[i], keys)
+			if err != nil {
+				results[i].Err = err
+				continue
+			}
+			a.Events = enc
+		}
+		send = append(send, a)
+		sent = append(sent, i)
+	}
+	if len(send) == 0 {
+		return results, nil
+	}
+	inner, err := ba.AppendBatch(ctx, send)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range sent {
+		results[i] = inner[j]
+	}
+	return results, nil
+}
+
+type batchStore struct {
+	*Store
+	ba store.BatchAppender
+}
+
+// AppendBatch implements store.BatchAppender: parts refused by the
+// encryption (see AppendToStream) fail on their own, the others go to the
+// inner store's batch.
+func (b *batchStore) AppendBatch(ctx context.Context, appends []store.StreamAppend) ([]store.StreamAppendResult, error) {
+	return b.appendBatch(ctx, b.ba, appends)
+}
+
+type snapshotStore struct {
+	*Store
+	store.SnapshotStore
+}
+
+type batchSnapshotStore struct {
+	*Store
+	ba store.BatchAppender
+	store.SnapshotStore
+}
+
+func (b *batchSnapshotStore) AppendBatch(ctx context.Context, appends []store.StreamAppend) ([]store.StreamAppendResult, error) {
+	return b.appendBatch(ctx, b.ba, appends)
+}
