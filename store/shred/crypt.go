@@ -252,3 +252,28 @@ func (e *KeyMissingError) Error() string {
 
 // Is reports whether target is ErrKeyMissing.
 func (e *KeyMissingError) Is(target error) bool { return target == ErrKeyMissing }
+
+// subjectsIn returns the subjects named by the encrypted values of the
+// JSON document data, without parsing all of it: each occurrence of
+// EncryptedKey followed by a colon is decoded alone. A malformed value is
+// left for walk to report.
+func subjectsIn(data []byte) []string {
+	var out []string
+	for off := 0; ; {
+		i := bytes.Index(data[off:], markerBytes)
+		if i < 0 {
+			return out
+		}
+		off += i + len(markerBytes)
+		rest := bytes.TrimLeft(data[off:], " \t\r\n")
+		if len(rest) == 0 || rest[0] != ':' {
+			continue
+		}
+		var s struct {
+			Subject string `json:"s"`
+		}
+		if json.NewDecoder(bytes.NewReader(rest[1:])).Decode(&s) == nil && s.Subject != "" {
+			out = append(out, s.Subject)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -252,4 +253,36 @@ func TestConcurrentFirstAppendsMakeOneKey(t *testing.T) {
 		require.Contains(t, v.(CustomerRegistered).Name, "Racer ")
 	}
 	require.Zero(t, plaintextCount(t, env.pool, "messages", "Racer"))
+}
+
+// TestCacheWindow: a process that cached a subject's key keeps decrypting
+// with it after another process forgot the subject, for at most its
+// CacheTTL (the documented window); the process that forgot drops it at
+// once.
+func TestCacheWindow(t *testing.T) {
+	t.Parallel()
+	env := newPG(t)
+	ctx := ctxOf(t)
+	_, err := env.es.AppendToStream(ctx, "customer-ada", encode(t, env.codec, ada[0]), store.AppendOptions{})
+	require.NoError(t, err)
+	long := env.shredder(t, &shred.Config{CacheTTL: time.Hour}).Wrap(env.inner)
+	short := env.shredder(t, &shred.Config{CacheTTL: 20 * time.Millisecond}).Wrap(env.inner)
+	for _, es := range []store.EventStore{long, short} {
+		read, err := es.ReadStream(ctx, "customer-ada", store.ReadOptions{})
+		require.NoError(t, err)
+		require.Equal(t, ada[:1], decode(t, env.codec, read.Events))
+	}
+	require.NoError(t, env.sh.Forget(ctx, "", "c-ada"))
+	time.Sleep(50 * time.Millisecond)
+	read, err := long.ReadStream(ctx, "customer-ada", store.ReadOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "Ada Lovelace", decode(t, env.codec, read.Events)[0].(CustomerRegistered).Name, "inside the window")
+	for _, es := range []store.EventStore{short, env.es} {
+		read, err = es.ReadStream(ctx, "customer-ada", store.ReadOptions{})
+		require.NoError(t, err)
+		require.Empty(t, decode(t, env.codec, read.Events)[0].(CustomerRegistered).Name, "after the window")
+	}
+
+	require.ErrorIs(t, env.sh.Forget(ctx, "", ""), store.ErrInvalidArgument)
+	require.ErrorIs(t, env.sh.Forget(ctx, "bad tenant", "x"), store.ErrInvalidArgument)
 }

@@ -341,12 +341,8 @@ func (s *Shredder) decrypt(ctx context.Context, events []store.Event) error {
 			continue
 		}
 		part := store.Partition(e.Partition)
-		_, _, err := walk(e.Data, "", func(_ string, sd sealed) (json.RawMessage, error) {
-			need[Subject{Partition: part, ID: sd.Subject}] = struct{}{}
-			return nil, nil
-		})
-		if err != nil {
-			return eventError(e, err)
+		for _, id := range subjectsIn(e.Data) {
+			need[Subject{Partition: part, ID: id}] = struct{}{}
 		}
 	}
 	if len(need) == 0 {
