@@ -135,10 +135,26 @@ func (w *Store) appendBatch(ctx context.Context, ba store.BatchAppender, appends
 		}
 		needed[i] = len(partNeed) > 0
 	}
-	var keys map[Subject]cached
-	var keysErr error
-	if len(need) > 0 {
-		keys, keysErr = w.sh.obtain(ctx, need)
+	// The keys of each partition are obtained on their own, so that one
+	// partition's failure (a dropped tenant) fails only its parts.
+	keys := make(map[Subject]cached, len(need))
+	keysErr := map[string]error{}
+	perPartition := map[string]map[Subject]struct{}{}
+	for sub := range need {
+		if perPartition[sub.Partition] == nil {
+			perPartition[sub.Partition] = map[Subject]struct{}{}
+		}
+		perPartition[sub.Partition][sub] = struct{}{}
+	}
+	for partition, subs := range perPartition {
+		got, err := w.sh.obtain(ctx, subs)
+		if err != nil {
+			keysErr[partition] = err
+			continue
+		}
+		for sub, k := range got {
+			keys[sub] = k
+		}
 	}
 	send := make([]store.StreamAppend, 0, len(appends))
 	sent := make([]int, 0, len(appends))
@@ -147,8 +163,8 @@ func (w *Store) appendBatch(ctx context.Context, ba store.BatchAppender, appends
 			continue
 		}
 		if needed[i] {
-			if keysErr != nil {
-				results[i].Err = keyError(a.Stream, keysErr)
+			if err := keysErr[partitions[i]]; err != nil {
+				results[i].Err = keyError(a.Stream, err)
 				continue
 			}
 			enc, err := w.sh.encryptPart(a.Stream, partitions[i], a.Events, parsed[i], keys)

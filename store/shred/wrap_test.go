@@ -97,6 +97,14 @@ func TestTenantDropErasesKeys(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrTenantDropped)
 	require.NoError(t, env.pool.QueryRow(ctx, `SELECT count(*) FROM subject_keys WHERE partition = 'acme'`).Scan(&acme))
 	require.Zero(t, acme)
+	// In a batch, the dropped tenant's part fails alone.
+	res, err := env.shredder(t, nil).Wrap(env.inner).(store.BatchAppender).AppendBatch(ctx, []store.StreamAppend{
+		{Stream: "customer-new", Events: encode(t, env.codec, CustomerRegistered{CustomerID: "c-new", Name: "New"}), Options: store.AppendOptions{Partition: "acme"}},
+		{Stream: "customer-new", Events: encode(t, env.codec, CustomerRegistered{CustomerID: "c-new", Name: "New"}), Options: store.AppendOptions{Partition: "globex"}},
+	})
+	require.NoError(t, err)
+	require.ErrorIs(t, res[0].Err, store.ErrTenantDropped)
+	require.NoError(t, res[1].Err)
 	// Forgetting in a dropped tenant has nothing left to do.
 	require.NoError(t, env.sh.Forget(ctx, "acme", "c-ada"))
 }
