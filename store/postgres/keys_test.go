@@ -3,8 +3,10 @@ package postgres_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/internal/pgtest"
@@ -82,6 +84,23 @@ func TestKeyStoreRowLevelSecurity(t *testing.T) {
 	got, err = unscoped.Keys(ctx, []shred.Subject{acme, globex})
 	require.NoError(t, err)
 	require.Empty(t, got)
+
+	// Raw SQL scoped to a tenant reaches its own row only, and can't
+	// write another tenant's.
+	for _, tenant := range []string{"acme", "globex"} {
+		err := pgx.BeginFunc(ctx, e.app, func(tx pgx.Tx) error {
+			require.NoError(t, postgres.SetTenant(ctx, tx, store.TenantID(tenant)))
+			var n int
+			var part string
+			require.NoError(t, tx.QueryRow(ctx, `SELECT count(*), min(partition) FROM subject_keys`).Scan(&n, &part))
+			require.Equal(t, 1, n)
+			require.Equal(t, tenant, part)
+			_, err := tx.Exec(ctx, `INSERT INTO subject_keys (partition, subject, key) VALUES ('acme-other', 'x', '\x00')`)
+			require.True(t, rlsViolation(err), "%v", err)
+			return errors.New("roll back")
+		})
+		require.EqualError(t, err, "roll back")
+	}
 
 	// Migrating a database that already runs with row-level security
 	// puts the policy on subject_keys.
