@@ -254,9 +254,11 @@ func (e *KeyMissingError) Error() string {
 func (e *KeyMissingError) Is(target error) bool { return target == ErrKeyMissing }
 
 // subjectsIn returns the subjects named by the encrypted values of the
-// JSON document data, without parsing all of it: each occurrence of
-// EncryptedKey followed by a colon is decoded alone. A malformed value is
-// left for walk to report.
+// JSON document data without parsing all of it: after each occurrence of
+// EncryptedKey followed by a colon, the first "s" token is the subject's
+// key (the other members of an encrypted value hold no quote: base64, a
+// kind, a number), and the string after it the subject. It is a hint: a
+// subject it misses is looked up when the value is met (decrypt).
 func subjectsIn(data []byte) []string {
 	var out []string
 	for off := 0; ; {
@@ -269,11 +271,39 @@ func subjectsIn(data []byte) []string {
 		if len(rest) == 0 || rest[0] != ':' {
 			continue
 		}
-		var s struct {
-			Subject string `json:"s"`
+		j := bytes.Index(rest, subjectKeyBytes)
+		if j < 0 {
+			return out
 		}
-		if json.NewDecoder(bytes.NewReader(rest[1:])).Decode(&s) == nil && s.Subject != "" {
-			out = append(out, s.Subject)
+		rest = bytes.TrimLeft(rest[j+len(subjectKeyBytes):], " \t\r\n")
+		if len(rest) == 0 || rest[0] != ':' {
+			continue
+		}
+		rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+		if end := stringEnd(rest); end > 0 {
+			var id string
+			if json.Unmarshal(rest[:end], &id) == nil && id != "" {
+				out = append(out, id)
+			}
 		}
 	}
+}
+
+var subjectKeyBytes = []byte(`"s"`)
+
+// stringEnd returns the length of the JSON string literal b starts with,
+// or 0 when it does not start with a complete one.
+func stringEnd(b []byte) int {
+	if len(b) == 0 || b[0] != '"' {
+		return 0
+	}
+	for i := 1; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return 0
 }

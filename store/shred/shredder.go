@@ -336,16 +336,18 @@ func (s *Shredder) Decrypt(ctx context.Context, events []store.Event) ([]store.E
 // decrypt decrypts events in place.
 func (s *Shredder) decrypt(ctx context.Context, events []store.Event) error {
 	need := map[Subject]struct{}{}
+	encrypted := false
 	for _, e := range events {
 		if !containsMarker(e.Data) {
 			continue
 		}
+		encrypted = true
 		part := store.Partition(e.Partition)
 		for _, id := range subjectsIn(e.Data) {
 			need[Subject{Partition: part, ID: id}] = struct{}{}
 		}
 	}
-	if len(need) == 0 {
+	if !encrypted {
 		return nil
 	}
 	keys, err := s.lookup(ctx, need)
@@ -360,7 +362,20 @@ func (s *Shredder) decrypt(ctx context.Context, events []store.Event) error {
 		part := store.Partition(e.Partition)
 		var redacted []string
 		data, changed, err := walk(e.Data, "", func(path string, sd sealed) (json.RawMessage, error) {
-			k, ok := keys[Subject{Partition: part, ID: sd.Subject}]
+			sub := Subject{Partition: part, ID: sd.Subject}
+			k, ok := keys[sub]
+			if _, asked := need[sub]; !ok && !asked {
+				// A subject the pre-pass did not see: look it up now.
+				need[sub] = struct{}{}
+				more, err := s.lookup(ctx, map[Subject]struct{}{sub: {}})
+				if err != nil {
+					return nil, err
+				}
+				k, ok = more[sub]
+				if ok {
+					keys[sub] = k
+				}
+			}
 			switch {
 			case !ok:
 				return nil, &KeyMissingError{Type: e.Type, Stream: e.StreamID, Partition: e.Partition, Position: e.StreamPosition, Subject: sd.Subject, Path: path}
