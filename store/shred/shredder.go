@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -50,6 +51,10 @@ type Shredder struct {
 	types map[string]*typeSpec
 	ttl   time.Duration
 	cache *lru.Cache[Subject, cached] // nil when disabled
+	// forgets counts the Forget calls begun: keys read while one ran are
+	// used but not cached, so a look-up racing a Forget can't put the
+	// forgotten key back in the cache.
+	forgets atomic.Uint64
 }
 
 // cached is a key as the cache holds it: its cipher ready.
@@ -127,14 +132,17 @@ func (s *Shredder) Forget(ctx context.Context, partition, subject string) error 
 		return store.InvalidArgument("forget: empty subject in partition %q", p)
 	}
 	sub := Subject{Partition: p, ID: subject}
+	s.forgets.Add(1)
 	if s.cache != nil {
 		s.cache.Remove(sub)
 	}
-	if err := s.keys.Forget(ctx, sub); err != nil {
-		return fmt.Errorf("forget subject %q of partition %q: %w", subject, p, err)
-	}
+	err = s.keys.Forget(ctx, sub)
+	s.forgets.Add(1)
 	if s.cache != nil {
-		s.cache.Remove(sub) // a read that raced the forget may have cached the key again
+		s.cache.Remove(sub)
+	}
+	if err != nil {
+		return fmt.Errorf("forget subject %q of partition %q: %w", subject, p, err)
 	}
 	return nil
 }
@@ -157,9 +165,11 @@ func (s *Shredder) cachedKeys(subjects map[Subject]struct{}) (map[Subject]cached
 	return found, missing
 }
 
-// remember turns stored keys into cache entries and caches them.
-func (s *Shredder) remember(found map[Subject]cached, keys map[Subject]Key) error {
+// remember turns stored keys into cache entries and caches them, unless
+// a Forget ran since forgets was gen.
+func (s *Shredder) remember(found map[Subject]cached, keys map[Subject]Key, gen uint64) error {
 	now := time.Now()
+	cache := s.cache != nil && s.forgets.Load() == gen
 	for sub, k := range keys {
 		c := cached{key: k, at: now}
 		if !k.Forgotten {
@@ -171,7 +181,7 @@ func (s *Shredder) remember(found map[Subject]cached, keys map[Subject]Key) erro
 		}
 		c.key.Secret = nil
 		found[sub] = c
-		if s.cache != nil {
+		if cache {
 			s.cache.Add(sub, c)
 		}
 	}
@@ -181,6 +191,7 @@ func (s *Shredder) remember(found map[Subject]cached, keys map[Subject]Key) erro
 // lookup returns the keys of subjects for reading; subjects without key
 // nor tombstone are absent.
 func (s *Shredder) lookup(ctx context.Context, subjects map[Subject]struct{}) (map[Subject]cached, error) {
+	gen := s.forgets.Load()
 	found, missing := s.cachedKeys(subjects)
 	if len(missing) == 0 {
 		return found, nil
@@ -189,12 +200,13 @@ func (s *Shredder) lookup(ctx context.Context, subjects map[Subject]struct{}) (m
 	if err != nil {
 		return nil, fmt.Errorf("read the keys of %d data subjects: %w", len(missing), err)
 	}
-	return found, s.remember(found, keys)
+	return found, s.remember(found, keys, gen)
 }
 
 // obtain returns the keys of subjects for appending, creating the missing
 // ones.
 func (s *Shredder) obtain(ctx context.Context, subjects map[Subject]struct{}) (map[Subject]cached, error) {
+	gen := s.forgets.Load()
 	found, missing := s.cachedKeys(subjects)
 	if len(missing) == 0 {
 		return found, nil
@@ -216,7 +228,7 @@ func (s *Shredder) obtain(ctx context.Context, subjects map[Subject]struct{}) (m
 			return nil, fmt.Errorf("the key store returned no key for data subject %s", sub)
 		}
 	}
-	return found, s.remember(found, keys)
+	return found, s.remember(found, keys, gen)
 }
 
 // pending is one event of an append being encrypted.

@@ -2,7 +2,9 @@ package shred_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -189,4 +191,46 @@ func TestConfigErrors(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, string(read.Events[0].Data), "Secret Name")
 	require.Contains(t, string(read.Events[0].Data), `"owner":"o-1"`)
+}
+
+// TestForgetRacingReads: reads running while the subject is forgotten
+// never put the key back in the cache: once Forget returns, every read of
+// the same Shredder is redacted.
+func TestForgetRacingReads(t *testing.T) {
+	t.Parallel()
+	ctx := ctxOf(t)
+	codec := newCodec()
+	sh, err := shred.New(shred.NewMemoryKeyStore(), &shred.Config{Codec: codec, Events: []any{CustomerRegistered{}}, CacheTTL: time.Hour})
+	require.NoError(t, err)
+	es := sh.Wrap(memory.New())
+	_, err = es.AppendToStream(ctx, "customer-ada", encode(t, codec, ada[0]), store.AppendOptions{})
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := es.ReadStream(ctx, "customer-ada", store.ReadOptions{}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(10 * time.Millisecond)
+	require.NoError(t, sh.Forget(ctx, "", "c-ada"))
+	for range 200 {
+		read, err := es.ReadStream(ctx, "customer-ada", store.ReadOptions{})
+		require.NoError(t, err)
+		require.Empty(t, decode(t, codec, read.Events)[0].(CustomerRegistered).Name)
+	}
+	close(stop)
+	wg.Wait()
 }
