@@ -24,6 +24,9 @@
 // object (see [EncryptedKey]), so reads need no type information and
 // upcasters may move encrypted values. [Shredder.Decrypt] decrypts events
 // read by other means (readmodel.Config.ReadHook).
+// Aggregate snapshots are saved as they are, or, when
+// [Config].SnapshotSubject names their subject, encrypted whole with its
+// key (a forgotten subject's snapshot then loads as missing).
 //
 // Keys live in a [KeyStore], one per subject and partition:
 // store/postgres's KeyStore (table subject_keys, a tenant table) or

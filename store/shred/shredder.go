@@ -37,6 +37,15 @@ type Config struct {
 	// CacheSize is how many subjects' keys (and tombstones) are kept in
 	// memory. Defaults to DefaultCacheSize; negative disables the cache.
 	CacheSize int
+	// SnapshotSubject, when set, names the data subject whose key
+	// encrypts an aggregate snapshot saved through a wrapped store
+	// (store.SnapshotStore.SaveSnapshot), from the snapshot's partition,
+	// stream and name: the whole state is encrypted as one value. ok false
+	// saves the snapshot as it is. Once the subject is forgotten, its
+	// snapshots load as missing (the actor replays the redacted events)
+	// and new ones are not saved. Defaults to nil: snapshots are saved as
+	// they are (see docs/erasure.md).
+	SnapshotSubject func(partition string, stream store.StreamID, name string) (subject string, ok bool)
 	// CacheTTL is how long a cached key is used before it is read again:
 	// the longest a process keeps encrypting and decrypting with a key
 	// that another process forgot. Defaults to DefaultCacheTTL.
@@ -51,6 +60,8 @@ type Shredder struct {
 	types map[string]*typeSpec
 	ttl   time.Duration
 	cache *lru.Cache[Subject, cached] // nil when disabled
+	// snapSubject is Config.SnapshotSubject.
+	snapSubject func(partition string, stream store.StreamID, name string) (string, bool)
 	// forgets counts the Forget calls begun: keys read while one ran are
 	// used but not cached, so a look-up racing a Forget can't put the
 	// forgotten key back in the cache.
@@ -89,7 +100,7 @@ func New(keys KeyStore, cfg *Config) (*Shredder, error) {
 	if c.CacheTTL == 0 {
 		c.CacheTTL = DefaultCacheTTL
 	}
-	s := &Shredder{keys: keys, types: map[string]*typeSpec{}, ttl: c.CacheTTL}
+	s := &Shredder{keys: keys, types: map[string]*typeSpec{}, ttl: c.CacheTTL, snapSubject: c.SnapshotSubject}
 	for i, sample := range c.Events {
 		if sample == nil {
 			return nil, fmt.Errorf("shred.Config.Events[%d] is nil", i)

@@ -2,6 +2,7 @@ package shred
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/troupehq/troupe/store"
 )
@@ -11,8 +12,9 @@ import (
 // fields of the events of the types in Config.Events, and reads
 // (ReadStream, ReadAll) decrypt them, or redact those of forgotten
 // subjects. The result implements store.BatchAppender and
-// store.SnapshotStore exactly when es does; snapshots pass through as
-// they are (see docs/erasure.md). Sessions (WithSession) are wrapped too.
+// store.SnapshotStore exactly when es does; snapshots are saved as they
+// are unless Config.SnapshotSubject names their subject (see
+// docs/erasure.md). Sessions (WithSession) are wrapped too.
 //
 // Wrapping a store this Shredder already wraps returns it unchanged.
 func (s *Shredder) Wrap(es store.EventStore) store.EventStore {
@@ -24,11 +26,11 @@ func (s *Shredder) Wrap(es store.EventStore) store.EventStore {
 	ss, snap := es.(store.SnapshotStore)
 	switch {
 	case batch && snap:
-		return &batchSnapshotStore{w, ba, ss}
+		return &batchSnapshotStore{w, ba, snapshots{s, ss}}
 	case batch:
 		return &batchStore{w, ba}
 	case snap:
-		return &snapshotStore{w, ss}
+		return &snapshotStore{w, snapshots{s, ss}}
 	}
 	return w
 }
@@ -204,15 +206,77 @@ func (b *batchStore) AppendBatch(ctx context.Context, appends []store.StreamAppe
 
 type snapshotStore struct {
 	*Store
-	store.SnapshotStore
+	snapshots
 }
 
 type batchSnapshotStore struct {
 	*Store
 	ba store.BatchAppender
-	store.SnapshotStore
+	snapshots
 }
 
 func (b *batchSnapshotStore) AppendBatch(ctx context.Context, appends []store.StreamAppend) ([]store.StreamAppendResult, error) {
 	return b.appendBatch(ctx, b.ba, appends)
+}
+
+// snapshots is the store.SnapshotStore of a wrapped store.
+type snapshots struct {
+	sh    *Shredder
+	inner store.SnapshotStore
+}
+
+// SaveSnapshot implements store.SnapshotStore: with Config.SnapshotSubject
+// naming the snapshot's subject, the state is encrypted with its key, and
+// nothing is saved for a forgotten subject.
+func (ss snapshots) SaveSnapshot(ctx context.Context, snap store.Snapshot) error {
+	if ss.sh.snapSubject == nil {
+		return ss.inner.SaveSnapshot(ctx, snap)
+	}
+	subject, ok := ss.sh.snapSubject(snap.Partition, snap.Stream, snap.Name)
+	if !ok {
+		return ss.inner.SaveSnapshot(ctx, snap)
+	}
+	partition, err := store.ValidatePartition(snap.Partition)
+	if err != nil {
+		return ss.inner.SaveSnapshot(ctx, snap) // the inner store names the error
+	}
+	if subject == "" {
+		return store.InvalidArgument("save snapshot %q of stream %q in partition %q: shred.Config.SnapshotSubject returned an empty subject",
+			snap.Name, snap.Stream, partition)
+	}
+	sub := Subject{Partition: partition, ID: subject}
+	keys, err := ss.sh.obtain(ctx, map[Subject]struct{}{sub: {}})
+	if err != nil {
+		return fmt.Errorf("save snapshot %q of stream %q in partition %q: obtain the key of data subject %q: %w",
+			snap.Name, snap.Stream, partition, subject, err)
+	}
+	k := keys[sub]
+	if k.key.Forgotten {
+		return nil // a forgotten subject's state is not kept
+	}
+	state, err := seal(k.aead, partition, subject, k.key.Version, snap.State)
+	if err != nil {
+		return fmt.Errorf("save snapshot %q of stream %q: encrypt: %w", snap.Name, snap.Stream, err)
+	}
+	snap.State = state
+	return ss.inner.SaveSnapshot(ctx, snap)
+}
+
+// LoadSnapshot implements store.SnapshotStore: an encrypted state is
+// decrypted; one of a forgotten subject is reported missing.
+func (ss snapshots) LoadSnapshot(ctx context.Context, partition string, stream store.StreamID, name string) (store.Snapshot, bool, error) {
+	snap, ok, err := ss.inner.LoadSnapshot(ctx, partition, stream, name)
+	if err != nil || !ok || !containsMarker(snap.State) {
+		return snap, ok, err
+	}
+	ev := []store.Event{{Type: "snapshot " + name, Data: snap.State, StreamID: stream, Partition: store.Partition(partition),
+		StreamPosition: snap.Version}}
+	if err := ss.sh.decrypt(ctx, ev); err != nil {
+		return store.Snapshot{}, false, fmt.Errorf("load snapshot: %w", err)
+	}
+	if _, redacted := ev[0].Metadata[MetaRedacted]; redacted {
+		return store.Snapshot{}, false, nil
+	}
+	snap.State = ev[0].Data
+	return snap, true, nil
 }
