@@ -26,6 +26,7 @@ import (
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/memory"
 	"github.com/troupehq/troupe/store/postgres"
+	"github.com/troupehq/troupe/store/shred"
 	"github.com/troupehq/troupe/tenancy"
 )
 
@@ -469,6 +470,11 @@ func TestDropErasesEveryTable(t *testing.T) {
 	for _, tenant := range []store.TenantID{tenantA, tenantB} {
 		// Aggregate snapshots.
 		require.NoError(t, e.store.SaveSnapshot(ctx, store.Snapshot{Partition: string(tenant), Stream: "cart-1", Name: "cart", Version: 1, State: json.RawMessage(`{}`)}))
+		// A data subject's key (store/shred).
+		keys, err := postgres.NewKeyStore(e.pool, nil)
+		require.NoError(t, err)
+		_, err = keys.CreateKeys(ctx, []shred.Key{{Subject: shred.Subject{Partition: string(tenant), ID: "customer-1"}, Version: 1, Secret: make([]byte, shred.KeySize)}})
+		require.NoError(t, err)
 		// A per-stream runner's checkpoint.
 		runner, err := perstream.New(e.pool, &perstream.Config{Registry: projection.Registry{}})
 		require.NoError(t, err)
@@ -502,7 +508,7 @@ func TestDropErasesEveryTable(t *testing.T) {
 	}
 	sort.Strings(tables)
 	require.Subset(t, tables, []string{"streams", "messages", "subscriptions", "aggregate_snapshots", "projection_stream_checkpoints",
-		"projection_dead_letters", "projection_status", "snapshots", "carts"})
+		"projection_dead_letters", "projection_status", "snapshots", "carts", "subject_keys"})
 	for _, tenant := range []store.TenantID{tenantA, tenantB} {
 		for table, n := range before[tenant] {
 			require.Positive(t, n, "the workload left no row of %s in %s: the test would prove nothing", tenant, table)

@@ -168,6 +168,13 @@ var rules = []rule{
 		},
 	},
 	{
+		name:   "store/shred wraps any store: it depends on store, never on a driver",
+		covers: func(p string) bool { return p == "store/shred" },
+		forbidden: func(dep string) bool {
+			return isPgx(dep) || ownOtherThan(dep, "decider", "store")
+		},
+	},
+	{
 		name:   "store/postgres imports neither actor, projection nor tenancy",
 		covers: func(p string) bool { return under(p, "store/postgres") },
 		forbidden: func(dep string) bool {

@@ -44,6 +44,7 @@ var knownImports = map[string]string{
 	"postgres":   module + "/store/postgres",
 	"memory":     module + "/store/memory",
 	"storetest":  module + "/store/storetest",
+	"shred":      module + "/store/shred",
 	"projection": module + "/projection",
 	"readmodel":  module + "/projection/readmodel",
 	"perstream":  module + "/projection/perstream",

@@ -1,16 +1,19 @@
 package readmodel
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/troupehq/troupe/store"
+	"github.com/troupehq/troupe/store/shred"
 )
 
 // streamRef names one incarnation of a stream (incarnation 0: unknown).
@@ -84,6 +87,9 @@ func (p *Projection[S]) fillGaps(ctx context.Context, tx pgx.Tx, rows []*rowStat
 	}
 	if err := br.Close(); err != nil {
 		return fmt.Errorf("read model %q: read missed events: %w", p.cfg.Table, err)
+	}
+	if err := p.applyReadHook(ctx, found); err != nil {
+		return err
 	}
 	for gi := len(gaps) - 1; gi >= 0; gi-- { // from the back, so indexes stay valid
 		if len(found[gi]) == 0 {
@@ -186,3 +192,39 @@ func (p *Projection[S]) readGap(br pgx.BatchResults, g gap) ([]store.Event, erro
 	}
 	return out, nil
 }
+
+// applyReadHook passes the events of the gaps through Config.ReadHook, all
+// at once, or refuses events holding values encrypted by store/shred when
+// there is no hook to decrypt them.
+func (p *Projection[S]) applyReadHook(ctx context.Context, found [][]store.Event) error {
+	var all []store.Event
+	for _, evs := range found {
+		all = append(all, evs...)
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	if p.cfg.ReadHook == nil {
+		for _, e := range all {
+			if bytes.Contains(e.Data, encryptedMarker) {
+				return fmt.Errorf("read model %q: event %s at position %d of stream %q in partition %q holds values encrypted by store/shred; set readmodel.Config.ReadHook to the Shredder's Decrypt",
+					p.cfg.Table, e.Type, e.StreamPosition, e.StreamID, e.Partition)
+			}
+		}
+		return nil
+	}
+	out, err := p.cfg.ReadHook(ctx, all)
+	if err != nil {
+		return fmt.Errorf("read model %q: read missed events: %w", p.cfg.Table, err)
+	}
+	if len(out) != len(all) {
+		return fmt.Errorf("read model %q: readmodel.Config.ReadHook returned %d events for %d", p.cfg.Table, len(out), len(all))
+	}
+	for gi := range found {
+		n := len(found[gi])
+		found[gi], out = out[:n:n], out[n:]
+	}
+	return nil
+}
+
+var encryptedMarker = []byte(strconv.Quote(shred.EncryptedKey))

@@ -91,6 +91,14 @@ type Config[S any] struct {
 	// rebuild of a single-partition projection to delete only that
 	// partition's rows. Defaults to "partition".
 	PartitionColumn string
+	// ReadHook, when set, is applied to the events the read model reads
+	// with its own SQL rather than through its projection's store (the
+	// events of a gap: positions of a row's stream that its batch lacks),
+	// so they reach Evolve as the store's own reads would hand them over.
+	// With a store wrapped by store/shred, set it to the Shredder's
+	// Decrypt; without it, a gap event holding encrypted values fails the
+	// batch with an error saying so.
+	ReadHook func(ctx context.Context, events []store.Event) ([]store.Event, error)
 	// CacheSize is how many row states HandleBatch keeps in memory between
 	// batches (an LRU), so a row touched again is not read and decoded
 	// again. Defaults to DefaultCacheSize; negative disables the

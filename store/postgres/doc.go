@@ -25,6 +25,12 @@
 // [EnableRowLevelSecurity] read it; applications register their read-model
 // tables in it from their own migrations (docs/tenancy.md).
 //
+// # Keys of data subjects
+//
+// [KeyStore] is the store/shred key store: one row per data subject and
+// partition in subject_keys (migration 009), a tenant table, so dropping a
+// tenant drops its subjects' keys (docs/erasure.md).
+//
 // # Row-level security
 //
 // With Config.RowLevelSecurity on, the store scopes every transaction it

@@ -254,6 +254,7 @@ func TestTenantTableRegistry(t *testing.T) {
 		{"messages", "partition", true, true},
 		{"aggregate_snapshots", "partition", true, true},
 		{"subscriptions", "partition", true, true},
+		{"subject_keys", "partition", true, true},
 		{"projection_dead_letters", "partition", true, true},
 		{"projection_status", "partition", true, true},
 		{"projection_stream_checkpoints", "partition", true, true},
