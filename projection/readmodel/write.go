@@ -302,6 +302,11 @@ func (p *Projection[S]) write(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL,
 	snaps := make(map[*rowState[S]]string, len(fresh)+len(existing))
 	for _, set := range [][]*rowState[S]{fresh, existing} {
 		for _, r := range set {
+			if r.deleted {
+				// JSON null reads back as the initial state.
+				snaps[r] = "null"
+				continue
+			}
 			b, err := json.Marshal(r.state)
 			if err != nil {
 				return fmt.Errorf("read model %q: encode state of %s: %w", p.cfg.Table, r.id, err)
@@ -322,10 +327,20 @@ func (p *Projection[S]) write(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL,
 	} else {
 		p.queueSnapshotWrites(b, &checks, fresh, false, snaps)
 		p.queueSnapshotWrites(b, &checks, existing, true, snaps)
-		applied := append(slices.Clip(fresh), existing...)
-		if err := p.queueReadModelWrites(b, &checks, sqls, applied); err != nil {
+		var kept, deleted []*rowState[S]
+		for _, set := range [][]*rowState[S]{fresh, existing} {
+			for _, r := range set {
+				if r.deleted {
+					deleted = append(deleted, r)
+				} else {
+					kept = append(kept, r)
+				}
+			}
+		}
+		if err := p.queueReadModelWrites(b, &checks, sqls, kept); err != nil {
 			return err
 		}
+		p.queueReadModelDeletes(b, &checks, sqls, deleted)
 	}
 	br := tx.SendBatch(ctx, b)
 	for _, c := range checks {
@@ -517,6 +532,40 @@ func (p *Projection[S]) queueReadModelWrites(b *pgx.Batch, checks *[]writeCheck,
 		}
 	}
 	return nil
+}
+
+// queueReadModelDeletes queues the deletion of the read-model rows whose
+// last applied event's evolve returned Delete (a row that is not there is
+// fine: it may never have been written).
+func (p *Projection[S]) queueReadModelDeletes(b *pgx.Batch, checks *[]writeCheck, sqls *snapshotSQL, rows []*rowState[S]) {
+	if len(rows) == 0 {
+		return
+	}
+	keyCols := sqls.names
+	perStmt := max(1, maxParams/len(keyCols))
+	for start := 0; start < len(rows); start += perStmt {
+		chunk := rows[start:min(len(rows), start+perStmt)]
+		var q strings.Builder
+		q.WriteString("DELETE FROM " + p.tableSQL + " WHERE (" + strings.Join(sqls.keyCols, ", ") + ") IN (")
+		args := make([]any, 0, len(chunk)*len(keyCols))
+		for i, r := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteByte('(')
+			for k := range keyCols {
+				if k > 0 {
+					q.WriteString(", ")
+				}
+				fmt.Fprintf(&q, "$%d", len(args)+k+1)
+			}
+			q.WriteByte(')')
+			args = append(args, keyArgs(keyCols, r.keys)...)
+		}
+		q.WriteByte(')')
+		b.Queue(q.String(), args...)
+		*checks = append(*checks, writeCheck{what: "delete read-model rows", want: -1})
+	}
 }
 
 func quoteAll(names []string) []string {
