@@ -125,6 +125,11 @@ func teardown() error {
 	return stopServer()
 }
 
+// Stop closes the admin pool and stops the throwaway server, if they were
+// set up; later NewDatabase calls fail. Main calls it; a TestMain that
+// does not use Main (troupetest.Main) calls it after m.Run.
+func Stop() error { return teardown() }
+
 // Main runs the tests of a package that uses PostgreSQL, for TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
