@@ -104,7 +104,7 @@ func valueText(v any) string {
 	}
 	switch reflect.ValueOf(v).Kind() {
 	case reflect.Map, reflect.Slice, reflect.Array, reflect.Struct:
-		if b, err := json.Marshal(v); err == nil {
+		if b, err := canonicalJSON(v); err == nil {
 			return string(b)
 		}
 	}
@@ -158,4 +158,19 @@ func diff(want, got []string) string {
 		}
 	}
 	return b.String()
+}
+
+// canonicalJSON encodes v as JSON the way a json or jsonb column's value
+// read back encodes: through a generic value, so object keys are sorted
+// and numbers are float64s whatever the Go struct's field order and types.
+func canonicalJSON(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var generic any
+	if err := json.Unmarshal(b, &generic); err != nil {
+		return nil, err
+	}
+	return json.Marshal(generic)
 }
