@@ -16,8 +16,9 @@
 // its event decoded by [Config].Codec, and the event types applied are the
 // codec's names for their Go types) or take the stored event
 // ([Config].EventTypes and [Config].Evolve). Either may return [Delete] to
-// delete the row; its position is kept in the snapshots table (InTable
-// only), so a later event of the stream writes the row again from Initial.
+// delete the row; its position is kept in the snapshots table (for InRow
+// read models too), so an old event never brings the row back and a later
+// event of the stream writes it again from Initial.
 //
 // It runs inside another engine's transaction: as per-event handlers
 // (Handler, Registry) of a perstream.Runner or a consumer.Consumer, or as a
@@ -47,9 +48,7 @@
 //
 // Configuration errors match projection.ErrInvalidConfig and name the
 // field (readmodel.Config.Table is empty; an evolver's Go type the codec
-// does not know is named with its index in Config.Evolvers). An evolve of
-// an InRow read model returning Delete fails the event with
-// [ErrDeleteNeedsInTable]. ExtractKeys changing its key
+// does not know is named with its index in Config.Evolvers). ExtractKeys changing its key
 // columns is a *[KeySetError] ([ErrKeySetChanged]); a stored state that is
 // not valid JSON for S is a *[StateParseError] ([ErrInvalidState]) showing
 // at most 200 characters of it. Errors of ExtractKeys, Evolve and the

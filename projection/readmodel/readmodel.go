@@ -305,22 +305,21 @@ func (p *Projection[S]) ResetReadModel(ctx context.Context, tx pgx.Tx, partition
 		p.cache.Purge()
 	}
 	pcol := pgx.Identifier{p.cfg.PartitionColumn}.Sanitize()
-	if p.cfg.Storage == InTable {
-		var err error
-		if partition == projection.AllPartitions {
-			_, err = tx.Exec(ctx, `DELETE FROM snapshots WHERE readmodel_table_name = $1`, p.cfg.Table)
-		} else {
-			// Stream ids are "|"-joined "key:value" pairs with both sides
-			// encoded, so the pair is matched exactly within "|id|".
-			pattern := "%|" + likeEscape(encodeURIComponent(p.cfg.PartitionColumn)+":"+encodeURIComponent(partition)) + "|%"
-			_, err = tx.Exec(ctx, `DELETE FROM snapshots WHERE readmodel_table_name = $1 AND ('|' || stream_id || '|') LIKE $2`,
-				p.cfg.Table, pattern)
-		}
-		if err != nil {
-			return fmt.Errorf("read model %q: delete snapshots: %w", p.cfg.Table, err)
-		}
-	}
+	// The snapshots table holds the states of an InTable read model and
+	// the kept positions of an InRow one's deleted rows.
 	var err error
+	if partition == projection.AllPartitions {
+		_, err = tx.Exec(ctx, `DELETE FROM snapshots WHERE readmodel_table_name = $1`, p.cfg.Table)
+	} else {
+		// Stream ids are "|"-joined "key:value" pairs with both sides
+		// encoded, so the pair is matched exactly within "|id|".
+		pattern := "%|" + likeEscape(encodeURIComponent(p.cfg.PartitionColumn)+":"+encodeURIComponent(partition)) + "|%"
+		_, err = tx.Exec(ctx, `DELETE FROM snapshots WHERE readmodel_table_name = $1 AND ('|' || stream_id || '|') LIKE $2`,
+			p.cfg.Table, pattern)
+	}
+	if err != nil {
+		return fmt.Errorf("read model %q: delete snapshots: %w", p.cfg.Table, err)
+	}
 	if partition == projection.AllPartitions {
 		_, err = tx.Exec(ctx, `DELETE FROM `+p.tableSQL)
 	} else {
@@ -424,10 +423,6 @@ func (p *Projection[S]) apply(ctx context.Context, tx pgx.Tx, events, all []stor
 			}
 			next, err := p.cfg.Evolve(r.state, e)
 			if err != nil && errors.Is(err, Delete) {
-				if p.cfg.Storage != InTable {
-					return fmt.Errorf("read model %q: evolve %s returned readmodel.Delete: %w (an InRow row keeps its position in itself)",
-						p.cfg.Table, e, ErrDeleteNeedsInTable)
-				}
 				// The row goes; its position stays in the snapshots
 				// table with the initial state, so a later event of the
 				// stream folds from Initial and writes the row again.

@@ -13,17 +13,11 @@ import (
 // Evolver made by On), deletes the event's read-model row, as Emmett's
 // evolve does by returning null. The row's state goes back to Initial and
 // MapToColumns is not called for that event. The row's position is kept
-// (in the snapshots table, which is why deleting needs Storage InTable), so
-// an event at or before it is still skipped, and a later event of the
+// in the snapshots table (for an InRow read model too, whose row held it),
+// so an event at or before it is still skipped, and a later event of the
 // stream folds from Initial and writes the row again. errors.Is is used,
 // so a wrapped Delete deletes too.
 var Delete = errors.New("readmodel: delete the row")
-
-// ErrDeleteNeedsInTable is returned (wrapped, naming the table and the
-// event) when an evolve function of an InRow read model returns Delete: an
-// in-row read model keeps its position in the row itself, so it could not
-// keep it once the row is gone.
-var ErrDeleteNeedsInTable = errors.New("readmodel.Delete needs Storage InTable")
 
 // Evolver is a typed evolve function of one Go event type, made by On,
 // for Config.Evolvers.

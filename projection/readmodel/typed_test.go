@@ -129,13 +129,22 @@ func readTickets(t testing.TB, pool *pgxpool.Pool) map[string]ticketRow {
 // ticket is closed and reopened within one batch.
 func TestReadModelTypedEvolversAndDelete(t *testing.T) {
 	t.Parallel()
+	for _, storage := range projtest.Storages {
+		t.Run(storage.String(), func(t *testing.T) {
+			t.Parallel()
+			testTypedEvolversAndDelete(t, storage)
+		})
+	}
+}
+
+func testTypedEvolversAndDelete(t *testing.T, storage readmodel.Storage) {
 	t.Run("handler", func(t *testing.T) {
 		t.Parallel()
 		pool, es := projtest.NewDB(t)
 		ctx := projtest.Ctx(t)
-		createTickets(t, pool, readmodel.InTable)
+		createTickets(t, pool, storage)
 		evolved := 0
-		rm, err := readmodel.New(new(ticketConfig(readmodel.InTable, &evolved)))
+		rm, err := readmodel.New(new(ticketConfig(storage, &evolved)))
 		require.NoError(t, err)
 		require.Len(t, rm.Registry(), 3)
 		r, err := perstream.New(pool, &perstream.Config{Registry: rm.Registry()})
@@ -184,8 +193,8 @@ WHERE readmodel_table_name = 'tickets' AND stream_id = 'partition:t1|ticket_id:k
 	t.Run("batch", func(t *testing.T) {
 		t.Parallel()
 		pool, es := projtest.NewDB(t)
-		createTickets(t, pool, readmodel.InTable)
-		rm, err := readmodel.New(new(ticketConfig(readmodel.InTable, nil)))
+		createTickets(t, pool, storage)
+		rm, err := readmodel.New(new(ticketConfig(storage, nil)))
 		require.NoError(t, err)
 		appendTicket(t, es, "k-1", ticketOpened{Title: "a"}, ticketCommented{}, ticketClosed{}, ticketOpened{Title: "b"})
 		appendTicket(t, es, "k-2", ticketOpened{Title: "c"}, ticketCommented{})
@@ -208,26 +217,14 @@ WHERE readmodel_table_name = 'tickets' AND stream_id = 'partition:t1|ticket_id:k
 		// A rebuild folds the same rows from scratch.
 		require.NoError(t, p.Rebuild(projtest.Ctx(t), projection.RebuildOptions{}))
 		require.Equal(t, map[string]ticketRow{"k-1": {"b", 0}, "k-2": {"e", 0}}, readTickets(t, pool))
+		var kept int
+		require.NoError(t, pool.QueryRow(projtest.Ctx(t), `SELECT count(*) FROM snapshots WHERE readmodel_table_name = 'tickets'`).Scan(&kept))
+		if storage == readmodel.InRow {
+			require.Equal(t, 1, kept, "after the rebuild, only k-3's deleted row keeps a position")
+		} else {
+			require.Equal(t, 3, kept)
+		}
 	})
-}
-
-// TestReadModelDeleteInRowFails: an InRow read model cannot keep a deleted
-// row's position, so Delete fails the event with an error naming it, and
-// nothing of the transaction is written.
-func TestReadModelDeleteInRowFails(t *testing.T) {
-	t.Parallel()
-	pool, es := projtest.NewDB(t)
-	createTickets(t, pool, readmodel.InRow)
-	rm, err := readmodel.New(new(ticketConfig(readmodel.InRow, nil)))
-	require.NoError(t, err)
-	appendTicket(t, es, "k-1", ticketOpened{Title: "a"}, ticketClosed{})
-	r, err := perstream.New(pool, &perstream.Config{Registry: rm.Registry()})
-	require.NoError(t, err)
-	_, err = r.Drain(projtest.Ctx(t), "tickets", "k-1", perstream.ProjectOptions{Partition: "t1"})
-	require.ErrorIs(t, err, readmodel.ErrDeleteNeedsInTable)
-	require.ErrorContains(t, err, `read model "tickets"`)
-	require.ErrorContains(t, err, "TicketClosed")
-	require.Empty(t, readTickets(t, pool))
 }
 
 // TestReadModelTypedConfigErrors: the Go types come from the evolvers, so

@@ -94,6 +94,17 @@ func (p *Projection[S]) load(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL, 
 			return err
 		}
 	}
+	if p.cfg.Storage == InRow {
+		var missing []*rowState[S]
+		for _, r := range rows {
+			if !r.exists {
+				missing = append(missing, r)
+			}
+		}
+		if err := p.lockTombstones(ctx, tx, missing); err != nil {
+			return err
+		}
+	}
 	for _, r := range rows {
 		if r.cached {
 			continue
@@ -258,6 +269,42 @@ FOR UPDATE OF s`, pgx.QueryExecModeCacheDescribe, p.cfg.Table, ids, cached)
 	return nil
 }
 
+// lockTombstones locks the snapshots-table rows that keep the position of
+// deleted in-row rows (see Delete) among rows, and sets their position.
+// Such a row reads as absent with the kept position: it folds from the
+// initial state, and events at or before the position are skipped.
+func (p *Projection[S]) lockTombstones(ctx context.Context, tx pgx.Tx, rows []*rowState[S]) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.id
+	}
+	res, err := tx.Query(ctx, `SELECT u.i, s.last_stream_position, s.last_global_position
+FROM unnest($2::text[]) WITH ORDINALITY AS u(id, i)
+JOIN snapshots s ON s.readmodel_table_name = $1 AND s.stream_id = u.id
+ORDER BY u.i
+FOR UPDATE OF s`, pgx.QueryExecModeCacheDescribe, p.cfg.Table, ids)
+	if err != nil {
+		return fmt.Errorf("read model %q: lock the positions of deleted rows: %w", p.cfg.Table, err)
+	}
+	defer res.Close()
+	for res.Next() {
+		var i, pos, global int64
+		if err := res.Scan(&i, &pos, &global); err != nil {
+			return fmt.Errorf("read model %q: lock the positions of deleted rows: %w", p.cfg.Table, err)
+		}
+		if i >= 1 && int(i) <= len(rows) {
+			rows[i-1].pos, rows[i-1].global = store.Version(pos), store.GlobalPosition(global)
+		}
+	}
+	if err := res.Err(); err != nil {
+		return fmt.Errorf("read model %q: lock the positions of deleted rows: %w", p.cfg.Table, err)
+	}
+	return nil
+}
+
 // parse decodes a stored snapshot: SQL NULL, an empty value and JSON null
 // give the initial state.
 func (p *Projection[S]) parse(raw *string) (S, error) {
@@ -318,12 +365,31 @@ func (p *Projection[S]) write(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL,
 	b := &pgx.Batch{}
 	var checks []writeCheck
 	if p.cfg.Storage == InRow {
+		// A deleted row goes from the table, and its position is kept in
+		// the snapshots table (a row that was absent already just gets
+		// its kept position moved on).
+		var deleted, deletedExisting []*rowState[S]
+		fresh = slices.DeleteFunc(fresh, func(r *rowState[S]) bool {
+			if r.deleted {
+				deleted = append(deleted, r)
+			}
+			return r.deleted
+		})
+		existing = slices.DeleteFunc(existing, func(r *rowState[S]) bool {
+			if r.deleted {
+				deleted = append(deleted, r)
+				deletedExisting = append(deletedExisting, r)
+			}
+			return r.deleted
+		})
 		if err := p.queueRowWrites(b, &checks, sqls, fresh, false, snaps); err != nil {
 			return err
 		}
 		if err := p.queueRowWrites(b, &checks, sqls, existing, true, snaps); err != nil {
 			return err
 		}
+		p.queueReadModelDeletes(b, &checks, sqls, deletedExisting)
+		p.queueSnapshotWrites(b, &checks, deleted, true, snaps)
 	} else {
 		p.queueSnapshotWrites(b, &checks, fresh, false, snaps)
 		p.queueSnapshotWrites(b, &checks, existing, true, snaps)
