@@ -2,6 +2,7 @@ package troupetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
+	"github.com/troupehq/troupe/internal/pgserver"
 	"github.com/troupehq/troupe/internal/pgtest"
 	"github.com/troupehq/troupe/store/postgres"
 )
@@ -75,6 +77,7 @@ func Main(m *testing.M, opts ...MainOption) int {
 // the test fails saying how to install them. Safe for parallel tests.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
+	setup(t)
 	conn := pgtest.NewDatabase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -93,6 +96,7 @@ func NewDatabase(t testing.TB) string {
 // on it, closed when the test ends (before the database is dropped).
 func NewPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
+	setup(t)
 	pool := pgtest.NewPool(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -100,4 +104,20 @@ func NewPool(t testing.TB) *pgxpool.Pool {
 		t.Fatalf("troupetest: migrating the test database: %v", err)
 	}
 	return pool
+}
+
+// setup starts the server (or connects to DATABASE_URL) and fails the
+// test with what to do when it cannot.
+func setup(t testing.TB) {
+	t.Helper()
+	err := pgtest.Setup()
+	switch {
+	case err == nil:
+	case errors.Is(err, pgserver.ErrBinariesNotFound):
+		t.Fatalf("troupetest: no PostgreSQL server binaries (initdb, postgres) found with pg_config on PATH or under /usr/lib/postgresql/<version>/bin: "+
+			"install them (apt-get install postgresql; brew install postgresql@17 and put its bin directory on PATH), "+
+			"or set %s to a server whose role may CREATE DATABASE (%v)", EnvDatabaseURL, err)
+	default:
+		t.Fatalf("troupetest: %v", err)
+	}
 }
