@@ -19,7 +19,7 @@ import (
 // EnvDatabaseURL names the environment variable that, when set, holds the
 // connection string of an existing PostgreSQL server to use instead of
 // starting one. Its role must be allowed to CREATE DATABASE.
-const EnvDatabaseURL = pgtest.EnvDatabaseURL
+const EnvDatabaseURL = "DATABASE_URL"
 
 // MainOption is an option of Main.
 type MainOption func(*mainOptions)
@@ -121,3 +121,6 @@ func setup(t testing.TB) {
 		t.Fatalf("troupetest: %v", err)
 	}
 }
+
+// The kit and internal/pgtest read the same variable.
+var _ = [1]struct{}{}[len(EnvDatabaseURL)-len(pgtest.EnvDatabaseURL)]
