@@ -121,6 +121,3 @@ func setup(t testing.TB) {
 		t.Fatalf("troupetest: %v", err)
 	}
 }
-
-// The kit and internal/pgtest read the same variable.
-var _ = [1]struct{}{}[len(EnvDatabaseURL)-len(pgtest.EnvDatabaseURL)]
