@@ -212,11 +212,16 @@ func (s *Scenario) encode(values []any) ([]store.EventData, error) {
 			out = append(out, d)
 			continue
 		}
-		typ, data, err := s.cfg.Codec.Encode(v)
+		if _, _, err := s.cfg.Codec.Encode(v); err != nil {
+			return nil, fmt.Errorf("event %d (%T): %w", i, v, err)
+		}
+		// Through store.Encode, so the event carries whatever the codec
+		// says besides its type and body (its schema version).
+		data, err := store.Encode(s.cfg.Codec, v)
 		if err != nil {
 			return nil, fmt.Errorf("event %d (%T): %w", i, v, err)
 		}
-		out = append(out, store.EventData{Type: typ, Data: data})
+		out = append(out, data...)
 	}
 	return out, nil
 }
