@@ -15,7 +15,9 @@ type unnamed struct{}
 // to encode anything.
 type namer struct{}
 
-func (namer) Encode(any) (string, json.RawMessage, error) { return "", nil, errors.New("encode called") }
+func (namer) Encode(any) (string, json.RawMessage, error) {
+	return "", nil, errors.New("encode called")
+}
 func (namer) Decode(string, json.RawMessage) (any, error) { return nil, errors.New("decode called") }
 func (namer) TypeName(sample any) (string, error) {
 	if _, ok := sample.(named); ok {
