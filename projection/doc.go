@@ -13,6 +13,11 @@
 // standing by. Create it with New(pool, cfg); LoadStatus reads any
 // projection's status from any postgres.DB.
 //
+// Handlers can name Go event types instead of type strings: [On] makes a
+// handler receiving its events decoded by a codec, and [NewRegistry] keys
+// them by the codec's names for their Go types (an unregistered Go type is
+// a configuration error naming it).
+//
 // The other engines each have a package:
 //
 //   - projection/readmodel: read models whose rows hold the fold of an

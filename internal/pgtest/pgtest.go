@@ -125,6 +125,18 @@ func teardown() error {
 	return stopServer()
 }
 
+// Setup connects to DATABASE_URL or starts the throwaway server, once per
+// process, and returns why it could not (an error matching
+// pgserver.ErrBinariesNotFound when the server binaries are missing).
+// NewDatabase calls it; troupetest calls it first to explain a failure in
+// its users' terms.
+func Setup() error { return setup() }
+
+// Stop closes the admin pool and stops the throwaway server, if they were
+// set up; later NewDatabase calls fail. Main calls it; a TestMain that
+// does not use Main (troupetest.Main) calls it after m.Run.
+func Stop() error { return teardown() }
+
 // Main runs the tests of a package that uses PostgreSQL, for TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }

@@ -38,6 +38,9 @@ type Config struct {
 	// Partition limits the consumer to one partition. Defaults to every
 	// partition.
 	Partition string
+	// Handlers are subscribed per event type before any Subscribe call,
+	// e.g. typed handlers from projection.NewRegistry. Defaults to none.
+	Handlers projection.Registry
 	// BatchSize is the most events per batch (and transaction). Defaults
 	// to DefaultBatchSize.
 	BatchSize int
@@ -112,6 +115,14 @@ func New(pool *pgxpool.Pool, cfg *Config) (*Consumer, error) {
 		cfg.Logger = slog.Default()
 	}
 	cons := &Consumer{cfg: *cfg, byType: map[string][]projection.Handler{}}
+	for typ, hs := range projection.MergeRegistries(cfg.Handlers) {
+		for i, h := range hs {
+			if h == nil {
+				return nil, cfgerr.Errorf("consumer.Config.Handlers[%q][%d] is nil", typ, i)
+			}
+		}
+		cons.byType[typ] = hs
+	}
 	p, err := projection.New(pool, &projection.Config{
 		Name:               cfg.Name,
 		Store:              cfg.Store,

@@ -3,14 +3,15 @@ package readmodel_test
 import (
 	"context"
 	"fmt"
-	"github.com/troupehq/troupe/projection"
-	"github.com/troupehq/troupe/projection/internal/projtest"
-	"github.com/troupehq/troupe/projection/readmodel"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/troupehq/troupe/projection"
+	"github.com/troupehq/troupe/projection/internal/projtest"
+	"github.com/troupehq/troupe/projection/readmodel"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"

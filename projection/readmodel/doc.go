@@ -12,6 +12,14 @@
 // are those of the TypeScript package's schema, so both can share a
 // database.
 //
+// Evolve functions are typed ([Config].Evolvers, made by [On]: each gets
+// its event decoded by [Config].Codec, and the event types applied are the
+// codec's names for their Go types) or take the stored event
+// ([Config].EventTypes and [Config].Evolve). Either may return [Delete] to
+// delete the row; its position is kept in the snapshots table (for InRow
+// read models too), so an old event never brings the row back and a later
+// event of the stream writes it again from Initial.
+//
 // It runs inside another engine's transaction: as per-event handlers
 // (Handler, Registry) of a perstream.Runner or a consumer.Consumer, or as a
 // projection.BatchHandler of a continuous projection.Projection, which
@@ -22,7 +30,8 @@
 //
 //   - Rows are locked while applied (FOR UPDATE); an event at or before a
 //     row's stored position is skipped without calling Evolve or
-//     MapToColumns; MapToColumns is called exactly once per applied event;
+//     MapToColumns, also after the row was deleted; MapToColumns is called
+//     exactly once per applied event (none for a Delete);
 //     a row never moves to an older position.
 //   - Each row's events are folded in stream order, even when the global
 //     log (commit order) holds them out of order: the events a row misses
@@ -38,7 +47,8 @@
 // # Failures
 //
 // Configuration errors match projection.ErrInvalidConfig and name the
-// field (readmodel.Config.Table is empty). ExtractKeys changing its key
+// field (readmodel.Config.Table is empty; an evolver's Go type the codec
+// does not know is named with its index in Config.Evolvers). ExtractKeys changing its key
 // columns is a *[KeySetError] ([ErrKeySetChanged]); a stored state that is
 // not valid JSON for S is a *[StateParseError] ([ErrInvalidState]) showing
 // at most 200 characters of it. Errors of ExtractKeys, Evolve and the

@@ -2,6 +2,7 @@ package readmodel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -68,8 +69,18 @@ type Config[S any] struct {
 	Table string
 	// Storage says where the state lives. Defaults to InRow.
 	Storage Storage
-	// EventTypes are the event types the projection applies. Registry maps
-	// them to Handler, and HandleBatch ignores every other type. Required.
+	// Evolvers are typed evolve functions, one per Go event type (made by
+	// On): each event is decoded by Codec and given to the evolver of its
+	// type. The event types the projection applies are the names Codec
+	// gives those Go types, so a Go type Codec does not know is a
+	// configuration error naming it. Use either Evolvers (with Codec) or
+	// EventTypes and Evolve.
+	Evolvers []Evolver[S]
+	// Codec decodes events for Evolvers. Required with Evolvers.
+	Codec store.Codec
+	// EventTypes are the event types the projection applies, for Evolve.
+	// Registry maps them to Handler, and HandleBatch ignores every other
+	// type. Required unless Evolvers is set.
 	EventTypes []string
 	// ExtractKeys returns the key columns of the row an event belongs to
 	// and their values; partition is the event's partition. The set of
@@ -78,14 +89,15 @@ type Config[S any] struct {
 	// stream's fold: stream positions of the events of a key must be
 	// increasing. Required.
 	ExtractKeys func(e store.Event, partition string) (map[string]any, error)
-	// Evolve returns the state after one event. It may modify state in
-	// place. Required.
+	// Evolve returns the state after one stored event (decoding it is up
+	// to it; Evolvers decode for you), or Delete to delete the row. It may
+	// modify state in place. Required unless Evolvers is set.
 	Evolve func(state S, e store.Event) (S, error)
 	// Initial returns the state of a row before its first event. Required.
 	Initial func() S
 	// MapToColumns returns extra columns derived from the state, written
 	// to the read-model row; nil writes none. It is called exactly once per
-	// applied event.
+	// applied event, except an event whose evolve returned Delete.
 	MapToColumns func(state S) map[string]any
 	// PartitionColumn is the key column holding the partition, used by a
 	// rebuild of a single-partition projection to delete only that
@@ -119,12 +131,12 @@ func (c *Config[S]) validate() error {
 		return configError("readmodel.Config.Table is empty")
 	case c.Storage != InRow && c.Storage != InTable:
 		return configError("readmodel.Config.Storage %d is not InRow or InTable", int(c.Storage))
-	case len(c.EventTypes) == 0:
-		return configError("readmodel.Config.EventTypes is empty")
+	case len(c.Evolvers) == 0 && len(c.EventTypes) == 0:
+		return configError("readmodel.Config.EventTypes is empty (and no Evolvers are set)")
 	case c.ExtractKeys == nil:
 		return configError("readmodel.Config.ExtractKeys is nil")
-	case c.Evolve == nil:
-		return configError("readmodel.Config.Evolve is nil")
+	case len(c.Evolvers) == 0 && c.Evolve == nil:
+		return configError("readmodel.Config.Evolve is nil (and no Evolvers are set)")
 	case c.Initial == nil:
 		return configError("readmodel.Config.Initial is nil")
 	}
@@ -153,6 +165,7 @@ func (c *Config[S]) validate() error {
 // and is retried, then finding the row.
 type Projection[S any] struct {
 	cfg      Config[S]
+	typed    bool // built from Evolvers: Handler ignores other types
 	types    map[string]struct{}
 	tableSQL string
 
@@ -185,8 +198,8 @@ type snapshotSQL struct {
 }
 
 // New checks cfg and returns the projection. cfg is copied; a nil cfg is
-// rejected (Table, EventTypes, ExtractKeys, Evolve and Initial have no
-// default).
+// rejected (Table, EventTypes and Evolve or Evolvers and Codec,
+// ExtractKeys and Initial have no default).
 func New[S any](cfg *Config[S]) (*Projection[S], error) {
 	if cfg == nil {
 		cfg = &Config[S]{}
@@ -195,6 +208,14 @@ func New[S any](cfg *Config[S]) (*Projection[S], error) {
 	cfg = &c
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	typed := len(cfg.Evolvers) > 0
+	if typed {
+		types, evolve, err := bindEvolvers(cfg)
+		if err != nil {
+			return nil, err
+		}
+		cfg.EventTypes, cfg.Evolve = types, evolve
 	}
 	if cfg.PartitionColumn == "" {
 		cfg.PartitionColumn = "partition"
@@ -205,6 +226,7 @@ func New[S any](cfg *Config[S]) (*Projection[S], error) {
 	cfg.EventTypes = slices.Clone(cfg.EventTypes)
 	p := &Projection[S]{
 		cfg:      *cfg,
+		typed:    typed,
 		types:    make(map[string]struct{}, len(cfg.EventTypes)),
 		tableSQL: pgx.Identifier{cfg.Table}.Sanitize(),
 		pending:  map[pgx.Tx][]pendingState[S]{},
@@ -234,9 +256,14 @@ func (p *Projection[S]) KeyColumns() []string {
 }
 
 // Handler returns a per-event handler applying events to the read model
-// (no cache). It applies every event it is given, whatever its type.
+// (no cache). Built from EventTypes and Evolve, it applies every event it
+// is given, whatever its type; built from Evolvers, it ignores events of
+// other types than theirs.
 func (p *Projection[S]) Handler() projection.Handler {
 	return func(ctx context.Context, tx pgx.Tx, e store.Event) error {
+		if _, ok := p.types[e.Type]; p.typed && !ok {
+			return nil
+		}
 		one := []store.Event{e}
 		return p.apply(ctx, tx, one, one, false)
 	}
@@ -293,22 +320,21 @@ func (p *Projection[S]) ResetReadModel(ctx context.Context, tx pgx.Tx, partition
 		p.cache.Purge()
 	}
 	pcol := pgx.Identifier{p.cfg.PartitionColumn}.Sanitize()
-	if p.cfg.Storage == InTable {
-		var err error
-		if partition == projection.AllPartitions {
-			_, err = tx.Exec(ctx, `DELETE FROM snapshots WHERE readmodel_table_name = $1`, p.cfg.Table)
-		} else {
-			// Stream ids are "|"-joined "key:value" pairs with both sides
-			// encoded, so the pair is matched exactly within "|id|".
-			pattern := "%|" + likeEscape(encodeURIComponent(p.cfg.PartitionColumn)+":"+encodeURIComponent(partition)) + "|%"
-			_, err = tx.Exec(ctx, `DELETE FROM snapshots WHERE readmodel_table_name = $1 AND ('|' || stream_id || '|') LIKE $2`,
-				p.cfg.Table, pattern)
-		}
-		if err != nil {
-			return fmt.Errorf("read model %q: delete snapshots: %w", p.cfg.Table, err)
-		}
-	}
+	// The snapshots table holds the states of an InTable read model and
+	// the kept positions of an InRow one's deleted rows.
 	var err error
+	if partition == projection.AllPartitions {
+		_, err = tx.Exec(ctx, `DELETE FROM snapshots WHERE readmodel_table_name = $1`, p.cfg.Table)
+	} else {
+		// Stream ids are "|"-joined "key:value" pairs with both sides
+		// encoded, so the pair is matched exactly within "|id|".
+		pattern := "%|" + likeEscape(encodeURIComponent(p.cfg.PartitionColumn)+":"+encodeURIComponent(partition)) + "|%"
+		_, err = tx.Exec(ctx, `DELETE FROM snapshots WHERE readmodel_table_name = $1 AND ('|' || stream_id || '|') LIKE $2`,
+			p.cfg.Table, pattern)
+	}
+	if err != nil {
+		return fmt.Errorf("read model %q: delete snapshots: %w", p.cfg.Table, err)
+	}
 	if partition == projection.AllPartitions {
 		_, err = tx.Exec(ctx, `DELETE FROM `+p.tableSQL)
 	} else {
@@ -343,6 +369,7 @@ type rowState[S any] struct {
 	events []store.Event // the events to apply, in stream order once sorted
 
 	applied bool
+	deleted bool           // the last applied event's evolve returned Delete
 	last    store.Event    // last applied event
 	cols    map[string]any // mapped columns, merged over the applied events
 }
@@ -421,9 +448,18 @@ func (p *Projection[S]) apply(ctx context.Context, tx pgx.Tx, events, all []stor
 				r.state, r.cols = p.cfg.Initial(), nil
 			}
 			next, err := p.cfg.Evolve(r.state, e)
+			if err != nil && errors.Is(err, Delete) {
+				// The row goes; its position stays in the snapshots
+				// table with the initial state, so a later event of the
+				// stream folds from Initial and writes the row again.
+				r.state, r.cols, r.deleted = p.cfg.Initial(), nil, true
+				r.pos, r.global, r.last, r.applied = e.StreamPosition, e.GlobalPosition, e, true
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("read model %q: evolve %s: %w", p.cfg.Table, e, err)
 			}
+			r.deleted = false
 			r.state, r.pos, r.global, r.last, r.applied = next, e.StreamPosition, e.GlobalPosition, e, true
 			if p.cfg.MapToColumns != nil {
 				cols := p.cfg.MapToColumns(next)

@@ -94,6 +94,17 @@ func (p *Projection[S]) load(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL, 
 			return err
 		}
 	}
+	if p.cfg.Storage == InRow {
+		var missing []*rowState[S]
+		for _, r := range rows {
+			if !r.exists {
+				missing = append(missing, r)
+			}
+		}
+		if err := p.lockTombstones(ctx, tx, missing); err != nil {
+			return err
+		}
+	}
 	for _, r := range rows {
 		if r.cached {
 			continue
@@ -302,6 +313,11 @@ func (p *Projection[S]) write(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL,
 	snaps := make(map[*rowState[S]]string, len(fresh)+len(existing))
 	for _, set := range [][]*rowState[S]{fresh, existing} {
 		for _, r := range set {
+			if r.deleted {
+				// JSON null reads back as the initial state.
+				snaps[r] = "null"
+				continue
+			}
 			b, err := json.Marshal(r.state)
 			if err != nil {
 				return fmt.Errorf("read model %q: encode state of %s: %w", p.cfg.Table, r.id, err)
@@ -313,19 +329,48 @@ func (p *Projection[S]) write(ctx context.Context, tx pgx.Tx, sqls *snapshotSQL,
 	b := &pgx.Batch{}
 	var checks []writeCheck
 	if p.cfg.Storage == InRow {
+		// A deleted row goes from the table, and its position is kept in
+		// the snapshots table (a row that was absent already just gets
+		// its kept position moved on).
+		var deleted, deletedExisting []*rowState[S]
+		fresh = slices.DeleteFunc(fresh, func(r *rowState[S]) bool {
+			if r.deleted {
+				deleted = append(deleted, r)
+			}
+			return r.deleted
+		})
+		existing = slices.DeleteFunc(existing, func(r *rowState[S]) bool {
+			if r.deleted {
+				deleted = append(deleted, r)
+				deletedExisting = append(deletedExisting, r)
+			}
+			return r.deleted
+		})
 		if err := p.queueRowWrites(b, &checks, sqls, fresh, false, snaps); err != nil {
 			return err
 		}
 		if err := p.queueRowWrites(b, &checks, sqls, existing, true, snaps); err != nil {
 			return err
 		}
+		p.queueReadModelDeletes(b, &checks, sqls, deletedExisting)
+		p.queueSnapshotWrites(b, &checks, deleted, true, snaps)
 	} else {
 		p.queueSnapshotWrites(b, &checks, fresh, false, snaps)
 		p.queueSnapshotWrites(b, &checks, existing, true, snaps)
-		applied := append(slices.Clip(fresh), existing...)
-		if err := p.queueReadModelWrites(b, &checks, sqls, applied); err != nil {
+		var kept, deleted []*rowState[S]
+		for _, set := range [][]*rowState[S]{fresh, existing} {
+			for _, r := range set {
+				if r.deleted {
+					deleted = append(deleted, r)
+				} else {
+					kept = append(kept, r)
+				}
+			}
+		}
+		if err := p.queueReadModelWrites(b, &checks, sqls, kept); err != nil {
 			return err
 		}
+		p.queueReadModelDeletes(b, &checks, sqls, deleted)
 	}
 	br := tx.SendBatch(ctx, b)
 	for _, c := range checks {

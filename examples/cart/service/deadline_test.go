@@ -17,8 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/examples/cart/service"
-	"github.com/troupehq/troupe/internal/pgtest"
-	"github.com/troupehq/troupe/store/postgres"
+	"github.com/troupehq/troupe/troupetest"
 )
 
 // deadlineMargin is how much longer than its deadline a request may take
@@ -92,13 +91,12 @@ func TestRequestDeadlineUnderTableLock(t *testing.T) {
 func TestUnreachableDatabaseIs503(t *testing.T) {
 	t.Parallel()
 	const deadline = 2 * time.Second
-	px := startProxy(t, pgtest.NewDatabase(t))
+	px := startProxy(t, troupetest.NewDatabase(t))
 	cfg, err := pgxpool.ParseConfig(px.connString)
 	require.NoError(t, err)
 	pool, err := pgxpool.NewWithConfig(testCtx(t), cfg)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	require.NoError(t, postgres.Migrate(testCtx(t), pool))
 	svc, err := service.New(testCtx(t), service.Config{Pool: pool, Logger: quietLogger(), RequestTimeout: deadline})
 	require.NoError(t, err)
 	e := start(t, "postgres", svc, pool)

@@ -16,9 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/examples/cart/service"
-	"github.com/troupehq/troupe/internal/pgtest"
 	"github.com/troupehq/troupe/store"
-	"github.com/troupehq/troupe/store/postgres"
+	"github.com/troupehq/troupe/troupetest"
 )
 
 // env is a running service behind an httptest server.
@@ -58,8 +57,7 @@ func start(t testing.TB, name string, svc *service.Service, pool *pgxpool.Pool) 
 // newPG starts the service on a fresh migrated PostgreSQL database.
 func newPG(t testing.TB, mutate ...func(*service.Config)) *env {
 	t.Helper()
-	pool := pgtest.NewPool(t)
-	require.NoError(t, postgres.Migrate(testCtx(t), pool))
+	pool := troupetest.NewPool(t)
 	cfg := service.Config{Pool: pool, Logger: quietLogger()}
 	for _, m := range mutate {
 		m(&cfg)

@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/troupehq/troupe/internal/pgtest"
+	"github.com/troupehq/troupe/troupetest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(troupetest.Main(m, troupetest.NoGoroutineLeaks())) }

@@ -44,19 +44,31 @@ func EnsureSchema(ctx context.Context, db postgres.DB) error {
 	})
 }
 
-// cartEventTypes are the events the read model applies.
-var cartEventTypes = []string{cart.TypeCartCreated, cart.TypeItemAddedToCart, cart.TypeItemRemovedFromCart,
-	cart.TypeCartEmptied, cart.TypeCartCheckedOut, cart.TypeCartCancelled}
+// evolveCart folds one decoded cart event of Go type E into s: the typed
+// evolver of each cart event (readmodel.On), so the read model applies the
+// types the codec names these Go types, decoded by the codec.
+func evolveCart[E cart.Event](s cart.State, e E, _ store.Event) (cart.State, error) {
+	return cart.Evolve(s, e), nil
+}
 
-// evolveStored folds one stored cart event into s.
+// cartEvolvers are the read model's evolvers, one per cart event type.
+func cartEvolvers() []readmodel.Evolver[cart.State] {
+	return []readmodel.Evolver[cart.State]{
+		readmodel.On(evolveCart[cart.CartCreated]),
+		readmodel.On(evolveCart[cart.ItemAddedToCart]),
+		readmodel.On(evolveCart[cart.ItemRemovedFromCart]),
+		readmodel.On(evolveCart[cart.CartEmptied]),
+		readmodel.On(evolveCart[cart.CartCheckedOut]),
+		readmodel.On(evolveCart[cart.CartCancelled]),
+	}
+}
+
+// evolveStored folds one stored cart event into s, decoded by codec (the
+// in-memory read model's fold).
 func evolveStored(codec store.Codec, s cart.State, e store.Event) (cart.State, error) {
-	v, err := store.Decode(codec, e)
+	ce, err := projection.DecodeAs[cart.Event](codec, e)
 	if err != nil {
 		return s, err
-	}
-	ce, ok := v.(cart.Event)
-	if !ok {
-		return s, fmt.Errorf("event %s decoded to %T, not a cart event", e, v)
 	}
 	return cart.Evolve(s, ce), nil
 }
@@ -143,16 +155,14 @@ func NewProjection(pool *pgxpool.Pool, cfg *ProjectionConfig) (*projection.Proje
 		codec = jc
 	}
 	snap, err := readmodel.New(&readmodel.Config[cart.State]{
-		Table:      DefaultReadModelTable,
-		Storage:    readmodel.InTable,
-		EventTypes: cartEventTypes,
+		Table:    DefaultReadModelTable,
+		Storage:  readmodel.InTable,
+		Codec:    codec,
+		Evolvers: cartEvolvers(),
 		// The stream and partition say which cart and tenant an event is
 		// for; the ids inside the event body are not trusted for that.
 		ExtractKeys: func(e store.Event, partition string) (map[string]any, error) {
 			return map[string]any{"tenant_id": partition, "cart_id": string(e.StreamID), "partition": partition}, nil
-		},
-		Evolve: func(s cart.State, e store.Event) (cart.State, error) {
-			return evolveStored(codec, s, e)
 		},
 		Initial:      cart.InitialState,
 		MapToColumns: cartColumns,

@@ -223,3 +223,9 @@ func (s *Service) Owner(tenant, cartID string) (string, error) {
 
 // Store returns the event store the service appends to.
 func (s *Service) Store() store.EventStore { return s.es }
+
+// WaitFor waits until the carts read model has applied the log up to pos
+// (what a read with ?waitFor does), e.g. for a test's troupetest.Config.WaitFor.
+func (s *Service) WaitFor(ctx context.Context, pos store.Position) error {
+	return s.rm.waitFor(ctx, pos)
+}
