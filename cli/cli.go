@@ -338,7 +338,7 @@ func Run(ctx context.Context, args []string, cfg *Config) int {
 		return ExitUsage
 	}
 	env.dbURL, env.logger = r.DatabaseURL, newLogger(io.Err, r.LogLevel)
-	if err := kctx.Run(env); err != nil {
+	if err := kctx.Run(env, &r.Migrate); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(io.Err, "%s: %v\n", c.Name, err)

@@ -115,11 +115,57 @@ func TestMigrate(t *testing.T) {
 
 	r = ok(t, invocation{env: env}, "migrate", "status")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	require.Len(t, lines, len(ms)+1, r.stdout)
+	require.Len(t, lines, len(ms)+2, r.stdout)
+	latest := ms[len(ms)-1].Version
+	require.Equal(t, fmt.Sprintf("database version %d, latest in this binary %d", latest, latest), lines[len(lines)-1])
 	require.Regexp(t, `^VERSION\s+NAME\s+STATUS\s+APPLIED AT$`, lines[0])
 	for i, m := range ms {
 		require.Regexp(t, fmt.Sprintf(`^%03d\s+%s\s+applied\s+\d{4}-\d\d-\d\dT`, m.Version, m.Name), lines[i+1])
 	}
+	require.NotContains(t, r.stdout, "pending")
+}
+
+// migrate --to applies the migrations up to a version; a version below the
+// current one or above the latest is refused, changing nothing.
+func TestMigrateToVersion(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	db := func(args ...string) []string { return append([]string{"--database-url", url}, args...) }
+	ms, err := postgres.Migrations()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(ms), 3)
+	second, latest := ms[1], ms[len(ms)-1].Version
+	name := func(m postgres.Migration) string { return fmt.Sprintf("%03d_%s", m.Version, m.Name) }
+
+	r := ok(t, invocation{}, db("migrate", "--to", fmt.Sprint(second.Version))...)
+	require.Equal(t, fmt.Sprintf("applied 2 migration(s): %s, %s\n", name(ms[0]), name(second)), r.stdout)
+	r = ok(t, invocation{}, db("migrate", "apply", "--to", fmt.Sprint(second.Version))...)
+	require.Equal(t, fmt.Sprintf("database is at version %d already (2 migrations applied)\n", second.Version), r.stdout)
+
+	r = ok(t, invocation{}, db("migrate", "status")...)
+	require.Regexp(t, fmt.Sprintf(`%03d\s+%s\s+applied`, second.Version, second.Name), r.stdout)
+	require.Regexp(t, fmt.Sprintf(`%03d\s+%s\s+pending`, ms[2].Version, ms[2].Name), r.stdout)
+	require.Contains(t, r.stdout, fmt.Sprintf("database version %d, latest in this binary %d\n", second.Version, latest))
+	require.Contains(t, r.stdout, fmt.Sprintf("%d migration(s) pending", len(ms)-2))
+
+	r = troupe(t, invocation{}, db("migrate", "--to", fmt.Sprint(ms[0].Version))...)
+	require.Equal(t, ExitError, r.code)
+	require.Contains(t, r.stderr, fmt.Sprintf("target version %d is below the database's current version %d", ms[0].Version, second.Version))
+	r = troupe(t, invocation{}, db("migrate", "--to", fmt.Sprint(latest+1))...)
+	require.Equal(t, ExitError, r.code)
+	require.Contains(t, r.stderr, fmt.Sprintf("target version %d is above the latest migration this build embeds (%d)", latest+1, latest))
+	for _, bad := range []string{"-3", "0"} {
+		r = troupe(t, invocation{}, db("migrate", "--to="+bad)...)
+		require.Equal(t, ExitUsage, r.code)
+		require.Contains(t, r.stderr, "--to must be a positive version, got "+bad)
+	}
+	r = troupe(t, invocation{}, db("migrate", "status", "--to", "3")...)
+	require.Equal(t, ExitUsage, r.code)
+	require.Contains(t, r.stderr, `--to applies to "migrate apply"`)
+
+	r = ok(t, invocation{}, db("migrate", "--to", fmt.Sprint(latest))...)
+	require.Contains(t, r.stdout, fmt.Sprintf("applied %d migration(s)", len(ms)-2))
+	r = ok(t, invocation{}, db("migrate", "status")...)
 	require.NotContains(t, r.stdout, "pending")
 }
 

@@ -17,8 +17,8 @@
 //
 // The commands (every one takes --help):
 //
-//	migrate [apply]                 apply the embedded schema migrations
-//	migrate status                  list migrations and whether they are applied
+//	migrate [apply] [--to N]        apply the embedded schema migrations (up to version N)
+//	migrate status                  list migrations, whether they are applied, the current version
 //	tenants create <id> [--name]    register a tenant and create its partitions
 //	tenants list [--format json]    list registered tenants
 //	tenants drop <id> [--yes]       erase a tenant (asks for confirmation)
