@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -327,4 +329,53 @@ func TestInvalidConfig(t *testing.T) {
 		require.Contains(t, stderr.String(), c.want)
 		require.Empty(t, stdout.String())
 	}
+}
+
+// migrate export writes one file per migration in the layout of the tool
+// asked for; applying the files, as that tool would, leaves the database
+// migrated with its bookkeeping, so `migrate status` sees every one.
+func TestMigrateExport(t *testing.T) {
+	t.Parallel()
+	ms, err := postgres.Migrations()
+	require.NoError(t, err)
+	for _, format := range []string{"sql", "goose", "golang-migrate"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			dir := filepath.Join(t.TempDir(), "troupe")
+			r := ok(t, invocation{}, "migrate", "export", dir, "--format", format)
+			require.Equal(t, fmt.Sprintf("wrote %d migration(s) to %s (%s)\n", len(ms), dir, format), r.stdout)
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			require.Len(t, entries, len(ms))
+
+			url := pgtest.NewDatabase(t)
+			pool, err := pgxpool.New(testCtx(t), url)
+			require.NoError(t, err)
+			t.Cleanup(pool.Close)
+			for i, m := range ms {
+				name := fmt.Sprintf("%03d_%s.sql", m.Version, m.Name)
+				if format == "golang-migrate" {
+					name = fmt.Sprintf("%03d_%s.up.sql", m.Version, m.Name)
+				}
+				require.Equal(t, name, entries[i].Name())
+				body, err := os.ReadFile(filepath.Join(dir, name))
+				require.NoError(t, err)
+				script := string(body)
+				if format == "goose" {
+					require.True(t, strings.HasPrefix(script, "-- +goose Up\n-- +goose StatementBegin\n"), name)
+					require.True(t, strings.HasSuffix(script, "-- +goose StatementEnd\n"), name)
+				}
+				require.Contains(t, script, m.Script())
+				_, err = pool.Exec(testCtx(t), script) // one implicit transaction, as the tools send it
+				require.NoError(t, err, name)
+			}
+			r = ok(t, invocation{}, "--database-url", url, "migrate", "status")
+			require.NotContains(t, r.stdout, "pending")
+			r = ok(t, invocation{}, "--database-url", url, "migrate")
+			require.Contains(t, r.stdout, "database is up to date")
+		})
+	}
+	r := troupe(t, invocation{}, "migrate", "export")
+	require.Equal(t, ExitUsage, r.code)
+	require.Contains(t, r.stderr, `expected "<dir>"`)
 }

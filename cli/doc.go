@@ -19,6 +19,7 @@
 //
 //	migrate [apply] [--to N]        apply the embedded schema migrations (up to version N)
 //	migrate status                  list migrations, whether they are applied, the current version
+//	migrate export <dir> [--format] write the migrations for goose or golang-migrate
 //	tenants create <id> [--name]    register a tenant and create its partitions
 //	tenants list [--format json]    list registered tenants
 //	tenants drop <id> [--yes]       erase a tenant (asks for confirmation)

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,6 +17,7 @@ type migrateCmd struct {
 	To     *int             `name:"to" placeholder:"VERSION" help:"Apply the migrations up to and including VERSION only (migrate apply). Refused when VERSION is below the database's current version or above the latest this binary embeds."`
 	Apply  migrateApplyCmd  `cmd:"" default:"1" help:"Apply every embedded migration the database lacks (the default). Safe to run from several processes at once."`
 	Status migrateStatusCmd `cmd:"" help:"List the migrations and whether each is applied."`
+	Export migrateExportCmd `cmd:"" help:"Write the embedded migrations as files for another migration tool (goose, golang-migrate), bookkeeping included."`
 }
 
 type migrateApplyCmd struct{}
@@ -125,4 +128,47 @@ func (migrateStatusCmd) Run(a *Env, m *migrateCmd) error {
 		}
 		return nil
 	})
+}
+
+type migrateExportCmd struct {
+	Dir    string `arg:"" name:"dir" help:"Directory to write the files to (created when missing)."`
+	Format string `short:"f" enum:"sql,goose,golang-migrate" default:"sql" help:"File layout (${enum}): sql writes NNN_name.sql, goose NNN_name.sql with goose annotations, golang-migrate NNN_name.up.sql."`
+}
+
+func (c *migrateExportCmd) Run(a *Env, m *migrateCmd) error {
+	if m.To != nil {
+		return Usagef("--to applies to \"migrate apply\", not to \"migrate export\"")
+	}
+	ms, err := postgres.Migrations()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", c.Dir, err)
+	}
+	for _, mg := range ms {
+		name, body := exportFile(mg, c.Format)
+		if err := os.WriteFile(filepath.Join(c.Dir, name), []byte(body), 0o644); err != nil {
+			return fmt.Errorf("write migration %03d_%s: %w", mg.Version, mg.Name, err)
+		}
+	}
+	fmt.Fprintf(a.io.Out, "wrote %d migration(s) to %s (%s)\n", len(ms), c.Dir, c.Format)
+	return nil
+}
+
+// exportFile returns the file name and content of migration m in format.
+// Each file is m.Script(): the SQL plus the bookkeeping postgres.Migrate
+// does, so troupe_schema_migrations stays true whichever tool applied it.
+func exportFile(m postgres.Migration, format string) (name, body string) {
+	base := fmt.Sprintf("%03d_%s", m.Version, m.Name)
+	switch format {
+	case "goose":
+		// One statement block: goose would otherwise split the script on
+		// semicolons, dollar-quoted function bodies included.
+		return base + ".sql", "-- +goose Up\n-- +goose StatementBegin\n" + m.Script() + "-- +goose StatementEnd\n"
+	case "golang-migrate":
+		return base + ".up.sql", m.Script()
+	default:
+		return base + ".sql", m.Script()
+	}
 }
