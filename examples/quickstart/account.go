@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/troupehq/troupe/decider"
-	"github.com/troupehq/troupe/store"
 )
 
 // Command is implemented by every account command; AccountID names the
@@ -66,15 +65,6 @@ func (Deposited) isAccountEvent()     {}
 func (Withdrawn) isAccountEvent()     {}
 func (AccountClosed) isAccountEvent() {}
 
-// NewCodec maps every event type to the name it is stored under.
-func NewCodec() *store.JSONCodec {
-	return store.NewJSONCodec().
-		MustRegister("AccountOpened", AccountOpened{}).
-		MustRegister("Deposited", Deposited{}).
-		MustRegister("Withdrawn", Withdrawn{}).
-		MustRegister("AccountClosed", AccountClosed{})
-}
-
 // Account is the state of one account.
 type Account struct {
 	Status    string `json:"status"` // "" (not opened), "open" or "closed"
@@ -83,66 +73,63 @@ type Account struct {
 	Movements int    `json:"movements"` // deposits and withdrawals
 }
 
-// The domain's errors; Decide returns them marked with decider.Rejected.
+// The domain's errors; Decide returns them marked with decider.Rejected,
+// and Send returns them so: errors.Is(err, ErrNotOpen) holds, and so does
+// errors.Is(err, decider.ErrRejected).
 var (
 	ErrNotOpen           = errors.New("account is not open")
 	ErrAlreadyOpen       = errors.New("account is already open")
 	ErrInsufficientFunds = errors.New("insufficient funds")
 )
 
-// Decide is the account's rules: a pure function of a command and the state.
-func Decide(c Command, s Account) ([]Event, error) {
-	if _, open := c.(OpenAccount); !open && s.Status != "open" {
-		return nil, decider.Rejected(ErrNotOpen)
-	}
-	switch c := c.(type) {
-	case OpenAccount:
-		if s.Status != "" {
-			return nil, decider.Rejected(ErrAlreadyOpen)
-		}
-		return []Event{AccountOpened{Owner: c.Owner}}, nil
-	case Deposit:
-		if c.Amount <= 0 {
-			return nil, decider.Rejectf("amount must be positive, got %d", c.Amount)
-		}
-		return []Event{Deposited{Amount: c.Amount}}, nil
-	case Withdraw:
-		if c.Amount <= 0 {
-			return nil, decider.Rejectf("amount must be positive, got %d", c.Amount)
-		}
-		if c.Amount > s.Balance {
-			return nil, decider.Rejected(fmt.Errorf("%w: balance %d, asked %d", ErrInsufficientFunds, s.Balance, c.Amount))
-		}
-		return []Event{Withdrawn{Amount: c.Amount}}, nil
-	case CloseAccount:
-		if s.Balance > 0 { // two events, appended together
-			return []Event{Withdrawn{Amount: s.Balance}, AccountClosed{}}, nil
-		}
-		return []Event{AccountClosed{}}, nil
-	}
-	return nil, fmt.Errorf("unknown command %T", c)
-}
-
-// Evolve folds one event into the state.
-func Evolve(s Account, e Event) Account {
-	switch e := e.(type) {
-	case AccountOpened:
-		s.Status, s.Owner = "open", e.Owner
-	case Deposited:
-		s.Balance += e.Amount
-		s.Movements++
-	case Withdrawn:
-		s.Balance -= e.Amount
-		s.Movements++
-	case AccountClosed:
-		s.Status = "closed"
-	}
-	return s
-}
-
-// Accounts is the account aggregate.
+// Accounts is the account aggregate: pure functions of commands, events
+// and state, no I/O.
 var Accounts = decider.Decider[Command, Event, Account]{
-	Decide:       Decide,
-	Evolve:       Evolve,
+	Decide: func(c Command, s Account) ([]Event, error) {
+		if _, open := c.(OpenAccount); !open && s.Status != "open" {
+			return nil, decider.Rejected(ErrNotOpen)
+		}
+		switch c := c.(type) {
+		case OpenAccount:
+			if s.Status != "" {
+				return nil, decider.Rejected(ErrAlreadyOpen)
+			}
+			return []Event{AccountOpened{Owner: c.Owner}}, nil
+		case Deposit:
+			if c.Amount <= 0 {
+				return nil, decider.Rejectf("amount must be positive, got %d", c.Amount)
+			}
+			return []Event{Deposited{Amount: c.Amount}}, nil
+		case Withdraw:
+			if c.Amount <= 0 {
+				return nil, decider.Rejectf("amount must be positive, got %d", c.Amount)
+			}
+			if c.Amount > s.Balance {
+				return nil, decider.Rejected(fmt.Errorf("%w: balance %d, asked %d", ErrInsufficientFunds, s.Balance, c.Amount))
+			}
+			return []Event{Withdrawn{Amount: c.Amount}}, nil
+		case CloseAccount:
+			if s.Balance > 0 { // two events, appended together
+				return []Event{Withdrawn{Amount: s.Balance}, AccountClosed{}}, nil
+			}
+			return []Event{AccountClosed{}}, nil
+		}
+		return nil, fmt.Errorf("unknown command %T", c)
+	},
+	Evolve: func(s Account, e Event) Account {
+		switch e := e.(type) {
+		case AccountOpened:
+			s.Status, s.Owner = "open", e.Owner
+		case Deposited:
+			s.Balance += e.Amount
+			s.Movements++
+		case Withdrawn:
+			s.Balance -= e.Amount
+			s.Movements++
+		case AccountClosed:
+			s.Status = "closed"
+		}
+		return s
+	},
 	InitialState: func() Account { return Account{} },
 }

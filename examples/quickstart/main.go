@@ -48,30 +48,6 @@ func main() {
 	}
 }
 
-// NewReadModel returns the accounts read model: each row holds the fold
-// of the aggregate's own Evolve over the account's events.
-func NewReadModel(codec store.Codec) (*readmodel.Projection[Account], error) {
-	return readmodel.New(&readmodel.Config[Account]{
-		Table:      "accounts",
-		Storage:    readmodel.InTable, // the state lives in Troupe's snapshots table
-		EventTypes: []string{"AccountOpened", "Deposited", "Withdrawn", "AccountClosed"},
-		ExtractKeys: func(e store.Event, partition string) (map[string]any, error) {
-			return map[string]any{"partition": partition, "account_id": string(e.StreamID)}, nil
-		},
-		Evolve: func(s Account, e store.Event) (Account, error) {
-			ev, err := codec.Decode(e.Type, e.Data)
-			if err != nil {
-				return s, err
-			}
-			return Evolve(s, ev.(Event)), nil
-		},
-		Initial: Accounts.InitialState,
-		MapToColumns: func(s Account) map[string]any {
-			return map[string]any{"owner": s.Owner, "status": s.Status, "balance": s.Balance, "movements": s.Movements}
-		},
-	})
-}
-
 func run(ctx context.Context, dsn string, out io.Writer) error {
 	if dsn == "" {
 		srv, err := pgserver.Start(ctx, pgserver.Options{})
@@ -107,9 +83,32 @@ func run(ctx context.Context, dsn string, out io.Writer) error {
 		return err
 	}
 
-	// 2. The read model, kept by a continuous projection.
-	codec := NewCodec()
-	accountsTable, err := NewReadModel(codec)
+	// 2. The read model: each row holds the fold of the aggregate's own
+	// Evolve over the account's events, kept by a continuous projection.
+	codec := store.NewJSONCodec().
+		MustRegister("AccountOpened", AccountOpened{}).
+		MustRegister("Deposited", Deposited{}).
+		MustRegister("Withdrawn", Withdrawn{}).
+		MustRegister("AccountClosed", AccountClosed{})
+	accountsTable, err := readmodel.New(&readmodel.Config[Account]{
+		Table:      "accounts",
+		Storage:    readmodel.InTable, // the state lives in Troupe's snapshots table
+		EventTypes: []string{"AccountOpened", "Deposited", "Withdrawn", "AccountClosed"},
+		ExtractKeys: func(e store.Event, partition string) (map[string]any, error) {
+			return map[string]any{"partition": partition, "account_id": string(e.StreamID)}, nil
+		},
+		Evolve: func(s Account, e store.Event) (Account, error) {
+			ev, err := codec.Decode(e.Type, e.Data) // the Go value: AccountOpened, Deposited, ...
+			if err != nil {
+				return s, err
+			}
+			return Accounts.Evolve(s, ev.(Event)), nil
+		},
+		Initial: Accounts.InitialState,
+		MapToColumns: func(s Account) map[string]any {
+			return map[string]any{"owner": s.Owner, "status": s.Status, "balance": s.Balance, "movements": s.Movements}
+		},
+	})
 	if err != nil {
 		return err
 	}
