@@ -39,6 +39,8 @@ func TestHelpEverywhere(t *testing.T) {
 		{[]string{"streams", "archive"}, "Usage: troupe streams archive <id>"},
 		{[]string{"projections"}, "Usage: troupe projections"},
 		{[]string{"projections", "status"}, "Usage: troupe projections status"},
+		{[]string{"projections", "list"}, "Usage: troupe projections list"},
+		{[]string{"migrate", "export"}, "Usage: troupe migrate export <dir>"},
 		{[]string{"projections", "rebuild"}, "Registered in this binary: none"},
 	}
 	for _, c := range cases {
@@ -317,7 +319,9 @@ func TestInvalidConfig(t *testing.T) {
 	}{
 		{Config{Projections: []Projection{{New: newP}}}, "cli.Config.Projections[0].Name: empty"},
 		{Config{Projections: []Projection{{Name: "a", New: newP}, {Name: "a", New: newP}}}, `cli.Config.Projections[1].Name: "a" is registered twice`},
-		{Config{Projections: []Projection{{Name: "a"}}}, "cli.Config.Projections[0].New: nil"},
+		{Config{Projections: []Projection{{Name: "a"}}}, "cli.Config.Projections[0].New: nil and no PerStream"},
+		{Config{Projections: []Projection{{Name: "a", New: newP, PerStream: &PerStream{}}}}, "cli.Config.Projections[0].PerStream: set together with New"},
+		{Config{Projections: []Projection{{Name: "a", PerStream: &PerStream{}}}}, "cli.Config.Projections[0].PerStream.New: nil"},
 		{Config{Commands: []Command{{Name: "migrate", Cmd: &echoCmd{}}}}, `cli.Config.Commands[0].Name: "migrate" is taken`},
 		{Config{Commands: []Command{{Name: "x"}}}, "cli.Config.Commands[0].Cmd: nil"},
 		{Config{Commands: []Command{{Cmd: &echoCmd{}}}}, "cli.Config.Commands[0].Name: empty"},
