@@ -171,6 +171,21 @@ func TestMigrateToVersion(t *testing.T) {
 	require.Contains(t, r.stdout, fmt.Sprintf("applied %d migration(s)", len(ms)-2))
 	r = ok(t, invocation{}, db("migrate", "status")...)
 	require.NotContains(t, r.stdout, "pending")
+
+	// A database migrated further by a newer build.
+	pool, err := pgxpool.New(testCtx(t), url)
+	require.NoError(t, err)
+	defer pool.Close()
+	_, err = pool.Exec(testCtx(t), `INSERT INTO troupe_schema_migrations (version, name) VALUES ($1, 'from_the_future')`, latest+100)
+	require.NoError(t, err)
+	r = ok(t, invocation{}, db("migrate", "status")...)
+	require.Regexp(t, fmt.Sprintf(`%03d\s+from_the_future\s+applied \(unknown to this build\)`, latest+100), r.stdout)
+	require.Contains(t, r.stdout, fmt.Sprintf("database version %d, latest in this binary %d\nthe database was migrated by a newer build", latest+100, latest))
+	r = ok(t, invocation{}, db("migrate")...)
+	require.Contains(t, r.stdout, "database is up to date")
+	r = troupe(t, invocation{}, db("migrate", "--to", fmt.Sprint(latest))...)
+	require.Equal(t, ExitError, r.code)
+	require.Contains(t, r.stderr, fmt.Sprintf("below the database's current version %d", latest+100))
 }
 
 // tenants create, list and drop, with the drop confirmation read from

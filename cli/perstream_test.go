@@ -148,3 +148,32 @@ func TestProjectionsListAndStatusByName(t *testing.T) {
 	require.Equal(t, ExitError, r.code)
 	require.Contains(t, r.stderr, `projection "stream-tallies" is registered in this binary but has not run on this database`)
 }
+
+// Ctrl-C during a per-stream rebuild stops it with status 1 and a message;
+// the next rebuild starts over and completes.
+func TestProjectionsRebuildPerStreamCancel(t *testing.T) {
+	t.Parallel()
+	url, pool := migratedDB(t)
+	for i := range 40 {
+		tickStream(t, pool, "ticker", "acme", fmt.Sprintf("s%d", i), 4)
+	}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	stderr := &syncBuffer{onWrite: func(p []byte) {
+		if strings.Contains(string(p), "rebuild stream-tallies [") {
+			cancel() // as Ctrl-C would, once the progress bar shows
+		}
+	}}
+	inv := invocation{ctx: ctx, stderr: stderr, projections: []Projection{streamTallies}}
+	r := troupe(t, inv, "--database-url", url, "projections", "rebuild", "stream-tallies", "--batch-size", "1")
+	require.Equal(t, ExitError, r.code, r.stderr)
+	require.Regexp(t, `rebuild of stream-tallies cancelled after \d+ of 200 events`, r.stderr)
+
+	r = ok(t, invocation{projections: []Projection{streamTallies}}, "--database-url", url, "projections", "rebuild", "stream-tallies")
+	require.Contains(t, r.stdout, "200 events of 40 streams replayed")
+	rows := tallyRows(t, pool, `SELECT partition, stream_id, n FROM stream_tallies ORDER BY 1, 2`)
+	require.Len(t, rows, 40)
+	for _, row := range rows {
+		require.True(t, strings.HasSuffix(row, "=4"), row)
+	}
+}
