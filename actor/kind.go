@@ -32,7 +32,12 @@ type Kind[C, E, S any] struct {
 	// states that are discarded when an append fails).
 	Decider decider.Decider[C, E, S]
 	// Route returns the tenant (partition) and stream id a command is
-	// for. An empty tenant means store.DefaultPartition. Required.
+	// for. It may leave the tenant empty: Send then takes the tenant
+	// carried by its context (store.WithTenant, e.g. set once by an HTTP
+	// middleware from the request), and store.DefaultPartition when the
+	// context carries none. A tenant Route names wins over the context's.
+	// Aggregate.State resolves an empty tenant argument the same way.
+	// Required.
 	Route func(cmd C) (tenant string, stream store.StreamID)
 	// CommandName names a command in telemetry (the command span is
 	// "<kind>.<name>", and the name is a metric attribute, so keep the set
@@ -245,18 +250,25 @@ func Lookup[C, E, S any](h *Host, name string) (*Aggregate[C, E, S], error) {
 func (a *Aggregate[C, E, S]) Name() string { return a.rt.Name }
 
 // route resolves and validates a command's stream, recovering from a
-// panicking Route.
-func (a *Aggregate[C, E, S]) route(cmd C) (k key, err error) {
+// panicking Route. An empty tenant is ctx's (see key).
+func (a *Aggregate[C, E, S]) route(ctx context.Context, cmd C) (k key, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = newPanicError("route", r)
 		}
 	}()
 	tenant, stream := a.rt.Route(cmd)
-	return a.key(tenant, stream)
+	return a.key(ctx, tenant, stream)
 }
 
-func (a *Aggregate[C, E, S]) key(tenant string, stream store.StreamID) (key, error) {
+// key validates a stream's key. An empty tenant is the one ctx carries
+// (store.TenantFromContext), else store.DefaultPartition.
+func (a *Aggregate[C, E, S]) key(ctx context.Context, tenant string, stream store.StreamID) (key, error) {
+	if tenant == "" {
+		if t, ok := store.TenantFromContext(ctx); ok {
+			tenant = string(t)
+		}
+	}
 	p, err := store.ValidatePartition(tenant)
 	if err != nil {
 		return key{}, err
@@ -286,7 +298,7 @@ func (a *Aggregate[C, E, S]) Send(ctx context.Context, cmd C, opts ...SendOption
 	if len(opts) == 1 {
 		o = opts[0]
 	}
-	k, err := a.route(cmd)
+	k, err := a.route(ctx, cmd)
 	if err != nil {
 		return res, fmt.Errorf("actor: send %s command: %w", a.rt.Name, err)
 	}
@@ -361,7 +373,7 @@ func commandMetadata(ctx context.Context, o SendOptions) store.Metadata {
 // The state includes every command answered before State was called.
 func (a *Aggregate[C, E, S]) State(ctx context.Context, tenant string, stream store.StreamID) (S, store.Version, error) {
 	var zero S
-	k, err := a.key(tenant, stream)
+	k, err := a.key(ctx, tenant, stream)
 	if err != nil {
 		return zero, 0, fmt.Errorf("actor: read %s state: %w", a.rt.Name, err)
 	}

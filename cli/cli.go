@@ -67,18 +67,33 @@ type Config struct {
 // Projection is a projection a service registers so `projections rebuild
 // <Name>` can rebuild it. A projection's handlers are code, so only the
 // projections a binary registers can be replayed by it.
+//
+// A continuous projection (package projection), a read model run by one
+// (projection/readmodel) and a consumer (projection/consumer, through its
+// Projection method) are registered with New; a per-stream projection
+// (projection/perstream) with PerStream. Exactly one of the two is set.
 type Projection struct {
 	// Name is the argument of `projections rebuild` and must be the name
-	// New gives the projection (its checkpoint, lease and status row).
-	// Required.
+	// New gives the projection (its checkpoint, lease and status row), or
+	// the subscription id of a per-stream projection. Required.
 	Name string
-	// Help describes the projection in one line of the rebuild help.
-	// Defaults to "".
+	// Help describes the projection in one line of `projections list` and
+	// of the rebuild help. Defaults to "".
 	Help string
 	// New returns the projection on pool, not running, with
 	// opts.BatchSize and opts.Logger applied. It may create the read
-	// model's tables when they are missing. Required.
+	// model's tables when they are missing.
 	New func(ctx context.Context, pool *pgxpool.Pool, opts ProjectionOptions) (*projection.Projection, error)
+	// PerStream registers a per-stream projection instead of New.
+	PerStream *PerStream
+}
+
+// kind names the engine of a registered projection in `projections list`.
+func (p Projection) kind() string {
+	if p.PerStream != nil {
+		return "per-stream"
+	}
+	return "continuous"
 }
 
 // ProjectionOptions are what the command line sets on a projection it
@@ -141,8 +156,12 @@ func (c *Config) validate() error {
 			return fmt.Errorf("cli.Config.Projections[%d].Name: empty", i)
 		case seen[p.Name]:
 			return fmt.Errorf("cli.Config.Projections[%d].Name: %q is registered twice", i, p.Name)
-		case p.New == nil:
-			return fmt.Errorf("cli.Config.Projections[%d].New: nil (projection %q)", i, p.Name)
+		case p.New == nil && p.PerStream == nil:
+			return fmt.Errorf("cli.Config.Projections[%d].New: nil and no PerStream (projection %q): set one", i, p.Name)
+		case p.New != nil && p.PerStream != nil:
+			return fmt.Errorf("cli.Config.Projections[%d].PerStream: set together with New (projection %q): set one", i, p.Name)
+		case p.PerStream != nil && p.PerStream.New == nil:
+			return fmt.Errorf("cli.Config.Projections[%d].PerStream.New: nil (projection %q)", i, p.Name)
 		}
 		seen[p.Name] = true
 	}
@@ -345,7 +364,7 @@ func Run(ctx context.Context, args []string, cfg *Config) int {
 		return ExitUsage
 	}
 	env.dbURL, env.logger = r.DatabaseURL, newLogger(io.Err, r.LogLevel)
-	if err := kctx.Run(env); err != nil {
+	if err := kctx.Run(env, &r.Migrate); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(io.Err, "%s: %v\n", c.Name, err)

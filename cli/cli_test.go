@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -37,6 +39,8 @@ func TestHelpEverywhere(t *testing.T) {
 		{[]string{"streams", "archive"}, "Usage: troupe streams archive <id>"},
 		{[]string{"projections"}, "Usage: troupe projections"},
 		{[]string{"projections", "status"}, "Usage: troupe projections status"},
+		{[]string{"projections", "list"}, "Usage: troupe projections list"},
+		{[]string{"migrate", "export"}, "Usage: troupe migrate export <dir>"},
 		{[]string{"projections", "rebuild"}, "Registered in this binary: none"},
 	}
 	for _, c := range cases {
@@ -115,12 +119,73 @@ func TestMigrate(t *testing.T) {
 
 	r = ok(t, invocation{env: env}, "migrate", "status")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	require.Len(t, lines, len(ms)+1, r.stdout)
+	require.Len(t, lines, len(ms)+2, r.stdout)
+	latest := ms[len(ms)-1].Version
+	require.Equal(t, fmt.Sprintf("database version %d, latest in this binary %d", latest, latest), lines[len(lines)-1])
 	require.Regexp(t, `^VERSION\s+NAME\s+STATUS\s+APPLIED AT$`, lines[0])
 	for i, m := range ms {
 		require.Regexp(t, fmt.Sprintf(`^%03d\s+%s\s+applied\s+\d{4}-\d\d-\d\dT`, m.Version, m.Name), lines[i+1])
 	}
 	require.NotContains(t, r.stdout, "pending")
+}
+
+// migrate --to applies the migrations up to a version; a version below the
+// current one or above the latest is refused, changing nothing.
+func TestMigrateToVersion(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	db := func(args ...string) []string { return append([]string{"--database-url", url}, args...) }
+	ms, err := postgres.Migrations()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(ms), 3)
+	second, latest := ms[1], ms[len(ms)-1].Version
+	name := func(m postgres.Migration) string { return fmt.Sprintf("%03d_%s", m.Version, m.Name) }
+
+	r := ok(t, invocation{}, db("migrate", "--to", fmt.Sprint(second.Version))...)
+	require.Equal(t, fmt.Sprintf("applied 2 migration(s): %s, %s\n", name(ms[0]), name(second)), r.stdout)
+	r = ok(t, invocation{}, db("migrate", "apply", "--to", fmt.Sprint(second.Version))...)
+	require.Equal(t, fmt.Sprintf("database is at version %d already (2 migrations applied)\n", second.Version), r.stdout)
+
+	r = ok(t, invocation{}, db("migrate", "status")...)
+	require.Regexp(t, fmt.Sprintf(`%03d\s+%s\s+applied`, second.Version, second.Name), r.stdout)
+	require.Regexp(t, fmt.Sprintf(`%03d\s+%s\s+pending`, ms[2].Version, ms[2].Name), r.stdout)
+	require.Contains(t, r.stdout, fmt.Sprintf("database version %d, latest in this binary %d\n", second.Version, latest))
+	require.Contains(t, r.stdout, fmt.Sprintf("%d migration(s) pending", len(ms)-2))
+
+	r = troupe(t, invocation{}, db("migrate", "--to", fmt.Sprint(ms[0].Version))...)
+	require.Equal(t, ExitError, r.code)
+	require.Contains(t, r.stderr, fmt.Sprintf("target version %d is below the database's current version %d", ms[0].Version, second.Version))
+	r = troupe(t, invocation{}, db("migrate", "--to", fmt.Sprint(latest+1))...)
+	require.Equal(t, ExitError, r.code)
+	require.Contains(t, r.stderr, fmt.Sprintf("target version %d is above the latest migration this build embeds (%d)", latest+1, latest))
+	for _, bad := range []string{"-3", "0"} {
+		r = troupe(t, invocation{}, db("migrate", "--to="+bad)...)
+		require.Equal(t, ExitUsage, r.code)
+		require.Contains(t, r.stderr, "--to must be a positive version, got "+bad)
+	}
+	r = troupe(t, invocation{}, db("migrate", "status", "--to", "3")...)
+	require.Equal(t, ExitUsage, r.code)
+	require.Contains(t, r.stderr, `--to applies to "migrate apply"`)
+
+	r = ok(t, invocation{}, db("migrate", "--to", fmt.Sprint(latest))...)
+	require.Contains(t, r.stdout, fmt.Sprintf("applied %d migration(s)", len(ms)-2))
+	r = ok(t, invocation{}, db("migrate", "status")...)
+	require.NotContains(t, r.stdout, "pending")
+
+	// A database migrated further by a newer build.
+	pool, err := pgxpool.New(testCtx(t), url)
+	require.NoError(t, err)
+	defer pool.Close()
+	_, err = pool.Exec(testCtx(t), `INSERT INTO troupe_schema_migrations (version, name) VALUES ($1, 'from_the_future')`, latest+100)
+	require.NoError(t, err)
+	r = ok(t, invocation{}, db("migrate", "status")...)
+	require.Regexp(t, fmt.Sprintf(`%03d\s+from_the_future\s+applied \(unknown to this build\)`, latest+100), r.stdout)
+	require.Contains(t, r.stdout, fmt.Sprintf("database version %d, latest in this binary %d\nthe database was migrated by a newer build", latest+100, latest))
+	r = ok(t, invocation{}, db("migrate")...)
+	require.Contains(t, r.stdout, "database is up to date")
+	r = troupe(t, invocation{}, db("migrate", "--to", fmt.Sprint(latest))...)
+	require.Equal(t, ExitError, r.code)
+	require.Contains(t, r.stderr, fmt.Sprintf("below the database's current version %d", latest+100))
 }
 
 // tenants create, list and drop, with the drop confirmation read from
@@ -269,7 +334,9 @@ func TestInvalidConfig(t *testing.T) {
 	}{
 		{Config{Projections: []Projection{{New: newP}}}, "cli.Config.Projections[0].Name: empty"},
 		{Config{Projections: []Projection{{Name: "a", New: newP}, {Name: "a", New: newP}}}, `cli.Config.Projections[1].Name: "a" is registered twice`},
-		{Config{Projections: []Projection{{Name: "a"}}}, "cli.Config.Projections[0].New: nil"},
+		{Config{Projections: []Projection{{Name: "a"}}}, "cli.Config.Projections[0].New: nil and no PerStream"},
+		{Config{Projections: []Projection{{Name: "a", New: newP, PerStream: &PerStream{}}}}, "cli.Config.Projections[0].PerStream: set together with New"},
+		{Config{Projections: []Projection{{Name: "a", PerStream: &PerStream{}}}}, "cli.Config.Projections[0].PerStream.New: nil"},
 		{Config{Commands: []Command{{Name: "migrate", Cmd: &echoCmd{}}}}, `cli.Config.Commands[0].Name: "migrate" is taken`},
 		{Config{Commands: []Command{{Name: "x"}}}, "cli.Config.Commands[0].Cmd: nil"},
 		{Config{Commands: []Command{{Cmd: &echoCmd{}}}}, "cli.Config.Commands[0].Name: empty"},
@@ -281,4 +348,53 @@ func TestInvalidConfig(t *testing.T) {
 		require.Contains(t, stderr.String(), c.want)
 		require.Empty(t, stdout.String())
 	}
+}
+
+// migrate export writes one file per migration in the layout of the tool
+// asked for; applying the files, as that tool would, leaves the database
+// migrated with its bookkeeping, so `migrate status` sees every one.
+func TestMigrateExport(t *testing.T) {
+	t.Parallel()
+	ms, err := postgres.Migrations()
+	require.NoError(t, err)
+	for _, format := range []string{"sql", "goose", "golang-migrate"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			dir := filepath.Join(t.TempDir(), "troupe")
+			r := ok(t, invocation{}, "migrate", "export", dir, "--format", format)
+			require.Equal(t, fmt.Sprintf("wrote %d migration(s) to %s (%s)\n", len(ms), dir, format), r.stdout)
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			require.Len(t, entries, len(ms))
+
+			url := pgtest.NewDatabase(t)
+			pool, err := pgxpool.New(testCtx(t), url)
+			require.NoError(t, err)
+			t.Cleanup(pool.Close)
+			for i, m := range ms {
+				name := fmt.Sprintf("%03d_%s.sql", m.Version, m.Name)
+				if format == "golang-migrate" {
+					name = fmt.Sprintf("%03d_%s.up.sql", m.Version, m.Name)
+				}
+				require.Equal(t, name, entries[i].Name())
+				body, err := os.ReadFile(filepath.Join(dir, name))
+				require.NoError(t, err)
+				script := string(body)
+				if format == "goose" {
+					require.True(t, strings.HasPrefix(script, "-- +goose Up\n-- +goose StatementBegin\n"), name)
+					require.True(t, strings.HasSuffix(script, "-- +goose StatementEnd\n"), name)
+				}
+				require.Contains(t, script, m.Script())
+				_, err = pool.Exec(testCtx(t), script) // one implicit transaction, as the tools send it
+				require.NoError(t, err, name)
+			}
+			r = ok(t, invocation{}, "--database-url", url, "migrate", "status")
+			require.NotContains(t, r.stdout, "pending")
+			r = ok(t, invocation{}, "--database-url", url, "migrate")
+			require.Contains(t, r.stdout, "database is up to date")
+		})
+	}
+	r := troupe(t, invocation{}, "migrate", "export")
+	require.Equal(t, ExitUsage, r.code)
+	require.Contains(t, r.stderr, `expected "<dir>"`)
 }

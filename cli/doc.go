@@ -17,14 +17,16 @@
 //
 // The commands (every one takes --help):
 //
-//	migrate [apply]                 apply the embedded schema migrations
-//	migrate status                  list migrations and whether they are applied
+//	migrate [apply] [--to N]        apply the embedded schema migrations (up to version N)
+//	migrate status                  list migrations, whether they are applied, the current version
+//	migrate export <dir> [--format] write the migrations for goose or golang-migrate
 //	tenants create <id> [--name]    register a tenant and create its partitions
 //	tenants list [--format json]    list registered tenants
 //	tenants drop <id> [--yes]       erase a tenant (asks for confirmation)
 //	streams read <id>               print a stream's events (JSON lines or a table)
 //	streams archive <id>            archive a stream
-//	projections status              name, state, checkpoint, lag and last error
+//	projections list                the projections registered in this binary
+//	projections status [name]       name, state, checkpoint, lag and last error
 //	projections rebuild <name>      reset and replay a registered projection, with progress
 //
 // The database comes from --database-url or, when that is empty, the
@@ -37,8 +39,12 @@
 // and status (projection_status) tables, so it reports every continuous
 // projection and consumer of the database, whichever process runs them.
 // `projections rebuild <name>` needs the projection's handlers, which are
-// code, so it rebuilds only the projections registered in Config.Projections;
-// any other name is an error listing the registered ones. A rebuild waits for
+// code, so it rebuilds only the projections registered in Config.Projections
+// (`projections list` shows them); any other name is an error listing the
+// registered ones. Continuous projections, read models and consumers are
+// registered with Projection.New, per-stream projections with
+// Projection.PerStream: their rebuild resets the read model and the
+// checkpoints in one transaction, then drains every stream. A rebuild waits for
 // the projection's lease when another process runs it, and cancelling the
 // context (Ctrl-C with a signal context) stops it cleanly between batches:
 // what was applied stays committed with its checkpoint, and the projection

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,19 +14,32 @@ import (
 )
 
 type migrateCmd struct {
+	To     *int             `name:"to" placeholder:"VERSION" help:"Apply the migrations up to and including VERSION only (migrate apply). Refused when VERSION is below the database's current version or above the latest this binary embeds."`
 	Apply  migrateApplyCmd  `cmd:"" default:"1" help:"Apply every embedded migration the database lacks (the default). Safe to run from several processes at once."`
 	Status migrateStatusCmd `cmd:"" help:"List the migrations and whether each is applied."`
+	Export migrateExportCmd `cmd:"" help:"Write the embedded migrations as files for another migration tool (goose, golang-migrate), bookkeeping included."`
 }
 
 type migrateApplyCmd struct{}
 
-func (migrateApplyCmd) Run(a *Env) error {
+func (migrateApplyCmd) Run(a *Env, m *migrateCmd) error {
+	to := 0
+	if m.To != nil {
+		if to = *m.To; to <= 0 {
+			return Usagef("--to must be a positive version, got %d", to)
+		}
+	}
 	return a.withPool(func(pool *pgxpool.Pool) error {
 		before, err := postgres.MigrateStatus(a.ctx, pool)
 		if err != nil {
 			return err
 		}
-		if err := postgres.Migrate(a.ctx, pool); err != nil {
+		if to > 0 {
+			err = postgres.MigrateTo(a.ctx, pool, to)
+		} else {
+			err = postgres.Migrate(a.ctx, pool)
+		}
+		if err != nil {
 			return err
 		}
 		after, err := postgres.MigrateStatus(a.ctx, pool)
@@ -36,6 +51,10 @@ func (migrateApplyCmd) Run(a *Env) error {
 			if m.Applied && !wasApplied(before, m.Version) {
 				applied = append(applied, fmt.Sprintf("%03d_%s", m.Version, m.Name))
 			}
+		}
+		if len(applied) == 0 && to > 0 {
+			fmt.Fprintf(a.io.Out, "database is at version %d already (%d migrations applied)\n", to, countApplied(after))
+			return nil
 		}
 		if len(applied) == 0 {
 			fmt.Fprintf(a.io.Out, "database is up to date (%d migrations applied)\n", countApplied(after))
@@ -67,7 +86,10 @@ func countApplied(ms []postgres.MigrationStatus) int {
 
 type migrateStatusCmd struct{}
 
-func (migrateStatusCmd) Run(a *Env) error {
+func (migrateStatusCmd) Run(a *Env, m *migrateCmd) error {
+	if m.To != nil {
+		return Usagef("--to applies to \"migrate apply\", not to \"migrate status\"")
+	}
 	return a.withPool(func(pool *pgxpool.Pool) error {
 		ms, err := postgres.MigrateStatus(a.ctx, pool)
 		if err != nil {
@@ -75,8 +97,14 @@ func (migrateStatusCmd) Run(a *Env) error {
 		}
 		tw := tabwriter.NewWriter(a.io.Out, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "VERSION\tNAME\tSTATUS\tAPPLIED AT")
-		pending := 0
+		pending, current, latest := 0, 0, 0
 		for _, m := range ms {
+			if m.Applied {
+				current = max(current, m.Version)
+			}
+			if !m.Unknown {
+				latest = max(latest, m.Version)
+			}
 			status, at := "pending", "-"
 			switch {
 			case m.Unknown:
@@ -91,9 +119,56 @@ func (migrateStatusCmd) Run(a *Env) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		fmt.Fprintf(a.io.Out, "database version %d, latest in this binary %d\n", current, latest)
+		if current > latest {
+			fmt.Fprintf(a.io.Out, "the database was migrated by a newer build: this binary is older than the schema\n")
+		}
 		if pending > 0 {
-			fmt.Fprintf(a.io.Out, "%d migration(s) pending: run \"%s migrate\"\n", pending, a.name)
+			fmt.Fprintf(a.io.Out, "%d migration(s) pending: run \"%s migrate\" (or \"%s migrate --to VERSION\")\n", pending, a.name, a.name)
 		}
 		return nil
 	})
+}
+
+type migrateExportCmd struct {
+	Dir    string `arg:"" name:"dir" help:"Directory to write the files to (created when missing)."`
+	Format string `short:"f" enum:"sql,goose,golang-migrate" default:"sql" help:"File layout (${enum}): sql writes NNN_name.sql, goose NNN_name.sql with goose annotations, golang-migrate NNN_name.up.sql."`
+}
+
+func (c *migrateExportCmd) Run(a *Env, m *migrateCmd) error {
+	if m.To != nil {
+		return Usagef("--to applies to \"migrate apply\", not to \"migrate export\"")
+	}
+	ms, err := postgres.Migrations()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", c.Dir, err)
+	}
+	for _, mg := range ms {
+		name, body := exportFile(mg, c.Format)
+		if err := os.WriteFile(filepath.Join(c.Dir, name), []byte(body), 0o644); err != nil {
+			return fmt.Errorf("write migration %03d_%s: %w", mg.Version, mg.Name, err)
+		}
+	}
+	fmt.Fprintf(a.io.Out, "wrote %d migration(s) to %s (%s)\n", len(ms), c.Dir, c.Format)
+	return nil
+}
+
+// exportFile returns the file name and content of migration m in format.
+// Each file is m.Script(): the SQL plus the bookkeeping postgres.Migrate
+// does, so troupe_schema_migrations stays true whichever tool applied it.
+func exportFile(m postgres.Migration, format string) (name, body string) {
+	base := fmt.Sprintf("%03d_%s", m.Version, m.Name)
+	switch format {
+	case "goose":
+		// One statement block: goose would otherwise split the script on
+		// semicolons, dollar-quoted function bodies included.
+		return base + ".sql", "-- +goose Up\n-- +goose StatementBegin\n" + m.Script() + "-- +goose StatementEnd\n"
+	case "golang-migrate":
+		return base + ".up.sql", m.Script()
+	default:
+		return base + ".sql", m.Script()
+	}
 }

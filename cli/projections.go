@@ -18,11 +18,35 @@ import (
 )
 
 type projectionsCmd struct {
+	List    projectionsListCmd    `cmd:"" help:"List the projections registered in this binary, which it can rebuild."`
 	Status  projectionsStatusCmd  `cmd:"" help:"Show every projection's state, checkpoint, lag and last error, as stored in the database."`
 	Rebuild projectionsRebuildCmd `cmd:"" help:"Reset a projection's read model and replay the log, with a progress bar. Ctrl-C stops it cleanly."`
 }
 
+type projectionsListCmd struct{}
+
+func (projectionsListCmd) Run(a *Env) error {
+	names := a.projectionNames()
+	if len(names) == 0 {
+		fmt.Fprintf(a.io.Out, "no projection is registered in this binary (a service registers its own with cli.Config.Projections); "+
+			"\"%s projections status\" reports every projection of the database\n", a.name)
+		return nil
+	}
+	tw := tabwriter.NewWriter(a.io.Out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tENGINE\tDESCRIPTION")
+	for _, n := range names {
+		p := a.projections[n]
+		help := p.Help
+		if help == "" {
+			help = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", n, p.kind(), help)
+	}
+	return tw.Flush()
+}
+
 type projectionsStatusCmd struct {
+	Name   string `arg:"" optional:"" name:"name" help:"Show only this projection (every partition it runs for)."`
 	Format string `short:"f" enum:"table,json" default:"table" help:"Output format (${enum})."`
 }
 
@@ -59,6 +83,27 @@ func (c *projectionsStatusCmd) Run(a *Env) error {
 		sts, err := loadStatuses(a.ctx, pool)
 		if err != nil {
 			return err
+		}
+		if c.Name != "" {
+			var known []string
+			var mine []projection.Status
+			for _, st := range sts {
+				if st.Name == c.Name {
+					mine = append(mine, st)
+				}
+				if len(known) == 0 || known[len(known)-1] != st.Name {
+					known = append(known, st.Name)
+				}
+			}
+			if len(mine) == 0 {
+				if _, ok := a.projections[c.Name]; ok {
+					return fmt.Errorf("projection %q is registered in this binary but has not run on this database "+
+						"(per-stream projections have no status row)", c.Name)
+				}
+				return fmt.Errorf("projection %q has not run on this database (%s); registered in this binary: %s",
+					c.Name, listOr(known, "none has run"), listOr(a.projectionNames(), "none"))
+			}
+			sts = mine
 		}
 		if c.Format == "json" {
 			out := make([]statusJSON, 0, len(sts))
@@ -148,13 +193,12 @@ func (c *projectionsRebuildCmd) Run(a *Env) error {
 	}
 	reg, ok := a.projections[c.Name]
 	if !ok {
-		registered := "none"
-		if names := a.projectionNames(); len(names) > 0 {
-			registered = strings.Join(names, ", ")
-		}
 		return fmt.Errorf("projection %q is not registered in this binary (registered: %s); "+
 			"rebuild a projection from the binary of the service that defines it, which registers it with cli.Config.Projections",
-			c.Name, registered)
+			c.Name, listOr(a.projectionNames(), "none"))
+	}
+	if reg.PerStream != nil {
+		return a.withPool(func(pool *pgxpool.Pool) error { return rebuildPerStream(a, pool, reg, c.BatchSize) })
 	}
 	return a.withPool(func(pool *pgxpool.Pool) error {
 		p, err := reg.New(a.ctx, pool, ProjectionOptions{BatchSize: c.BatchSize, Logger: a.logger})
@@ -193,4 +237,12 @@ func (c *projectionsRebuildCmd) Run(a *Env) error {
 			return err
 		}
 	})
+}
+
+// listOr returns names joined by ", ", or none when there are none.
+func listOr(names []string, none string) string {
+	if len(names) == 0 {
+		return none
+	}
+	return strings.Join(names, ", ")
 }

@@ -1,12 +1,12 @@
-// Command quickstart is the program of docs/getting-started.md: one
-// aggregate on PostgreSQL, a read model kept by a snapshot projection, and a
-// read of one's own write. It uses DATABASE_URL, or starts a throwaway
-// PostgreSQL from the local binaries when that is unset.
+// Command quickstart is the program of docs/getting-started.md: an account
+// aggregate with four commands and four event types on PostgreSQL, a
+// tenant, a read model kept by a projection, and a read of one's own write.
+// It uses DATABASE_URL, or starts a throwaway PostgreSQL from the local
+// binaries when that is unset.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,52 +16,30 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/troupehq/troupe/actor"
-	"github.com/troupehq/troupe/decider"
 	"github.com/troupehq/troupe/internal/pgserver"
 	"github.com/troupehq/troupe/projection"
 	"github.com/troupehq/troupe/projection/readmodel"
 	"github.com/troupehq/troupe/store"
 	"github.com/troupehq/troupe/store/postgres"
+	"github.com/troupehq/troupe/tenancy"
 )
 
-// Deposit is the one command: put money into an account.
-type Deposit struct {
-	Tenant  string
-	Account string
-	Amount  int64
-}
-
-// Deposited is the one event.
-type Deposited struct {
-	Amount int64 `json:"amount"`
-}
-
-// Balance is the account's state.
-type Balance struct {
-	Total    int64 `json:"total"`
-	Deposits int   `json:"deposits"`
-}
-
-// Accounts is the account aggregate: pure functions, no I/O.
-var Accounts = decider.Decider[Deposit, Deposited, Balance]{
-	Decide: func(c Deposit, s Balance) ([]Deposited, error) {
-		if c.Amount <= 0 {
-			return nil, decider.Rejectf("amount must be positive, got %d", c.Amount)
-		}
-		return []Deposited{{Amount: c.Amount}}, nil
-	},
-	Evolve: func(s Balance, e Deposited) Balance {
-		return Balance{Total: s.Total + e.Amount, Deposits: s.Deposits + 1}
-	},
-	InitialState: func() Balance { return Balance{} },
-}
-
-const readModel = `CREATE TABLE IF NOT EXISTS balances (
-	partition text NOT NULL,
-	account_id text NOT NULL,
-	total bigint NOT NULL DEFAULT 0,
-	deposits int NOT NULL DEFAULT 0,
-	PRIMARY KEY (partition, account_id))`
+// ReadModelSchema is the read model's table: one row per account, keyed
+// by exactly the columns ExtractKeys returns, partitioned by tenant like
+// Troupe's own tables (rows of tenants without a partition go to the
+// DEFAULT one), and registered so dropping a tenant erases its rows.
+const ReadModelSchema = `
+CREATE TABLE IF NOT EXISTS accounts (
+    partition  text   NOT NULL,
+    account_id text   NOT NULL,
+    owner      text   NOT NULL DEFAULT '',
+    status     text   NOT NULL DEFAULT '',
+    balance    bigint NOT NULL DEFAULT 0,
+    movements  int    NOT NULL DEFAULT 0,
+    PRIMARY KEY (partition, account_id)
+) PARTITION BY LIST (partition);
+CREATE TABLE IF NOT EXISTS accounts_default PARTITION OF accounts DEFAULT;
+INSERT INTO tenant_tables (relation) VALUES ('accounts') ON CONFLICT DO NOTHING;`
 
 func main() {
 	if err := run(context.Background(), os.Getenv("DATABASE_URL"), os.Stdout); err != nil {
@@ -84,12 +62,20 @@ func run(ctx context.Context, dsn string, out io.Writer) error {
 		return err
 	}
 	defer pool.Close()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 
-	// 1. The schema: Troupe's tables, then the read model's.
+	// 1. The schema: Troupe's tables, the read model's, and a tenant.
 	if err := postgres.Migrate(ctx, pool); err != nil {
 		return err
 	}
-	if _, err := pool.Exec(ctx, readModel); err != nil {
+	if _, err := pool.Exec(ctx, ReadModelSchema); err != nil {
+		return err
+	}
+	tenants, err := tenancy.NewManager(pool, &tenancy.Config{Logger: quiet})
+	if err != nil {
+		return err
+	}
+	if _, _, err := tenants.Create(ctx, "acme", "Acme Inc."); err != nil {
 		return err
 	}
 	es, err := postgres.New(pool, nil)
@@ -97,31 +83,38 @@ func run(ctx context.Context, dsn string, out io.Writer) error {
 		return err
 	}
 
-	// 2. The read model: one row per account, folded with the same evolve.
-	balances, err := readmodel.New(&readmodel.Config[Balance]{
-		Table:      "balances",
-		Storage:    readmodel.InTable,
-		EventTypes: []string{"Deposited"},
+	// 2. The read model: each row holds the fold of the aggregate's own
+	// Evolve over the account's events, kept by a continuous projection.
+	codec := store.NewJSONCodec().
+		MustRegister("AccountOpened", AccountOpened{}).
+		MustRegister("Deposited", Deposited{}).
+		MustRegister("Withdrawn", Withdrawn{}).
+		MustRegister("AccountClosed", AccountClosed{})
+	accountsTable, err := readmodel.New(&readmodel.Config[Account]{
+		Table:      "accounts",
+		Storage:    readmodel.InTable, // the state lives in Troupe's snapshots table
+		EventTypes: []string{"AccountOpened", "Deposited", "Withdrawn", "AccountClosed"},
 		ExtractKeys: func(e store.Event, partition string) (map[string]any, error) {
 			return map[string]any{"partition": partition, "account_id": string(e.StreamID)}, nil
 		},
-		Evolve: func(s Balance, e store.Event) (Balance, error) {
-			var d Deposited
-			err := json.Unmarshal(e.Data, &d)
-			return Accounts.Evolve(s, d), err
+		Evolve: func(s Account, e store.Event) (Account, error) {
+			ev, err := codec.Decode(e.Type, e.Data) // the Go value: AccountOpened, Deposited, ...
+			if err != nil {
+				return s, err
+			}
+			return Accounts.Evolve(s, ev.(Event)), nil
 		},
 		Initial: Accounts.InitialState,
-		MapToColumns: func(s Balance) map[string]any {
-			return map[string]any{"total": s.Total, "deposits": s.Deposits}
+		MapToColumns: func(s Account) map[string]any {
+			return map[string]any{"owner": s.Owner, "status": s.Status, "balance": s.Balance, "movements": s.Movements}
 		},
 	})
 	if err != nil {
 		return err
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	proj, err := projection.New(pool, &projection.Config{
-		Name: "balances", Store: es, Logger: quiet,
-		BatchHandlers: []projection.BatchHandler{balances},
+		Name: "accounts", Store: es, Logger: quiet,
+		BatchHandlers: []projection.BatchHandler{accountsTable},
 	})
 	if err != nil {
 		return err
@@ -131,15 +124,15 @@ func run(ctx context.Context, dsn string, out io.Writer) error {
 	}
 	defer proj.Stop(ctx)
 
-	// 3. The host: every account stream becomes a cached actor.
-	codec := store.NewJSONCodec().MustRegister("Deposited", Deposited{})
+	// 3. The host: every account stream becomes a cached actor. Route
+	// leaves the tenant empty: it comes from the context of each Send.
 	host, err := actor.New(es, &actor.Config{Codec: codec, Logger: quiet})
 	if err != nil {
 		return err
 	}
-	accounts, err := actor.Register(host, actor.Kind[Deposit, Deposited, Balance]{
-		Name: "account", StreamType: "account", Decider: Accounts,
-		Route: func(c Deposit) (string, store.StreamID) { return c.Tenant, store.StreamID(c.Account) },
+	accounts, err := actor.Register(host, actor.Kind[Command, Event, Account]{
+		Name: "account", Decider: Accounts,
+		Route: func(c Command) (string, store.StreamID) { return "", store.StreamID(c.AccountID()) },
 	})
 	if err != nil {
 		return err
@@ -149,16 +142,26 @@ func run(ctx context.Context, dsn string, out io.Writer) error {
 	}
 	defer host.Stop(ctx)
 
-	// 4. Commands: two deposits and one the domain rejects.
-	var last actor.Result[Deposited, Balance]
-	for _, amount := range []int64{30, 12, -5} {
-		res, err := accounts.Send(ctx, Deposit{Tenant: "acme", Account: "acc-1", Amount: amount})
+	// 4. Commands, for tenant acme: five accepted, three the rules reject.
+	acme := store.WithTenant(ctx, "acme")
+	var last actor.Result[Event, Account]
+	for _, cmd := range []Command{
+		OpenAccount{Account: "acc-1", Owner: "Ada"},
+		Deposit{Account: "acc-1", Amount: 30},
+		Withdraw{Account: "acc-1", Amount: 12},
+		Withdraw{Account: "acc-1", Amount: 100},
+		Deposit{Account: "acc-1", Amount: -5},
+		Deposit{Account: "acc-1", Amount: 7},
+		CloseAccount{Account: "acc-1"},
+		Deposit{Account: "acc-1", Amount: 1},
+	} {
+		res, err := accounts.Send(acme, cmd)
 		if err != nil {
-			fmt.Fprintf(out, "deposit %d: rejected: %v\n", amount, err)
+			fmt.Fprintf(out, "%T: rejected: %v\n", cmd, err)
 			continue
 		}
 		last = res
-		fmt.Fprintf(out, "deposit %d: stream version %d\n", amount, res.Version)
+		fmt.Fprintf(out, "%T: %d event(s), stream version %d\n", cmd, len(res.Events), res.Version)
 	}
 
 	// 5. Read your write: wait until the projection has applied it.
@@ -167,13 +170,14 @@ func run(ctx context.Context, dsn string, out io.Writer) error {
 	if err := proj.WaitFor(wctx, last.Position); err != nil {
 		return err
 	}
-	var total int64
-	var deposits int
-	err = pool.QueryRow(ctx, `SELECT total, deposits FROM balances WHERE partition = $1 AND account_id = $2`,
-		"acme", "acc-1").Scan(&total, &deposits)
+	var owner, status string
+	var balance int64
+	var movements int
+	err = pool.QueryRow(ctx, `SELECT owner, status, balance, movements FROM accounts WHERE partition = $1 AND account_id = $2`,
+		"acme", "acc-1").Scan(&owner, &status, &balance, &movements)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "read model: acc-1 total=%d deposits=%d\n", total, deposits)
+	fmt.Fprintf(out, "read model: acc-1 owner=%s status=%s balance=%d movements=%d\n", owner, status, balance, movements)
 	return nil
 }

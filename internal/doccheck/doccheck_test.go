@@ -207,9 +207,11 @@ func render(s snippet, pkg string) ([]byte, error) {
 
 // splitFuncs moves the fragment's top-level func and type declarations
 // (lines from "func " or "type " at column 0 to the next line that is "}" at
-// column 0, or the one line when it closes its braces itself) out of its
-// statements: a func can't be declared in a function body, and a type used
-// by such a func must be declared beside it.
+// column 0, or the one line when it closes its braces itself), and its
+// var declarations spanning several lines (from "var " at column 0 to the
+// next line that is "}" or ")" at column 0), out of its statements: a func
+// can't be declared in a function body, and a type or variable used by
+// such a func must be declared beside it.
 func splitFuncs(code string) (decls, stmts string) {
 	var d, s strings.Builder
 	inDecl := false
@@ -217,6 +219,13 @@ func splitFuncs(code string) (decls, stmts string) {
 		switch {
 		case !inDecl && (strings.HasPrefix(line, "func ") || strings.HasPrefix(line, "type ")):
 			inDecl = strings.Count(line, "{") > strings.Count(line, "}") || strings.HasSuffix(strings.TrimSpace(line), "(")
+			d.WriteString(line)
+		case !inDecl && strings.HasPrefix(line, "var ") && opens(line):
+			// A var declared over several lines (a group, a composite
+			// literal): package level too, so the funcs can use it, as a
+			// program's package-level variables. One-line vars stay
+			// statements.
+			inDecl = true
 			d.WriteString(line)
 		case inDecl:
 			d.WriteString(line)
@@ -228,6 +237,12 @@ func splitFuncs(code string) (decls, stmts string) {
 		}
 	}
 	return d.String(), s.String()
+}
+
+// opens reports whether line opens more braces or parentheses than it
+// closes.
+func opens(line string) bool {
+	return strings.Count(line, "{")+strings.Count(line, "(") > strings.Count(line, "}")+strings.Count(line, ")")
 }
 
 // declared returns the names a top-level statement of the body declares.

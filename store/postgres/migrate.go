@@ -80,6 +80,43 @@ func Migrations() ([]Migration, error) {
 	return slices.Clone(ms), nil
 }
 
+// MigrationsFS returns the embedded migration files, named NNN_name.sql
+// at its root: the SQL Migrate applies, for a team that runs its schema
+// changes with a migration tool of its own. Prefer Migration.Script, which
+// also keeps troupe_schema_migrations up to date.
+func MigrationsFS() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // "migrations" is a valid path: fs.Sub cannot fail
+	}
+	return sub
+}
+
+// Script returns the migration as one script for another migration tool:
+// the advisory lock Migrate takes (so a process running Migrate at the same
+// time waits), the migration's SQL, then the creation of
+// troupe_schema_migrations when missing and the migration's row in it. Run
+// in one transaction, it leaves the database exactly as Migrate would, so
+// MigrateStatus, `migrate status` and a later Migrate see it as applied.
+// It must run in a transaction (the lock is transaction-scoped); a script
+// of several statements sent at once without parameters runs in one.
+func (m Migration) Script() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "-- Troupe migration %03d_%s\n", m.Version, m.Name)
+	fmt.Fprintf(&b, "SELECT pg_advisory_xact_lock(%d);\n\n", migrationLockKey)
+	body := strings.TrimRight(m.SQL, " \t\r\n")
+	b.WriteString(body)
+	if !strings.HasSuffix(body, ";") {
+		b.WriteString("\n;") // ends the last statement, even after a trailing comment
+	}
+	b.WriteString("\n\n-- Bookkeeping: what postgres.Migrate records.\n")
+	b.WriteString(migrationTableSQL)
+	b.WriteString(";\n")
+	fmt.Fprintf(&b, "INSERT INTO troupe_schema_migrations (version, name) VALUES (%d, '%s') ON CONFLICT (version) DO NOTHING;\n",
+		m.Version, strings.ReplaceAll(m.Name, "'", "''"))
+	return b.String()
+}
+
 func parseMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
@@ -116,21 +153,72 @@ func parseMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 // troupe_schema_migrations. Every transaction first takes a
 // transaction-scoped advisory lock, so processes migrating the same
 // database at once apply each migration exactly once and all succeed.
-// Running Migrate on an up-to-date database changes nothing. On error the
-// migrations applied before the failing one stay applied; the failing one
-// is rolled back entirely.
+// Running Migrate on an up-to-date database changes nothing, and so does
+// running it on a database migrated further by a newer build: the
+// migrations it does not embed are left as they are (MigrateStatus reports
+// them as Unknown). On error the migrations applied before the failing one
+// stay applied; the failing one is rolled back entirely.
 //
 // db is a *pgxpool.Pool, a *pgx.Conn or a pgx.Tx. In a transaction of the
 // caller each migration runs in a savepoint and the advisory lock is held
 // until that transaction ends: nothing is applied until the caller commits,
 // and a rollback undoes every migration.
 func Migrate(ctx context.Context, db DB) error {
+	return migrate(ctx, db, 0, "migrate")
+}
+
+// MigrateTo applies, like Migrate, the embedded migrations the database
+// lacks up to and including version, and none after it: a team can move
+// the schema one release at a time. A version equal to the database's
+// current version (the highest one applied) does nothing. A version below
+// the current one, or above the latest this build embeds, changes nothing
+// and returns a *MigrationTargetError (ErrMigrationTarget): migrations are
+// never reverted.
+func MigrateTo(ctx context.Context, db DB, version int) error {
+	if version <= 0 {
+		return fmt.Errorf("migrate to version %d: %w", version, &MigrationTargetError{Target: version})
+	}
+	return migrate(ctx, db, version, fmt.Sprintf("migrate to version %d", version))
+}
+
+// ErrMigrationTarget matches every *MigrationTargetError.
+var ErrMigrationTarget = errors.New("invalid migration target")
+
+// MigrationTargetError is MigrateTo's refusal of a target version: below
+// the database's current version, above the latest migration embedded, or
+// not positive.
+type MigrationTargetError struct {
+	// Target is the version asked for.
+	Target int
+	// Current is the highest version applied to the database (0: none).
+	Current int
+	// Latest is the highest version this build embeds.
+	Latest int
+}
+
+func (e *MigrationTargetError) Error() string {
+	switch {
+	case e.Target <= 0:
+		return fmt.Sprintf("%v: target version %d is not positive", ErrMigrationTarget, e.Target)
+	case e.Target > e.Latest:
+		return fmt.Sprintf("%v: target version %d is above the latest migration this build embeds (%d)", ErrMigrationTarget, e.Target, e.Latest)
+	default:
+		return fmt.Sprintf("%v: target version %d is below the database's current version %d (migrations are never reverted)",
+			ErrMigrationTarget, e.Target, e.Current)
+	}
+}
+
+// Is makes errors.Is(err, ErrMigrationTarget) match.
+func (e *MigrationTargetError) Is(target error) bool { return target == ErrMigrationTarget }
+
+// migrate applies the missing migrations up to target (0: every one).
+func migrate(ctx context.Context, db DB, target int, what string) error {
 	if IsNil(db) {
-		return errors.New("migrate: db is nil")
+		return fmt.Errorf("%s: db is nil", what)
 	}
 	ms, err := loadMigrations()
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	var applied []MigrationStatus
 	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
@@ -144,14 +232,29 @@ func Migrate(ctx context.Context, db DB) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if target > 0 {
+		latest, current := 0, 0
+		if len(ms) > 0 {
+			latest = ms[len(ms)-1].Version
+		}
+		if len(applied) > 0 {
+			current = applied[len(applied)-1].Version
+		}
+		if target > latest || target < current {
+			return fmt.Errorf("%s: %w", what, &MigrationTargetError{Target: target, Current: current, Latest: latest})
+		}
 	}
 	for _, m := range ms {
+		if target > 0 && m.Version > target {
+			break
+		}
 		if slices.ContainsFunc(applied, func(a MigrationStatus) bool { return a.Version == m.Version }) {
 			continue
 		}
 		if err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error { return applyMigration(ctx, tx, m) }); err != nil {
-			return fmt.Errorf("migrate: apply %03d_%s: %w", m.Version, m.Name, err)
+			return fmt.Errorf("%s: apply %03d_%s: %w", what, m.Version, m.Name, err)
 		}
 	}
 	return nil

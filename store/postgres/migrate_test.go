@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
+	"io/fs"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -352,4 +354,181 @@ func migrateBefore(t *testing.T, pool *pgxpool.Pool, before int) {
 		_, err = pool.Exec(ctx, `INSERT INTO troupe_schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
 		require.NoError(t, err)
 	}
+}
+
+// appliedVersions returns the versions the status reports applied.
+func appliedVersions(t *testing.T, db postgres.DB) []int {
+	t.Helper()
+	st, err := postgres.MigrateStatus(t.Context(), db)
+	require.NoError(t, err)
+	var out []int
+	for _, m := range st {
+		if m.Applied {
+			out = append(out, m.Version)
+		}
+	}
+	return out
+}
+
+func versionsUpTo(ms []postgres.Migration, target int) []int {
+	var out []int
+	for _, m := range ms {
+		if m.Version <= target {
+			out = append(out, m.Version)
+		}
+	}
+	return out
+}
+
+// MigrateTo applies the migrations up to its target and no further; a
+// target equal to the current version does nothing; a target below it or
+// above the latest embedded changes nothing and names the versions.
+func TestMigrateTo(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	ms, err := postgres.Migrations()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(ms), 3)
+	latest := ms[len(ms)-1].Version
+	second := ms[1].Version
+	pool := pgtest.NewPool(t)
+
+	require.NoError(t, postgres.MigrateTo(ctx, pool, second))
+	require.Equal(t, versionsUpTo(ms, second), appliedVersions(t, pool))
+	before := migrationStatus(t, pool)
+	require.NoError(t, postgres.MigrateTo(ctx, pool, second), "the current version again")
+	require.Equal(t, before, migrationStatus(t, pool))
+
+	var target *postgres.MigrationTargetError
+	err = postgres.MigrateTo(ctx, pool, ms[0].Version)
+	require.ErrorIs(t, err, postgres.ErrMigrationTarget)
+	require.ErrorAs(t, err, &target)
+	require.Equal(t, postgres.MigrationTargetError{Target: ms[0].Version, Current: second, Latest: latest}, *target)
+	require.ErrorContains(t, err, fmt.Sprintf("target version %d is below the database's current version %d", ms[0].Version, second))
+
+	err = postgres.MigrateTo(ctx, pool, latest+1)
+	require.ErrorIs(t, err, postgres.ErrMigrationTarget)
+	require.ErrorContains(t, err, fmt.Sprintf("target version %d is above the latest migration this build embeds (%d)", latest+1, latest))
+	for _, v := range []int{0, -1} {
+		require.ErrorIs(t, postgres.MigrateTo(ctx, pool, v), postgres.ErrMigrationTarget)
+	}
+	require.Equal(t, before, migrationStatus(t, pool), "a refused target changed something")
+
+	third := ms[2].Version
+	require.NoError(t, postgres.MigrateTo(ctx, pool, third))
+	require.Equal(t, versionsUpTo(ms, third), appliedVersions(t, pool))
+	require.NoError(t, postgres.MigrateTo(ctx, pool, latest))
+	require.Equal(t, versionsUpTo(ms, latest), appliedVersions(t, pool))
+
+	// A database migrated by a newer build: its current version is above
+	// anything this build knows, so every target is refused, while
+	// Migrate leaves it as it is.
+	_, err = pool.Exec(ctx, `INSERT INTO troupe_schema_migrations (version, name) VALUES ($1, 'from_the_future')`, latest+100)
+	require.NoError(t, err)
+	err = postgres.MigrateTo(ctx, pool, latest)
+	require.ErrorContains(t, err, fmt.Sprintf("below the database's current version %d", latest+100))
+	require.NoError(t, postgres.Migrate(ctx, pool))
+}
+
+// MigrateTo works on a pool, a connection and the caller's transaction.
+func TestMigrateToOnEveryHandle(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	ms, err := postgres.Migrations()
+	require.NoError(t, err)
+	first, latest := ms[0].Version, ms[len(ms)-1].Version
+	check := func(t *testing.T, db postgres.DB) {
+		require.NoError(t, postgres.MigrateTo(ctx, db, first))
+		require.Equal(t, []int{first}, appliedVersions(t, db))
+		require.NoError(t, postgres.MigrateTo(ctx, db, latest))
+		require.Equal(t, versionsUpTo(ms, latest), appliedVersions(t, db))
+	}
+	t.Run("pool", func(t *testing.T) {
+		t.Parallel()
+		check(t, pgtest.NewPool(t))
+	})
+	t.Run("conn", func(t *testing.T) {
+		t.Parallel()
+		conn, err := pgx.Connect(ctx, pgtest.NewDatabase(t))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close(context.Background()) })
+		check(t, conn)
+	})
+	t.Run("tx", func(t *testing.T) {
+		t.Parallel()
+		pool := pgtest.NewPool(t)
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		check(t, tx)
+		require.Empty(t, appliedVersions(t, pool), "nothing is visible before the caller commits")
+		require.NoError(t, tx.Commit(ctx))
+		require.Equal(t, versionsUpTo(ms, latest), appliedVersions(t, pool))
+	})
+}
+
+// publicColumns describes every column of the public schema.
+func publicColumns(t *testing.T, db postgres.DB) []string {
+	t.Helper()
+	rows, err := db.Query(t.Context(), `SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable
+		FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, column_name`)
+	require.NoError(t, err)
+	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return cols
+}
+
+// The files of MigrationsFS are the migrations; each Migration.Script, run
+// the way another migration tool would (one transaction per file), leaves
+// the database as Migrate does: the same tables and columns, every version
+// recorded, Migrate then a no-op and the store usable.
+func TestMigrationScripts(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	ms, err := postgres.Migrations()
+	require.NoError(t, err)
+	fsys := postgres.MigrationsFS()
+	for _, m := range ms {
+		body, err := fs.ReadFile(fsys, fmt.Sprintf("%03d_%s.sql", m.Version, m.Name))
+		require.NoError(t, err)
+		require.Equal(t, m.SQL, string(body))
+	}
+	again, err := postgres.ParseMigrations(fsys, ".")
+	require.NoError(t, err)
+	require.Equal(t, ms, again)
+
+	byMigrate := pgtest.NewPool(t)
+	require.NoError(t, postgres.Migrate(ctx, byMigrate))
+
+	byScript := pgtest.NewPool(t)
+	for i, m := range ms {
+		script := m.Script()
+		require.Contains(t, script, m.SQL[:20])
+		if i%2 == 0 { // a tool that wraps each file in a transaction
+			tx, err := byScript.Begin(ctx)
+			require.NoError(t, err)
+			_, err = tx.Exec(ctx, script)
+			require.NoError(t, err, m.Name)
+			require.NoError(t, tx.Commit(ctx))
+		} else { // a tool that sends the file as it is (one implicit transaction)
+			_, err = byScript.Exec(ctx, script)
+			require.NoError(t, err, m.Name)
+		}
+	}
+	require.Equal(t, publicColumns(t, byMigrate), publicColumns(t, byScript))
+	want := migrationStatus(t, byMigrate)
+	got := migrationStatus(t, byScript)
+	require.Len(t, got, len(want))
+	for i := range want {
+		require.Equal(t, want[i].Version, got[i].Version)
+		require.Equal(t, want[i].Name, got[i].Name)
+		require.True(t, got[i].Applied && !got[i].Unknown, got[i].Name)
+	}
+	require.NoError(t, postgres.Migrate(ctx, byScript))
+	require.Equal(t, got, migrationStatus(t, byScript), "Migrate after the scripts changed something")
+	_, err = byScript.Exec(ctx, ms[0].Script())
+	require.NoError(t, err, "a script run twice records its version once")
+	s, err := postgres.New(byScript, nil)
+	require.NoError(t, err)
+	_, err = s.AppendToStream(ctx, "s", events("E", 2), store.AppendOptions{})
+	require.NoError(t, err)
 }
