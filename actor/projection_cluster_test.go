@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/troupehq/troupe/internal/freeport"
+
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/stretchr/testify/require"
 
@@ -34,10 +36,9 @@ func pmBuild(t *testing.T) string { return buildMember(t) }
 
 func pmFreeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // pmMember is one member process.

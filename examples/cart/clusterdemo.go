@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/troupehq/troupe/internal/freeport"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -101,12 +102,7 @@ func (m *member) logTail() string {
 // freeLocalAddr returns a 127.0.0.1 address with a port nothing listens on
 // now.
 func freeLocalAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := l.Addr().String()
-	return addr, l.Close()
+	return freeport.Addr()
 }
 
 // memberEnv is the environment of a member: this process's, without what

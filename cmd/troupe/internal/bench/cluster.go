@@ -8,13 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/troupehq/troupe/internal/freeport"
 )
 
 // ClusterConfig configures RunCluster: the cluster measurements, with
@@ -129,12 +130,7 @@ func (m *benchMember) log() string {
 }
 
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := l.Addr().String()
-	return addr, l.Close()
+	return freeport.Addr()
 }
 
 // cluster is the running members of one measurement.
