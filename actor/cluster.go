@@ -188,6 +188,10 @@ type clusterRuntime struct {
 	inFlight    map[*inFlight]struct{}
 	started     bool
 	topology    *eventstream.Subscription
+	// known is the member list of the last topology event: protoactor's
+	// MemberList.Members reads its set without a lock, so Members and
+	// Owner read this copy instead.
+	known []*cluster.Member
 }
 
 func newClusterRuntime(h *Host, c *ClusterConfig) (*clusterRuntime, error) {
@@ -236,7 +240,14 @@ func (r *clusterRuntime) start() (err error) {
 		}
 	}()
 	r.topology = r.cl.ActorSystem.EventStream.Subscribe(func(evt any) {
-		if t, ok := evt.(*cluster.ClusterTopology); ok && len(t.Left) > 0 {
+		t, ok := evt.(*cluster.ClusterTopology)
+		if !ok {
+			return
+		}
+		r.mu.Lock()
+		r.known = slices.Clone(t.Members)
+		r.mu.Unlock()
+		if len(t.Left) > 0 {
 			left := make(map[string]bool, len(t.Left))
 			for _, m := range t.Left {
 				left[m.Address()] = true
@@ -289,7 +300,7 @@ func (r *clusterRuntime) announceLeaving() {
 func (r *clusterRuntime) member() string { return r.cl.ActorSystem.Address() }
 
 func (r *clusterRuntime) members() []string {
-	ms := r.cl.MemberList.Members().Members()
+	ms := r.knownMembers()
 	out := make([]string, 0, len(ms))
 	for _, m := range ms {
 		out = append(out, m.Address())
@@ -298,9 +309,15 @@ func (r *clusterRuntime) members() []string {
 	return out
 }
 
+func (r *clusterRuntime) knownMembers() []*cluster.Member {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.known
+}
+
 func (r *clusterRuntime) owner(k key) string {
 	rdv := cluster.NewRendezvous()
-	rdv.UpdateMembers(r.cl.MemberList.Members().Members())
+	rdv.UpdateMembers(r.knownMembers())
 	return rdv.GetByClusterIdentity(cluster.NewClusterIdentity(identityOf(k), streamGrainKind))
 }
 
