@@ -34,8 +34,9 @@ type JSONCodec struct {
 }
 
 var (
-	_ Codec    = (*JSONCodec)(nil)
-	_ Upcaster = (*JSONCodec)(nil)
+	_ Codec     = (*JSONCodec)(nil)
+	_ Upcaster  = (*JSONCodec)(nil)
+	_ TypeNamer = (*JSONCodec)(nil)
 )
 
 // NewJSONCodec returns an empty JSONCodec.
@@ -93,6 +94,19 @@ func (c *JSONCodec) Encode(event any) (string, json.RawMessage, error) {
 		return "", nil, fmt.Errorf("encode %s: %w", name, err)
 	}
 	return name, data, nil
+}
+
+// TypeName implements TypeNamer: the name registered for sample's Go type,
+// found without encoding sample.
+func (c *JSONCodec) TypeName(sample any) (string, error) {
+	t := reflect.TypeOf(sample)
+	c.mu.RLock()
+	name, ok := c.byType[t]
+	c.mu.RUnlock()
+	if !ok {
+		return "", fmt.Errorf("%w: no name registered for Go type %v", ErrUnknownEventType, t)
+	}
+	return name, nil
 }
 
 // Decode implements Codec.

@@ -48,3 +48,26 @@ func TestTypeNameOf(t *testing.T) {
 		t.Fatalf("TypeNameOf with a nil codec: %v", err)
 	}
 }
+
+// refusesZero is an event whose zero value does not encode.
+type refusesZero struct{ N int }
+
+func (r refusesZero) MarshalJSON() ([]byte, error) {
+	if r.N == 0 {
+		return nil, errors.New("zero N")
+	}
+	return json.Marshal(struct{ N int }{r.N})
+}
+
+func TestJSONCodecNamesTypesWithoutEncoding(t *testing.T) {
+	c := store.NewJSONCodec().MustRegister("RefusesZero", refusesZero{})
+	if _, _, err := c.Encode(refusesZero{}); err == nil {
+		t.Fatal("the zero value encodes; the test needs one that does not")
+	}
+	if got, err := store.TypeNameOf[refusesZero](c); err != nil || got != "RefusesZero" {
+		t.Fatalf("TypeNameOf[refusesZero] = %q, %v; want RefusesZero from the codec's type map", got, err)
+	}
+	if _, err := c.TypeName(unnamed{}); !errors.Is(err, store.ErrUnknownEventType) {
+		t.Fatalf("TypeName(unnamed) error = %v", err)
+	}
+}
