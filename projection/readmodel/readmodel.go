@@ -121,7 +121,8 @@ type Config[S any] struct {
 	// Projection), and must be brought to the current schema like the
 	// events the projection's store hands over. Set it to the upcaster
 	// the store is configured with (postgres.Config.Upcaster) whenever
-	// that is set. Defaults to nil: those events are used as stored.
+	// that is set. Defaults to Codec when Codec is an Upcaster (a
+	// store.JSONCodec is), else nil: those events are used as stored.
 	Upcaster store.Upcaster
 }
 
@@ -219,6 +220,9 @@ func New[S any](cfg *Config[S]) (*Projection[S], error) {
 	}
 	if cfg.PartitionColumn == "" {
 		cfg.PartitionColumn = "partition"
+	}
+	if u, ok := cfg.Codec.(store.Upcaster); ok && cfg.Upcaster == nil {
+		cfg.Upcaster = u
 	}
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = DefaultCacheSize
