@@ -29,9 +29,20 @@ import (
 // The cluster tests run members as child processes of the test binary,
 // built without -race: protoactor-go's cluster and remoting code has data
 // races of its own, and the test process itself never joins a cluster. They
-// drive the members over HTTP (actor/internal/clustermember).
+// drive the members over HTTP (actor/internal/clustermember). One test
+// (cluster_race_test.go) builds the members with -race and fails on a race
+// in Troupe's code.
 
 var memberBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// memberRaceBin is the member binary built with -race, for the one test
+// that runs members under the race detector and tells Troupe's races from
+// upstream's.
+var memberRaceBin struct {
 	once sync.Once
 	path string
 	err  error
@@ -41,33 +52,47 @@ var memberBin struct {
 // race detector and with a clean environment.
 func buildMember(t testing.TB) string {
 	t.Helper()
-	memberBin.once.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		dir, err := os.MkdirTemp("", "troupe-clustermember-")
-		if err != nil {
-			memberBin.err = err
-			return
-		}
-		memberBin.path = filepath.Join(dir, "clustermember")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, goBin, "build", "-o", memberBin.path, "github.com/troupehq/troupe/actor/internal/clustermember")
-		cmd.Env = buildEnv()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			memberBin.err = fmt.Errorf("go build the member binary: %v: %s", err, out)
-		}
-	})
+	memberBin.once.Do(func() { memberBin.path, memberBin.err = goBuildMember() })
 	require.NoError(t, memberBin.err)
 	return memberBin.path
 }
 
-// removeMemberBin removes the built member binary (TestMain calls it).
+// buildMemberRace builds the member binary with -race, once per test
+// binary.
+func buildMemberRace(t testing.TB) string {
+	t.Helper()
+	memberRaceBin.once.Do(func() { memberRaceBin.path, memberRaceBin.err = goBuildMember("-race") })
+	require.NoError(t, memberRaceBin.err)
+	return memberRaceBin.path
+}
+
+func goBuildMember(flags ...string) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	dir, err := os.MkdirTemp("", "troupe-clustermember-")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "clustermember")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	args := append(append([]string{"build"}, flags...), "-o", path, "github.com/troupehq/troupe/actor/internal/clustermember")
+	cmd := exec.CommandContext(ctx, goBin, args...)
+	cmd.Env = buildEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return path, fmt.Errorf("go build %s the member binary: %v: %s", strings.Join(flags, " "), err, out)
+	}
+	return path, nil
+}
+
+// removeMemberBin removes the built member binaries (TestMain calls it).
 func removeMemberBin() {
-	if memberBin.path != "" {
-		_ = os.RemoveAll(filepath.Dir(memberBin.path))
+	for _, p := range []string{memberBin.path, memberRaceBin.path} {
+		if p != "" {
+			_ = os.RemoveAll(filepath.Dir(p))
+		}
 	}
 }
 
@@ -125,6 +150,7 @@ type member struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	logPath string
+	env     []string    // extra environment
 	stopped atomic.Bool // killed or terminated by the test
 }
 
@@ -141,16 +167,21 @@ type memberSpec struct {
 	n     int
 	args  func(i int) []string // extra flags of member i
 	group func(i int) []int    // the members member i lists (default: all)
+	bin   string               // the member binary (default: buildMember's)
+	env   []string             // extra environment of every member
 }
 
 // startCluster starts n members against dsn and waits until each sees
 // the members it lists.
 func startCluster(t testing.TB, dsn string, spec memberSpec) []*member {
 	t.Helper()
-	bin := buildMember(t)
+	bin := spec.bin
+	if bin == "" {
+		bin = buildMember(t)
+	}
 	ms := make([]*member, spec.n)
 	for i := range ms {
-		ms[i] = &member{t: t, addr: freePort(t), health: freePort(t), http: freePort(t),
+		ms[i] = &member{t: t, addr: freePort(t), health: freePort(t), http: freePort(t), env: spec.env,
 			logPath: filepath.Join(t.TempDir(), fmt.Sprintf("member-%d.log", i))}
 	}
 	group := func(i int) []int {
@@ -186,7 +217,7 @@ func (m *member) start(bin string, args []string) {
 	logFile, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	require.NoError(t, err)
 	m.cmd = exec.Command(bin, args...)
-	m.cmd.Env = memberEnv()
+	m.cmd.Env = append(memberEnv(), m.env...)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, m.cmd.Start())

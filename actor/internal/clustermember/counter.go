@@ -133,7 +133,7 @@ func routes(m *Member) {
 		writeJSON(w, map[string]any{"owner": o})
 	})
 	m.Mux.HandleFunc("GET /members", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]any{"member": m.Host.Member(), "members": m.Host.Members()})
+		writeJSON(w, map[string]any{"member": m.Host.Member(), "members": m.Host.Members(), "race": raceEnabled})
 	})
 }
 
