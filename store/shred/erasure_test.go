@@ -51,7 +51,7 @@ func TestForgetSubject(t *testing.T) {
 	read, err := env.es.ReadStream(ctx, "customer-ada", store.ReadOptions{})
 	require.NoError(t, err)
 	require.Equal(t, ada, decode(t, env.codec, read.Events))
-	all, err := env.shredder(t, nil).Wrap(env.inner).ReadAll(ctx, store.ReadAllOptions{})
+	all, err := readAllSettled(t, env.shredder(t, nil).Wrap(env.inner), len(ada)+len(grace))
 	require.NoError(t, err)
 	require.Equal(t, append(append([]any{}, ada...), grace...), decode(t, env.codec, all.Events))
 	for _, e := range all.Events {
@@ -135,7 +135,7 @@ func TestBatchAppendEncrypts(t *testing.T) {
 	require.Equal(t, res[0].Result.TransactionID, res[2].Result.TransactionID, "the good parts share one transaction")
 	require.Zero(t, plaintextCount(t, env.pool, "messages", append(adaPersonal, gracePersonal...)...))
 	require.Zero(t, plaintextCount(t, env.pool, "messages", "No Subject"))
-	all, err := env.es.ReadAll(ctx, store.ReadAllOptions{})
+	all, err := readAllSettled(t, env.es, len(ada)+len(grace))
 	require.NoError(t, err)
 	require.Equal(t, append(append([]any{}, ada...), grace...), decode(t, env.codec, all.Events))
 }
@@ -199,7 +199,7 @@ func TestMissingKey(t *testing.T) {
 		require.ErrorContains(t, err, want)
 	}
 	require.Empty(t, read.Events, "nothing is returned half-decrypted")
-	all, err := es.ReadAll(ctx, store.ReadAllOptions{})
+	all, err := readAllSettled(t, es, 1)
 	require.ErrorIs(t, err, shred.ErrKeyMissing)
 	require.Empty(t, all.Events)
 	// The other subject's stream reads fine.
@@ -246,7 +246,7 @@ func TestConcurrentFirstAppendsMakeOneKey(t *testing.T) {
 	var n int
 	require.NoError(t, env.pool.QueryRow(ctx, `SELECT count(*) FROM subject_keys WHERE subject = 'c-race'`).Scan(&n))
 	require.Equal(t, 1, n)
-	all, err := env.shredder(t, nil).Wrap(env.inner).ReadAll(ctx, store.ReadAllOptions{})
+	all, err := readAllSettled(t, env.shredder(t, nil).Wrap(env.inner), writers)
 	require.NoError(t, err)
 	require.Len(t, all.Events, writers)
 	for _, v := range decode(t, env.codec, all.Events) {
@@ -285,4 +285,20 @@ func TestCacheWindow(t *testing.T) {
 
 	require.ErrorIs(t, env.sh.Forget(ctx, "", ""), store.ErrInvalidArgument)
 	require.ErrorIs(t, env.sh.Forget(ctx, "bad tenant", "x"), store.ErrInvalidArgument)
+}
+
+// readAllSettled reads the whole log once it holds at least want events,
+// or fails trying (up to 10 s). ReadAll hands over only events below every
+// transaction still open in the server, other tests' included, so right
+// after an append it may read fewer, without an error.
+func readAllSettled(t *testing.T, es store.EventStore, want int) (store.ReadAllResult, error) {
+	t.Helper()
+	ctx, deadline := ctxOf(t), time.Now().Add(10*time.Second)
+	for {
+		all, err := es.ReadAll(ctx, store.ReadAllOptions{})
+		if err != nil || len(all.Events) >= want || time.Now().After(deadline) {
+			return all, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

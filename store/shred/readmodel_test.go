@@ -95,7 +95,7 @@ func TestReadModelGapsAreDecrypted(t *testing.T) {
 	ctx := ctxOf(t)
 	_, err := env.es.AppendToStream(ctx, "customer-ada", encode(t, env.codec, ada...), store.AppendOptions{})
 	require.NoError(t, err)
-	all, err := env.es.ReadAll(ctx, store.ReadAllOptions{})
+	all, err := readAllSettled(t, env.es, 2)
 	require.NoError(t, err)
 	second := all.Events[1] // AddressChanged; the row misses CustomerRegistered at 1
 
