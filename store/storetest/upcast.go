@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -232,14 +233,30 @@ func readAllOf(t *testing.T, s store.EventStore, opts store.ReadAllOptions) []st
 	}
 }
 
+// waitUpcastLog waits until the whole log reads as at least n events
+// (the visibility guard may hold back the tail for a while; see
+// visibilityWait).
+func waitUpcastLog(t *testing.T, s store.EventStore, n int) {
+	t.Helper()
+	deadline := time.Now().Add(visibilityWait)
+	for len(readAllOf(t, s, store.ReadAllOptions{})) < n {
+		if time.Now().After(deadline) {
+			require.Failf(t, "events missing from read all", "want at least %d events after %s", n, visibilityWait)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func testUpcastReadAll(t *testing.T, s store.EventStore) {
 	writeV1(t, s, "cart-1", "tenant-a")
+	waitUpcastLog(t, s, len(wantV3))
 	require.Equal(t, wantV3, seenOf(t, readAllOf(t, s, store.ReadAllOptions{})))
 	require.Equal(t, wantV3, seenOf(t, readAllOf(t, s, store.ReadAllOptions{Partition: "tenant-a"})))
 }
 
 func testUpcastReadAllTypes(t *testing.T, s store.EventStore) {
 	writeV1(t, s, "cart-1", "")
+	waitUpcastLog(t, s, len(wantV3))
 	got := readAllOf(t, s, store.ReadAllOptions{Types: []string{"CartCreated", "CityChanged"}})
 	require.Equal(t, []seen{wantV3[0], wantV3[3]}, seenOf(t, got),
 		"a filter on the new name finds the renamed events, one on a split type its part of the split")
@@ -257,6 +274,7 @@ func testUpcastReadAllPaging(t *testing.T, s store.EventStore) {
 	appendOK(t, s, "cart-1", store.AppendOptions{}, drops...)
 	appendOK(t, s, "cart-2", store.AppendOptions{}, v1("CartOpened", `{"cart":"c2"}`))
 	want := append(append([]seen{}, wantV3...), seen{"CartCreated", "1", 1, `{"cart":"c2"}`})
+	waitUpcastLog(t, s, len(want))
 	for _, limit := range []int{1, 2, 3, 4} {
 		var got []store.Event
 		opts := store.ReadAllOptions{Limit: limit}
@@ -338,7 +356,16 @@ func requireReadsFail(t *testing.T, s store.EventStore, stream store.StreamID, p
 	res, err := s.ReadStream(t.Context(), stream, store.ReadOptions{})
 	requireUpcastError(t, err, stream, pos, typ, version, cause...)
 	require.Empty(t, res.Events, "nothing half-read")
-	all, err := s.ReadAll(t.Context(), store.ReadAllOptions{})
+	// Until the bad event is visible to ReadAll, it reads without error.
+	var all store.ReadAllResult
+	deadline := time.Now().Add(visibilityWait)
+	for {
+		all, err = s.ReadAll(t.Context(), store.ReadAllOptions{})
+		if err != nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	requireUpcastError(t, err, stream, pos, typ, version, cause...)
 	require.Empty(t, all.Events, "nothing half-read")
 	require.Equal(t, store.Position{}, all.Next, "the checkpoint does not move past a bad event")
