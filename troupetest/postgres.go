@@ -25,8 +25,9 @@ const EnvDatabaseURL = "DATABASE_URL"
 type MainOption func(*mainOptions)
 
 type mainOptions struct {
-	leaks  bool
-	ignore []goleak.Option
+	leaks   bool
+	ignore  []goleak.Option
+	install bool
 }
 
 // NoGoroutineLeaks makes Main fail a passing run that left goroutines
@@ -49,6 +50,12 @@ func Main(m *testing.M, opts ...MainOption) int {
 	var o mainOptions
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.install {
+		if err := ensurePostgres(context.Background()); err != nil {
+			fmt.Fprintf(os.Stderr, "troupetest: %v\n", err)
+			return 1
+		}
 	}
 	code := m.Run()
 	if err := pgtest.Stop(); err != nil {
@@ -115,7 +122,7 @@ func setup(t testing.TB) {
 	case err == nil:
 	case errors.Is(err, pgserver.ErrBinariesNotFound):
 		t.Fatalf("troupetest: no PostgreSQL server binaries (initdb, postgres) found with pg_config on PATH or under /usr/lib/postgresql/<version>/bin: "+
-			"install them (apt-get install postgresql; brew install postgresql@17 and put its bin directory on PATH), "+
+			"install them (apt-get install postgresql, or troupetest.Main with troupetest.InstallPostgres(); brew install postgresql@17 and put its bin directory on PATH), "+
 			"or set %s to a server whose role may CREATE DATABASE (%v)", EnvDatabaseURL, err)
 	default:
 		t.Fatalf("troupetest: %v", err)
