@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,26 +66,6 @@ func valueText(v any) string {
 		return `\x` + hex.EncodeToString(x)
 	case bool:
 		return strconv.FormatBool(x)
-	case int:
-		return strconv.FormatInt(int64(x), 10)
-	case int8:
-		return strconv.FormatInt(int64(x), 10)
-	case int16:
-		return strconv.FormatInt(int64(x), 10)
-	case int32:
-		return strconv.FormatInt(int64(x), 10)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case uint:
-		return strconv.FormatUint(uint64(x), 10)
-	case uint8:
-		return strconv.FormatUint(uint64(x), 10)
-	case uint16:
-		return strconv.FormatUint(uint64(x), 10)
-	case uint32:
-		return strconv.FormatUint(uint64(x), 10)
-	case uint64:
-		return strconv.FormatUint(x, 10)
 	case float32:
 		return strconv.FormatFloat(float64(x), 'g', -1, 32)
 	case float64:
@@ -102,7 +83,11 @@ func valueText(v any) string {
 		}
 		return valueText(dv)
 	}
-	switch reflect.ValueOf(v).Kind() {
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return strconv.FormatInt(rv.Int(), 10)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return strconv.FormatUint(rv.Uint(), 10)
 	case reflect.Map, reflect.Slice, reflect.Array, reflect.Struct:
 		if b, err := canonicalJSON(v); err == nil {
 			return string(b)
@@ -114,17 +99,8 @@ func valueText(v any) string {
 // diff returns a line diff of want and got ("  " same, "- " only in
 // want, "+ " only in got), or "" when they are equal.
 func diff(want, got []string) string {
-	if len(want) == len(got) {
-		same := true
-		for i := range want {
-			if want[i] != got[i] {
-				same = false
-				break
-			}
-		}
-		if same {
-			return ""
-		}
+	if slices.Equal(want, got) {
+		return ""
 	}
 	// Longest common subsequence, then walk it.
 	n, m := len(want), len(got)
