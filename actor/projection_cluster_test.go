@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troupehq/troupe/internal/freeport"
-
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/stretchr/testify/require"
 
@@ -29,17 +27,6 @@ import (
 // the member binary actor/internal/clustermember, built without -race
 // (protoactor-go's cluster and remoting code has data races of its own),
 // each with the projection hook (-projection).
-
-// pmBuild builds the member binary (once per test binary, with the
-// cluster tests' harness).
-func pmBuild(t *testing.T) string { return buildMember(t) }
-
-func pmFreeAddr(t *testing.T) string {
-	t.Helper()
-	addr, err := freeport.Addr()
-	require.NoError(t, err)
-	return addr
-}
 
 // pmMember is one member process.
 type pmMember struct {
@@ -66,7 +53,7 @@ func pmPlan(t *testing.T, n int) []*pmMember {
 	t.Helper()
 	ms := make([]*pmMember, n)
 	for i := range ms {
-		ms[i] = &pmMember{addr: pmFreeAddr(t), health: pmFreeAddr(t), http: pmFreeAddr(t), logPath: filepath.Join(t.TempDir(), fmt.Sprintf("member-%d.log", i))}
+		ms[i] = &pmMember{addr: freePort(t), health: freePort(t), http: freePort(t), logPath: filepath.Join(t.TempDir(), fmt.Sprintf("member-%d.log", i))}
 	}
 	return ms
 }
@@ -245,7 +232,7 @@ func runningOn(t *testing.T, ms []*pmMember) []*pmMember {
 // after the kill; the test logs how long that took. A graceful leave of
 // the new owner then hands it over to the last member.
 func TestClusterProjectionFailover(t *testing.T) {
-	bin := pmBuild(t)
+	bin := buildMember(t)
 	connString := pgtest.NewDatabase(t)
 	admin := openPool(t, connString, "")
 	ctx := context.Background()
@@ -374,7 +361,7 @@ func TestClusterProjectionFailover(t *testing.T) {
 // it over: the member that ran it stops it, the new one runs it and the
 // read model follows.
 func TestClusterProjectionMovesToJoiningMember(t *testing.T) {
-	bin := pmBuild(t)
+	bin := buildMember(t)
 	connString := pgtest.NewDatabase(t)
 	admin := openPool(t, connString, "")
 	ctx := context.Background()

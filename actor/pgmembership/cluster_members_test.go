@@ -15,11 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troupehq/troupe/internal/freeport"
-
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/troupehq/troupe/internal/freeport"
 	"github.com/troupehq/troupe/internal/pgtest"
 	"github.com/troupehq/troupe/store/postgres"
 )

@@ -19,11 +19,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/troupehq/troupe/internal/freeport"
-
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/troupehq/troupe/examples/cart/service"
+	"github.com/troupehq/troupe/internal/freeport"
 )
 
 // clusterDemoEnv is what the cluster demo runs against.

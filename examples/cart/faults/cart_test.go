@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/troupehq/troupe/internal/freeport"
-
 	"github.com/stretchr/testify/require"
+
+	"github.com/troupehq/troupe/internal/freeport"
 )
 
 // buildCart builds the cart binary (without the race detector) into dir.
