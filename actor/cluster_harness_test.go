@@ -150,6 +150,9 @@ type member struct {
 	exited  chan struct{}
 	logPath string
 	env     []string    // extra environment
+	bin     string      // the binary launch starts
+	args    []string    // its flags
+	listed  int         // how many members its static list names
 	stopped atomic.Bool // killed or terminated by the test
 }
 
@@ -174,13 +177,27 @@ type memberSpec struct {
 // the members it lists.
 func startCluster(t testing.TB, dsn string, spec memberSpec) []*member {
 	t.Helper()
+	ms := planCluster(t, dsn, spec)
+	for _, m := range ms {
+		m.launch()
+	}
+	for _, m := range ms {
+		m.waitMembers(m.listed)
+	}
+	return ms
+}
+
+// planCluster picks the addresses and flags of the members of spec
+// without starting them (launch starts one).
+func planCluster(t testing.TB, dsn string, spec memberSpec) []*member {
+	t.Helper()
 	bin := spec.bin
 	if bin == "" {
 		bin = buildMember(t)
 	}
 	ms := make([]*member, spec.n)
 	for i := range ms {
-		ms[i] = &member{t: t, addr: freePort(t), health: freePort(t), http: freePort(t), env: spec.env,
+		ms[i] = &member{t: t, addr: freePort(t), health: freePort(t), http: freePort(t), env: spec.env, bin: bin,
 			logPath: filepath.Join(t.TempDir(), fmt.Sprintf("member-%d.log", i))}
 	}
 	group := func(i int) []int {
@@ -198,18 +215,18 @@ func startCluster(t testing.TB, dsn string, spec memberSpec) []*member {
 		for _, j := range group(i) {
 			hs = append(hs, ms[j].health)
 		}
-		args := []string{"-cluster", "test", "-addr", m.addr, "-health", m.health, "-members", strings.Join(hs, ","),
+		m.listed = len(hs)
+		m.args = []string{"-cluster", "test", "-addr", m.addr, "-health", m.health, "-members", strings.Join(hs, ","),
 			"-db", dsn, "-http", m.http, "-refresh", "200ms", "-request-timeout", "1s", "-log-level", "warn"}
 		if spec.args != nil {
-			args = append(args, spec.args(i)...)
+			m.args = append(m.args, spec.args(i)...)
 		}
-		m.start(bin, args)
-	}
-	for i, m := range ms {
-		m.waitMembers(len(group(i)))
 	}
 	return ms
 }
+
+// launch starts a planned member.
+func (m *member) launch() { m.start(m.bin, m.args) }
 
 func (m *member) start(bin string, args []string) {
 	t := m.t

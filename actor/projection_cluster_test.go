@@ -1,26 +1,17 @@
 package actor_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/stretchr/testify/require"
-
-	"github.com/troupehq/troupe/internal/pgtest"
-	"github.com/troupehq/troupe/store/postgres"
 )
 
 // The projection tests of cluster mode run members as child processes of
@@ -28,81 +19,14 @@ import (
 // (protoactor-go's cluster and remoting code has data races of its own),
 // each with the projection hook (-projection).
 
-// pmMember is one member process.
-type pmMember struct {
-	addr, health, http string
-	cmd                *exec.Cmd
-	exited             chan struct{}
-	logPath            string
+// projectionSpec is n members each running the projection name.
+func projectionSpec(n int, name string) memberSpec {
+	return memberSpec{n: n, args: func(int) []string { return []string{"-projection", name} }}
 }
 
-// pmStart starts n members of one cluster on connString, each running the
-// projection name, and waits until every member knows all n.
-func pmStart(t *testing.T, bin, connString, name string, n int) []*pmMember {
-	t.Helper()
-	ms := pmPlan(t, n)
-	for _, m := range ms {
-		m.launch(t, bin, connString, name, ms)
-	}
-	pmWaitMembers(t, ms, n)
-	return ms
-}
-
-// pmPlan picks the addresses of n members.
-func pmPlan(t *testing.T, n int) []*pmMember {
-	t.Helper()
-	ms := make([]*pmMember, n)
-	for i := range ms {
-		ms[i] = &pmMember{addr: freePort(t), health: freePort(t), http: freePort(t), logPath: filepath.Join(t.TempDir(), fmt.Sprintf("member-%d.log", i))}
-	}
-	return ms
-}
-
-// launch starts m as a member of the cluster of all (whose health
-// endpoints form the static member list), running the projection name.
-func (m *pmMember) launch(t *testing.T, bin, connString, name string, all []*pmMember) {
-	t.Helper()
-	healths := make([]string, len(all))
-	for i, o := range all {
-		healths[i] = o.health
-	}
-	args := []string{"-cluster", "projections", "-addr", m.addr, "-health", m.health, "-members", strings.Join(healths, ","),
-		"-db", connString, "-http", m.http, "-projection", name, "-log-level", "warn"}
-	logFile, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	require.NoError(t, err)
-	m.cmd = exec.Command(bin, args...)
-	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	err = m.cmd.Start()
-	_ = logFile.Close()
-	require.NoError(t, err)
-	m.exited = make(chan struct{})
-	go func() { _ = m.cmd.Wait(); close(m.exited) }()
-	t.Cleanup(func() { m.stop(t) })
-}
-
-// pmWaitMembers waits until every member of ms knows n members.
-func pmWaitMembers(t *testing.T, ms []*pmMember, n int) {
-	t.Helper()
-	for _, m := range ms {
-		pmWait(t, fmt.Sprintf("member %s to know %d members", m.addr, n), func() bool {
-			var r struct{ Members []string }
-			if m.get("/members", &r) != nil {
-				select {
-				case <-m.exited:
-					t.Fatalf("member %s exited:\n%s", m.addr, m.logTail())
-				default:
-				}
-				return false
-			}
-			return len(r.Members) == n
-		})
-	}
-}
-
-// pmOwner is the member protoactor's rendezvous placement gives the
-// projection called name among ms.
-func pmOwner(t *testing.T, name string, ms []*pmMember) string {
+// projectionOwner is the member protoactor's rendezvous placement gives
+// the projection called name among ms.
+func projectionOwner(t *testing.T, name string, ms []*member) string {
 	t.Helper()
 	members := make(cluster.Members, len(ms))
 	for i, m := range ms {
@@ -117,34 +41,11 @@ func pmOwner(t *testing.T, name string, ms []*pmMember) string {
 	return rdv.GetByClusterIdentity(cluster.NewClusterIdentity(name, "troupe.projection"))
 }
 
-var pmClient = &http.Client{Timeout: 10 * time.Second}
-
-func (m *pmMember) get(path string, out any) error {
-	resp, err := pmClient.Get("http://" + m.http + path)
+// increment adds by to a counter stream of tenant acme through m (the
+// member retries placement failures itself).
+func (m *member) increment(stream string, by int) error {
+	rep, err := m.send(context.Background(), clusterSend{Tenant: "acme", Stream: stream, By: by})
 	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-// send increments a counter stream through m (the member retries
-// placement failures itself).
-func (m *pmMember) send(stream string, by int) error {
-	body, err := json.Marshal(map[string]any{"tenant": "acme", "stream": stream, "by": by})
-	if err != nil {
-		return err
-	}
-	resp, err := pmClient.Post("http://"+m.http+"/send", "application/json", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var rep struct{ Error string }
-	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
 		return err
 	}
 	if rep.Error != "" {
@@ -153,57 +54,29 @@ func (m *pmMember) send(stream string, by int) error {
 	return nil
 }
 
-type pmProjection struct {
+// projectionView is a member's GET /projection.
+type projectionView struct {
 	State, Member, Local, Error string
 	Runs                        int64
 }
 
-func (m *pmMember) projection(t *testing.T) pmProjection {
-	t.Helper()
-	var p pmProjection
-	require.NoError(t, m.get("/projection", &p), "member %s", m.addr)
+func (m *member) projection() projectionView {
+	m.t.Helper()
+	var p projectionView
+	require.NoError(m.t, m.get("/projection", &p), "member %s", m.addr)
 	return p
 }
 
-func (m *pmMember) kill(t *testing.T) {
-	t.Helper()
-	require.NoError(t, m.cmd.Process.Signal(syscall.SIGKILL))
-	select {
-	case <-m.exited:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("member %s not reaped after SIGKILL", m.addr)
-	}
-}
-
-// stop leaves gracefully (SIGTERM), then kills.
-func (m *pmMember) stop(t *testing.T) {
-	select {
-	case <-m.exited:
-		return
-	default:
-	}
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.exited:
-		return
-	case <-time.After(30 * time.Second):
-	}
-	_ = m.cmd.Process.Kill()
-	<-m.exited
-	t.Errorf("member %s did not stop within 30s of SIGTERM:\n%s", m.addr, m.logTail())
-}
-
-func (m *pmMember) logTail() string {
+func (m *member) logTail() string {
 	b, err := os.ReadFile(m.logPath)
 	if err != nil {
 		return fmt.Sprintf("(no log: %v)", err)
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-40):], "\n")
+	return tail(string(b), 4000)
 }
 
-// pmWait polls cond for up to a minute.
-func pmWait(t *testing.T, what string, cond func() bool) {
+// waitCluster polls cond every 20 ms for up to a minute.
+func waitCluster(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for !cond() {
@@ -215,11 +88,10 @@ func pmWait(t *testing.T, what string, cond func() bool) {
 }
 
 // runningOn returns the members whose projection actor runs the runner.
-func runningOn(t *testing.T, ms []*pmMember) []*pmMember {
-	t.Helper()
-	var out []*pmMember
+func runningOn(ms []*member) []*member {
+	var out []*member
 	for _, m := range ms {
-		if m.projection(t).State == "running" {
+		if m.projection().State == "running" {
 			out = append(out, m)
 		}
 	}
@@ -232,20 +104,17 @@ func runningOn(t *testing.T, ms []*pmMember) []*pmMember {
 // after the kill; the test logs how long that took. A graceful leave of
 // the new owner then hands it over to the last member.
 func TestClusterProjectionFailover(t *testing.T) {
-	bin := buildMember(t)
-	connString := pgtest.NewDatabase(t)
-	admin := openPool(t, connString, "")
+	connString, admin := clusterDB(t)
 	ctx := context.Background()
-	require.NoError(t, postgres.Migrate(ctx, admin))
 	_, err := admin.Exec(ctx, `CREATE TABLE counter_totals (stream text PRIMARY KEY, total int NOT NULL)`)
 	require.NoError(t, err)
-	ms := pmStart(t, bin, connString, "totals", 3)
+	ms := startCluster(t, connString, projectionSpec(3, "totals"))
 
 	want := map[string]int{}
-	sendSome := func(via []*pmMember, n, by int) error {
+	sendSome := func(via []*member, n, by int) error {
 		for i := range n {
 			s := fmt.Sprintf("s-%d", i%10)
-			if err := via[i%len(via)].send(s, by); err != nil {
+			if err := via[i%len(via)].increment(s, by); err != nil {
 				return err
 			}
 			want[s] += by
@@ -270,23 +139,23 @@ func TestClusterProjectionFailover(t *testing.T) {
 	}
 
 	require.NoError(t, sendSome(ms, 30, 1))
-	pmWait(t, "the read model to catch up", caughtUp)
-	var owner *pmMember
-	pmWait(t, "the projection to run on exactly one member, named by all", func() bool {
-		on := runningOn(t, ms)
+	waitCluster(t, "the read model to catch up", caughtUp)
+	var owner *member
+	waitCluster(t, "the projection to run on exactly one member, named by all", func() bool {
+		on := runningOn(ms)
 		if len(on) != 1 {
 			return false
 		}
 		owner = on[0]
 		for _, m := range ms {
-			if m.projection(t).Member != owner.addr {
+			if m.projection().Member != owner.addr {
 				return false
 			}
 		}
 		return true
 	})
 	for _, m := range ms {
-		p := m.projection(t)
+		p := m.projection()
 		if m == owner {
 			require.Equal(t, "running", p.Local, "the owner's runner holds the lease")
 		} else {
@@ -295,7 +164,7 @@ func TestClusterProjectionFailover(t *testing.T) {
 		}
 	}
 
-	var survivors []*pmMember
+	var survivors []*member
 	for _, m := range ms {
 		if m != owner {
 			survivors = append(survivors, m)
@@ -304,7 +173,7 @@ func TestClusterProjectionFailover(t *testing.T) {
 	// Kill the owner; write through the survivors meanwhile (their sends
 	// to streams the dead member owned wait for the cluster to notice).
 	killed := time.Now()
-	owner.kill(t)
+	owner.kill()
 	sent := make(chan error, 1)
 	var sentAfter time.Duration
 	go func() {
@@ -312,9 +181,9 @@ func TestClusterProjectionFailover(t *testing.T) {
 		sentAfter = time.Since(killed)
 		sent <- err
 	}()
-	var next *pmMember
-	pmWait(t, "a survivor to run the projection", func() bool {
-		on := runningOn(t, survivors)
+	var next *member
+	waitCluster(t, "a survivor to run the projection", func() bool {
+		on := runningOn(survivors)
 		if len(on) == 1 {
 			next = on[0]
 		}
@@ -322,31 +191,32 @@ func TestClusterProjectionFailover(t *testing.T) {
 	})
 	runningAfter := time.Since(killed)
 	require.NoError(t, <-sent)
-	pmWait(t, "the survivor to catch the read model up", caughtUp)
+	waitCluster(t, "the survivor to catch the read model up", caughtUp)
 	failover := time.Since(killed)
 	t.Logf("projection failover after kill -9 of the owner: a survivor runs it after %v; the 20 sends after the kill done after %v; read model caught up with them after %v",
 		runningAfter.Round(time.Millisecond), sentAfter.Round(time.Millisecond), failover.Round(time.Millisecond))
-	require.Equal(t, "running", next.projection(t).Local, "the new owner's runner holds the lease")
+	require.Equal(t, "running", next.projection().Local, "the new owner's runner holds the lease")
 
 	// It stays on one member and keeps following.
 	require.NoError(t, sendSome(survivors, 10, 3))
-	pmWait(t, "the read model to follow", caughtUp)
-	require.Len(t, runningOn(t, survivors), 1)
+	waitCluster(t, "the read model to follow", caughtUp)
+	require.Len(t, runningOn(survivors), 1)
 
 	// A graceful leave (SIGTERM) of the owner hands the projection over
 	// to the last member.
-	var last *pmMember
+	var last *member
 	for _, m := range survivors {
 		if m != next {
 			last = m
 		}
 	}
 	left := time.Now()
+	next.stopped.Store(true)
 	require.NoError(t, next.cmd.Process.Signal(syscall.SIGTERM))
-	pmWait(t, "the last member to run the projection", func() bool { return last.projection(t).State == "running" })
+	waitCluster(t, "the last member to run the projection", func() bool { return last.projection().State == "running" })
 	runningAfter = time.Since(left)
-	require.NoError(t, sendSome([]*pmMember{last}, 10, 4))
-	pmWait(t, "the last member to catch the read model up", caughtUp)
+	require.NoError(t, sendSome([]*member{last}, 10, 4))
+	waitCluster(t, "the last member to catch the read model up", caughtUp)
 	caughtAfter := time.Since(left)
 	select {
 	case <-next.exited:
@@ -361,31 +231,30 @@ func TestClusterProjectionFailover(t *testing.T) {
 // it over: the member that ran it stops it, the new one runs it and the
 // read model follows.
 func TestClusterProjectionMovesToJoiningMember(t *testing.T) {
-	bin := buildMember(t)
-	connString := pgtest.NewDatabase(t)
-	admin := openPool(t, connString, "")
+	connString, admin := clusterDB(t)
 	ctx := context.Background()
-	require.NoError(t, postgres.Migrate(ctx, admin))
 	_, err := admin.Exec(ctx, `CREATE TABLE counter_totals (stream text PRIMARY KEY, total int NOT NULL)`)
 	require.NoError(t, err)
 
 	// Three members, the third of which owns the projection once it is
 	// there (the first two start without it).
-	var ms []*pmMember
+	var ms []*member
 	for {
-		ms = pmPlan(t, 3)
-		if pmOwner(t, "totals", ms) == ms[2].addr {
+		ms = planCluster(t, connString, projectionSpec(3, "totals"))
+		if projectionOwner(t, "totals", ms) == ms[2].addr {
 			break
 		}
 	}
 	for _, m := range ms[:2] {
-		m.launch(t, bin, connString, "totals", ms)
+		m.launch()
 	}
-	pmWaitMembers(t, ms[:2], 2)
+	for _, m := range ms[:2] {
+		m.waitMembers(2)
+	}
 	total := 0
-	send := func(via *pmMember, n int) {
+	send := func(via *member, n int) {
 		for i := range n {
-			require.NoError(t, via.send(fmt.Sprintf("s-%d", i%5), 1))
+			require.NoError(t, via.increment(fmt.Sprintf("s-%d", i%5), 1))
 			total++
 		}
 	}
@@ -396,25 +265,27 @@ func TestClusterProjectionMovesToJoiningMember(t *testing.T) {
 		return sum == total
 	}
 	send(ms[0], 10)
-	pmWait(t, "the read model to catch up", applied)
-	pmWait(t, "the projection to run on one of the first two members", func() bool { return len(runningOn(t, ms[:2])) == 1 })
-	before := runningOn(t, ms[:2])[0]
+	waitCluster(t, "the read model to catch up", applied)
+	waitCluster(t, "the projection to run on one of the first two members", func() bool { return len(runningOn(ms[:2])) == 1 })
+	before := runningOn(ms[:2])[0]
 
 	joined := time.Now()
-	ms[2].launch(t, bin, connString, "totals", ms)
-	pmWaitMembers(t, ms, 3)
-	pmWait(t, "the projection to move to the joining member", func() bool {
-		on := runningOn(t, ms)
+	ms[2].launch()
+	for _, m := range ms {
+		m.waitMembers(3)
+	}
+	waitCluster(t, "the projection to move to the joining member", func() bool {
+		on := runningOn(ms)
 		return len(on) == 1 && on[0] == ms[2]
 	})
 	moved := time.Since(joined)
-	require.Equal(t, "idle", before.projection(t).State, "the previous owner stopped it")
+	require.Equal(t, "idle", before.projection().State, "the previous owner stopped it")
 	// Its runner takes the lease once the previous one has released it
 	// (it retries every LeaseRetryInterval).
-	pmWait(t, "the new owner's runner to hold the lease", func() bool { return ms[2].projection(t).Local == "running" })
+	waitCluster(t, "the new owner's runner to hold the lease", func() bool { return ms[2].projection().Local == "running" })
 	leased := time.Since(joined)
 	send(ms[1], 10)
-	pmWait(t, "the read model to follow on the new owner", applied)
+	waitCluster(t, "the read model to follow on the new owner", applied)
 	t.Logf("projection moved to the joining member: its actor runs it %v after the member was started (start and join included), its runner holds the lease after %v",
 		moved.Round(time.Millisecond), leased.Round(time.Millisecond))
 }
