@@ -55,32 +55,13 @@ func profileKind() actor.Kind[profileCmd, NameSet, profile] {
 func TestHostOnShreddedStore(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.NewPool(t)
-	require.NoError(t, postgres.Migrate(ctx, pool))
-	inner, err := postgres.New(pool, &postgres.Config{Logger: quietLogger()})
-	require.NoError(t, err)
-	keys, err := postgres.NewKeyStore(pool, nil)
-	require.NoError(t, err)
-	k := profileKind()
-	sh, err := shred.New(keys, &shred.Config{Codec: k.Codec, Events: []any{NameSet{}}})
-	require.NoError(t, err)
-	st := sh.Wrap(inner)
-
-	host := func() *actor.Aggregate[profileCmd, NameSet, profile] {
-		h, err := actor.New(st, &actor.Config{Logger: quietLogger()})
-		require.NoError(t, err)
-		agg, err := actor.Register(h, k)
-		require.NoError(t, err)
-		require.NoError(t, h.Start(ctx))
-		t.Cleanup(func() { require.NoError(t, h.Stop(context.Background())) })
-		return agg
-	}
+	pool, inner, sh, host := shreddedProfiles(t, profileKind(), nil)
 	agg := host()
 	for _, name := range []string{"Ada Byron", "Ada Lovelace"} {
 		_, err := agg.Send(ctx, profileCmd{User: "ada", Name: name})
 		require.NoError(t, err)
 	}
-	_, err = agg.Send(ctx, profileCmd{User: "grace", Name: "Grace Hopper"})
+	_, err := agg.Send(ctx, profileCmd{User: "grace", Name: "Grace Hopper"})
 	require.NoError(t, err)
 	require.Zero(t, countPlaintext(t, pool, "Ada", "Grace"))
 
@@ -105,6 +86,35 @@ func TestHostOnShreddedStore(t *testing.T) {
 	require.EqualValues(t, 2, read.CurrentVersion, "nothing was written")
 }
 
+// shreddedProfiles is a migrated database, its PostgreSQL store, a
+// Shredder of profile events keyed in it (with snapshotSubject as its
+// Config.SnapshotSubject), and a function starting a host of kind k on the
+// wrapped store, stopped when the test ends.
+func shreddedProfiles(t *testing.T, k actor.Kind[profileCmd, NameSet, profile],
+	snapshotSubject func(partition string, stream store.StreamID, name string) (string, bool),
+) (*pgxpool.Pool, *postgres.Store, *shred.Shredder, func() *actor.Aggregate[profileCmd, NameSet, profile]) {
+	t.Helper()
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	require.NoError(t, postgres.Migrate(ctx, pool))
+	inner, err := postgres.New(pool, &postgres.Config{Logger: quietLogger()})
+	require.NoError(t, err)
+	keys, err := postgres.NewKeyStore(pool, nil)
+	require.NoError(t, err)
+	sh, err := shred.New(keys, &shred.Config{Codec: k.Codec, Events: []any{NameSet{}}, SnapshotSubject: snapshotSubject})
+	require.NoError(t, err)
+	st := sh.Wrap(inner)
+	return pool, inner, sh, func() *actor.Aggregate[profileCmd, NameSet, profile] {
+		h, err := actor.New(st, &actor.Config{Logger: quietLogger()})
+		require.NoError(t, err)
+		agg, err := actor.Register(h, k)
+		require.NoError(t, err)
+		require.NoError(t, h.Start(ctx))
+		t.Cleanup(func() { require.NoError(t, h.Stop(context.Background())) })
+		return agg
+	}
+}
+
 func countPlaintext(t testing.TB, pool *pgxpool.Pool, values ...string) int {
 	t.Helper()
 	var n int
@@ -120,30 +130,12 @@ func countPlaintext(t testing.TB, pool *pgxpool.Pool, values ...string) int {
 func TestHostSnapshotsEncrypted(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := pgtest.NewPool(t)
-	require.NoError(t, postgres.Migrate(ctx, pool))
-	inner, err := postgres.New(pool, &postgres.Config{Logger: quietLogger()})
-	require.NoError(t, err)
-	keys, err := postgres.NewKeyStore(pool, nil)
-	require.NoError(t, err)
 	k := profileKind()
 	k.Snapshot = &actor.SnapshotConfig[profile]{Every: 1}
-	sh, err := shred.New(keys, &shred.Config{Codec: k.Codec, Events: []any{NameSet{}},
-		SnapshotSubject: func(_ string, stream store.StreamID, _ string) (string, bool) {
-			user, ok := strings.CutPrefix(string(stream), "profile-")
-			return user, ok
-		}})
-	require.NoError(t, err)
-	st := sh.Wrap(inner)
-	host := func() *actor.Aggregate[profileCmd, NameSet, profile] {
-		h, err := actor.New(st, &actor.Config{Logger: quietLogger()})
-		require.NoError(t, err)
-		agg, err := actor.Register(h, k)
-		require.NoError(t, err)
-		require.NoError(t, h.Start(ctx))
-		t.Cleanup(func() { require.NoError(t, h.Stop(context.Background())) })
-		return agg
-	}
+	pool, inner, sh, host := shreddedProfiles(t, k, func(_ string, stream store.StreamID, _ string) (string, bool) {
+		user, ok := strings.CutPrefix(string(stream), "profile-")
+		return user, ok
+	})
 	agg := host()
 	for _, name := range []string{"Ada Byron", "Ada Lovelace"} {
 		_, err := agg.Send(ctx, profileCmd{User: "ada", Name: name})
@@ -157,7 +149,7 @@ func TestHostSnapshotsEncrypted(t *testing.T) {
 	var plain int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM aggregate_snapshots s WHERE strpos(s::text, 'Ada') > 0`).Scan(&plain))
 	require.Zero(t, plain, "the snapshot holds no personal value in clear")
-	sp, ok := st.(store.SnapshotStore)
+	sp, ok := sh.Wrap(inner).(store.SnapshotStore) // the store the hosts run on
 	require.True(t, ok)
 	snap, found, err := sp.LoadSnapshot(ctx, "", "profile-ada", "profile")
 	require.NoError(t, err)
