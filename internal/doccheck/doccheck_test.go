@@ -460,3 +460,60 @@ func TestReadmeSampleIsTheTestedExample(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeOpensWithTheTwoCommands checks the README's first block: the
+// two set-up commands and nothing else, the demo and the tests; .ci/run
+// runs the second.
+func TestReadmeOpensWithTheTwoCommands(t *testing.T) {
+	root := moduleRoot(t)
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	commands, err := readmeCommands(string(readme))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(commands) != 2 || commands[0] != "make demo" || commands[1] != "make test" {
+		t.Fatalf("README.md opens with the commands %q; want exactly make demo, then make test", commands)
+	}
+	ci, err := os.ReadFile(filepath.Join(root, ".ci", "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains("\n"+string(ci)+"\n", "\n"+commands[1]+"\n") {
+		t.Fatalf(".ci/run does not run the README's test command %q", commands[1])
+	}
+}
+
+// readmeCommands returns the commands (comments cut) of the first fenced
+// block of a README, which must come before any other content but its
+// title.
+func readmeCommands(readme string) ([]string, error) {
+	lines := strings.Split(readme, "\n")
+	i := 0
+	for i < len(lines) && (strings.TrimSpace(lines[i]) == "" || strings.HasPrefix(lines[i], "# ")) {
+		i++
+	}
+	if i == len(lines) || !strings.HasPrefix(lines[i], "```") {
+		return nil, fmt.Errorf("README.md does not open with a code block after its title")
+	}
+	var out []string
+	for i++; i < len(lines) && !strings.HasPrefix(lines[i], "```"); i++ {
+		cmd, _, _ := strings.Cut(lines[i], "#")
+		if cmd = strings.TrimSpace(cmd); cmd != "" {
+			out = append(out, cmd)
+		}
+	}
+	return out, nil
+}
+
+func TestReadmeCommandsAreRead(t *testing.T) {
+	got, err := readmeCommands("# T\n\n```sh\nmake demo   # a\nmake test # b\nmake other\n```\n\ntext\n")
+	if err != nil || strings.Join(got, ",") != "make demo,make test,make other" {
+		t.Fatalf("readmeCommands = %q, %v", got, err)
+	}
+	if _, err := readmeCommands("# T\n\nProse first.\n```sh\nmake demo\n```\n"); err == nil {
+		t.Fatal("a README opening with prose is accepted")
+	}
+}
