@@ -64,16 +64,24 @@ type ClusterConfig struct {
 	// command id (Send generates one when SendOptions.CommandID is empty),
 	// so a retry of a command that was applied returns its original result.
 	// Other errors are never retried. After the last attempt the error
-	// matches ErrOutcomeUnknown when an attempt timed out or its member
-	// left (the command may have been applied: re-send it with the same
-	// command id), store.ErrUnavailable otherwise. Defaults to
+	// matches ErrOutcomeUnknown when a request that went out timed out or
+	// its member left (the command may have been applied: re-send it with
+	// the same command id), store.ErrUnavailable otherwise. Once this host
+	// is stopping no new attempt is made (ErrStopped, with
+	// ErrOutcomeUnknown as above). The waits between attempts add up to
+	// about 5 seconds with the defaults, but each attempt may take up to
+	// RequestTimeout: a Send whose context has no deadline may wait
+	// MaxAttempts × RequestTimeout plus the delays for an owner that is
+	// unreachable and not yet dropped from the membership. Defaults to
 	// DefaultClusterRetry.
 	Retry retry.Policy
 }
 
 // DefaultClusterRetry is the retry policy of placement failures when
-// ClusterConfig.Retry leaves a field zero: about 5 seconds in all, enough to
-// outlast a member's loss being noticed by the default providers.
+// ClusterConfig.Retry leaves a field zero: its delays add up to about 5
+// seconds, enough to outlast a member's loss being noticed by the default
+// providers (attempts that wait for an answer add their own time, see
+// ClusterConfig.Retry).
 var DefaultClusterRetry = retry.Policy{MaxAttempts: 12, InitialDelay: 20 * time.Millisecond, MaxDelay: time.Second}
 
 const (
@@ -181,12 +189,15 @@ type clusterRuntime struct {
 
 	calls   sync.WaitGroup // attempts in flight (each bounded by RequestTimeout)
 	serving sync.WaitGroup // requests served for other members
+	callers sync.WaitGroup // Sends and States of this host in flight (Add under h.mu, see begin)
 
 	mu          sync.Mutex
 	activations map[string]int // grain activations started here, by identity
 	live        map[string]int // grains alive here, by identity
 	inFlight    map[*inFlight]struct{}
 	started     bool
+	leaving     bool // serving no more requests (set before serving.Wait)
+	failed      bool // a Start failed to join
 	topology    *eventstream.Subscription
 	// known is the member list of the last topology event: protoactor's
 	// MemberList.Members reads its set without a lock, so Members and
@@ -229,6 +240,9 @@ func (r *clusterRuntime) addGrainKind(name string, producer protoactor.Producer)
 func (r *clusterRuntime) start() (err error) {
 	// Listen first: a clear error for an address in use, instead of
 	// protoactor's panic.
+	if r.failed {
+		return fmt.Errorf("actor: join cluster %q: an earlier Start failed to join; a host that failed to join can only be stopped: make a new one", r.cfg.Name)
+	}
 	l, lerr := net.Listen("tcp", r.cfg.Address)
 	if lerr != nil {
 		return fmt.Errorf("actor: join cluster %q: listen on actor.Config.Cluster.Address: %w", r.cfg.Name, lerr)
@@ -236,6 +250,7 @@ func (r *clusterRuntime) start() (err error) {
 	_ = l.Close()
 	defer func() {
 		if p := recover(); p != nil {
+			r.abortStart()
 			err = fmt.Errorf("actor: join cluster %q at %s: %v", r.cfg.Name, r.cfg.Address, p)
 		}
 	}()
@@ -263,6 +278,28 @@ func (r *clusterRuntime) start() (err error) {
 	return nil
 }
 
+// abortStart shuts down what protoactor started before the join failed
+// (the gRPC listener, gossip, the placement), so that the address is free
+// again and no goroutine of the failed join outlives the host's Stop.
+func (r *clusterRuntime) abortStart() {
+	r.failed = true
+	if r.topology != nil {
+		r.cl.ActorSystem.EventStream.Unsubscribe(r.topology)
+		r.topology = nil
+	}
+	if r.cl.Remote == nil {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			r.h.log.Warn("actor_cluster_abort_start", slog.Any("panic", p))
+		}
+	}()
+	r.cl.Gossip.Shutdown()
+	r.cl.IdentityLookup.Shutdown()
+	r.cl.Remote.Shutdown(true)
+}
+
 // leave waits for the requests this member is serving and shuts the
 // member down (protoactor's graceful cluster shutdown, which also shuts
 // the actor system down: it reports whether it did). Called by Host.Stop
@@ -270,6 +307,7 @@ func (r *clusterRuntime) start() (err error) {
 func (r *clusterRuntime) leave() bool {
 	r.mu.Lock()
 	started := r.started
+	r.leaving = true
 	r.mu.Unlock()
 	r.serving.Wait()
 	if r.topology != nil {

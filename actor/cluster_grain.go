@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	protoactor "github.com/asynkron/protoactor-go/actor"
@@ -89,12 +90,29 @@ func (r *clusterRuntime) grainStopped(id string) {
 }
 
 // serve runs a request from another member (or this one) on the local
-// path, off the grain's loop, and answers sender.
+// path, off the grain's loop, and answers sender. Once the member is
+// leaving (the requests being served are waited for), a request is
+// answered ErrStopped at once, and its caller retries elsewhere. A request
+// served while its grain stopped (the stream moved) passivates the stream
+// actor it used, which no grain would passivate later.
 func (r *clusterRuntime) serve(k key, req *wireRequest, sender *protoactor.PID) {
+	r.mu.Lock()
+	if r.leaving {
+		r.mu.Unlock()
+		r.reply(sender, &wireReply{Err: encodeError(fmt.Errorf("actor: member %s is leaving: %w", r.member(), ErrStopped), nil)})
+		return
+	}
 	r.serving.Add(1)
+	r.mu.Unlock()
 	go func() {
 		defer r.serving.Done()
 		r.reply(sender, r.handle(k, req))
+		r.mu.Lock()
+		orphan := r.live[identityOf(k)] == 0
+		r.mu.Unlock()
+		if orphan {
+			r.h.passivateKey(k, otelwire.ReasonEvicted)
+		}
 	}()
 }
 
@@ -146,7 +164,11 @@ func (r *clusterRuntime) call(ctx context.Context, k key, req *wireRequest) (*wi
 		if err == nil {
 			rep, err = decodeReply(res)
 		}
-		if err == nil && rep.Err != nil && attempt < pol.MaxAttempts && isStopping(rep.Err) {
+		if err == nil && rep.Err != nil && isStopping(rep.Err) {
+			// The owner refused it (it is leaving): try the next owner,
+			// and after the last attempt answer as for any placement
+			// failure, outcome unknown when an earlier attempt timed out.
+			r.cl.PidCache.Remove(id, streamGrainKind)
 			err = &placementError{err: fmt.Errorf("member is leaving: %s", rep.Err.Msg)}
 		}
 		var pe *placementError
@@ -161,8 +183,20 @@ func (r *clusterRuntime) call(ctx context.Context, k key, req *wireRequest) (*wi
 			return nil, fmt.Errorf("%w: owner of %s unreachable after %d attempts: %w", store.ErrUnavailable, id, attempt, pe.err)
 		}
 		r.h.log.Debug("actor_cluster_retry", slog.String("identity", id), slog.Int("attempt", attempt), slog.Any("error", pe.err))
-		if err := pol.Wait(ctx, attempt); err != nil {
-			return nil, err
+		timer := time.NewTimer(pol.Delay(attempt))
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-r.h.quit:
+			// This host is stopping: no new attempt after the one that
+			// failed, so Stop's wait for the calls in flight ends.
+			timer.Stop()
+			if timedOut && req.Op == opSend {
+				return nil, fmt.Errorf("%w: %w: owner of %s did not answer before this host stopped: %w", ErrOutcomeUnknown, ErrStopped, id, pe.err)
+			}
+			return nil, fmt.Errorf("%w: owner of %s not reached before this host stopped: %w", ErrStopped, id, pe.err)
 		}
 	}
 }
@@ -197,6 +231,20 @@ func (r *clusterRuntime) attempt(ctx context.Context, kind, id string, msg any) 
 	fl := &inFlight{left: make(chan struct{})}
 	r.track(fl, "") // looking the owner up: any member's leave may be the owner's
 	defer r.untrack(fl)
+	// An attempt that ends while the owner is still being looked up
+	// sends nothing afterwards, and only a request that went out can have
+	// been applied (timedOut).
+	var (
+		mu          sync.Mutex
+		ended, sent bool
+	)
+	end := func() (wasSent bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		ended = true
+		return sent
+	}
+	defer end()
 	r.calls.Add(1)
 	go func() {
 		defer r.calls.Done()
@@ -210,6 +258,13 @@ func (r *clusterRuntime) attempt(ctx context.Context, kind, id string, msg any) 
 			r.cl.PidCache.Set(id, kind, pid)
 		}
 		r.track(fl, pid.Address)
+		mu.Lock()
+		if ended {
+			mu.Unlock()
+			return
+		}
+		sent = true
+		mu.Unlock()
 		res, err := r.h.system.Root.RequestFuture(pid, msg, timeout).Result()
 		if err != nil {
 			r.cl.PidCache.RemoveByValue(id, kind, pid)
@@ -228,11 +283,11 @@ func (r *clusterRuntime) attempt(ctx context.Context, kind, id string, msg any) 
 	case res := <-done:
 		return res.res, res.err
 	case <-timer.C:
-		return nil, &placementError{err: fmt.Errorf("no answer from the owner of %s within %v", id, timeout), timedOut: true}
+		return nil, &placementError{err: fmt.Errorf("no answer from the owner of %s within %v", id, timeout), timedOut: end()}
 	case <-fl.left:
 		// The owner left the cluster while the request was out: retry
 		// now rather than after RequestTimeout.
-		return nil, &placementError{err: fmt.Errorf("the owner of %s left the cluster", id), timedOut: true}
+		return nil, &placementError{err: fmt.Errorf("the owner of %s left the cluster", id), timedOut: end()}
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

@@ -22,9 +22,10 @@ func (a *Aggregate[C, E, S]) sendCluster(ctx context.Context, k key, cmd C, o Se
 	if err := ctx.Err(); err != nil {
 		return zero, wrap(err)
 	}
-	if err := a.h.accepting(); err != nil {
+	if err := a.h.beginClusterCall(); err != nil {
 		return zero, wrap(err)
 	}
+	defer a.h.cluster.callers.Done()
 	if o.CommandID == "" {
 		o.CommandID = uuid.NewString()
 	}
@@ -70,9 +71,10 @@ func (a *Aggregate[C, E, S]) stateCluster(ctx context.Context, k key) (S, store.
 	if err := ctx.Err(); err != nil {
 		return zero, 0, wrap(err)
 	}
-	if err := a.h.accepting(); err != nil {
+	if err := a.h.beginClusterCall(); err != nil {
 		return zero, 0, wrap(err)
 	}
+	defer a.h.cluster.callers.Done()
 	rep, err := a.h.cluster.call(ctx, k, &wireRequest{Op: opState, Kind: k.kind, Tenant: k.tenant, Stream: k.stream})
 	if err != nil {
 		return zero, 0, wrap(err)
@@ -198,9 +200,20 @@ func (k *kindRuntime[C, E, S]) serveRemote(ctx context.Context, h *Host, key key
 
 // accepting returns nil while the host serves Send and State, otherwise
 // ErrNotStarted or ErrStopped.
-func (h *Host) accepting() error {
+// beginClusterCall registers a Send or State of this host in cluster
+// mode (end it with h.cluster.callers.Done), or says why the host takes
+// none. Stop waits for the registered calls before leaving the cluster.
+func (h *Host) beginClusterCall() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if err := h.acceptingLocked(); err != nil {
+		return err
+	}
+	h.cluster.callers.Add(1)
+	return nil
+}
+
+func (h *Host) acceptingLocked() error {
 	switch h.state {
 	case hostNew:
 		return ErrNotStarted

@@ -234,6 +234,12 @@ func (h *Host) Stop(ctx context.Context) error {
 		stopErr = fmt.Errorf("actor: stop host: %w", ctx.Err()) // a projection's batch was abandoned
 	}
 	h.jobs.Wait()
+	if h.cluster != nil {
+		// Sends and States of this host still placing their requests:
+		// each ends after its current attempt (no retry once quit is
+		// closed), at most RequestTimeout.
+		h.cluster.callers.Wait()
+	}
 	if h.cluster == nil || !h.cluster.leave() {
 		h.system.Shutdown()
 	}

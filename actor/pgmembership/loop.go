@@ -232,9 +232,11 @@ func (l *loop) heartbeat(ctx context.Context) ([]row, bool, error) {
 	return out, beat, nil
 }
 
-// leave deletes the member's row.
+// leave deletes the member's row, also when no heartbeat saw it written
+// (the insert may have committed with its answer lost); the delete is a
+// no-op when there is none.
 func (l *loop) leave(graceful bool) error {
-	if l.self == nil || !l.registered {
+	if l.self == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
