@@ -177,7 +177,7 @@ func (s *Shredder) cachedKeys(subjects map[Subject]struct{}) (map[Subject]cached
 }
 
 // remember turns stored keys into cache entries and caches them, unless
-// a Forget ran since forgets was gen.
+// a Forget ran since forgets was gen or runs while they are cached.
 func (s *Shredder) remember(found map[Subject]cached, keys map[Subject]Key, gen uint64) error {
 	now := time.Now()
 	cache := s.cache != nil && s.forgets.Load() == gen
@@ -194,6 +194,12 @@ func (s *Shredder) remember(found map[Subject]cached, keys map[Subject]Key, gen 
 		found[sub] = c
 		if cache {
 			s.cache.Add(sub, c)
+			// A Forget that began after the check above removes its
+			// subject after bumping forgets: either it removes this entry
+			// or this check sees the bump and does.
+			if s.forgets.Load() != gen {
+				s.cache.Remove(sub)
+			}
 		}
 	}
 	return nil
