@@ -79,6 +79,12 @@ func DecodeAs[E any](codec store.Codec, ev store.Event) (E, error) {
 // codec does not know is a configuration error (matching ErrInvalidConfig)
 // naming the Go type, as is a nil codec or handler. Merge the result with
 // string-keyed registries with MergeRegistries.
+//
+// The registry is keyed by the current type names: a projection whose
+// events include renamed, split or dropped types must read from a store
+// that upcasts (postgres.Config.Upcaster), which hands every event over
+// under its current name; from a plain store an event stored under an old
+// name reaches no handler.
 func NewRegistry(codec store.Codec, handlers ...TypedHandler) (Registry, error) {
 	if codec == nil {
 		return nil, cfgerr.Errorf("projection.NewRegistry: codec is nil")

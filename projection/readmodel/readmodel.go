@@ -262,15 +262,49 @@ func (p *Projection[S]) KeyColumns() []string {
 // Handler returns a per-event handler applying events to the read model
 // (no cache). Built from EventTypes and Evolve, it applies every event it
 // is given, whatever its type; built from Evolvers, it ignores events of
-// other types than theirs.
+// other types than theirs. With Config.Upcaster, an event handed over as
+// stored is upcast first (a split applies all its parts).
+//
+// Splits need HandleBatch: a row keeps one position per stored event, and
+// the parts of a split share it, so Handler, given the parts one at a time
+// by an upcasting store (postgres.Config.Upcaster), applies the first and
+// skips the others as already applied.
 func (p *Projection[S]) Handler() projection.Handler {
 	return func(ctx context.Context, tx pgx.Tx, e store.Event) error {
-		if _, ok := p.types[e.Type]; p.typed && !ok {
-			return nil
-		}
 		one := []store.Event{e}
-		return p.apply(ctx, tx, one, one, false)
+		relevant, err := p.relevant(one, !p.typed)
+		if err != nil || len(relevant) == 0 {
+			return err
+		}
+		return p.apply(ctx, tx, relevant, one, false)
 	}
+}
+
+// relevant returns the events of the configured types among events (all
+// of them when all is set), upcast with Config.Upcaster when it is set: a
+// store without an Upcaster hands events over as stored; an upcasting
+// store's are current already and pass through unchanged.
+func (p *Projection[S]) relevant(events []store.Event, all bool) ([]store.Event, error) {
+	out := make([]store.Event, 0, len(events))
+	for _, e := range events {
+		n := len(out)
+		if p.cfg.Upcaster == nil {
+			out = append(out, e)
+		} else {
+			var err error
+			if out, err = p.cfg.Upcaster.Upcast(e, out); err != nil {
+				return nil, fmt.Errorf("read model %q: %w", p.cfg.Table, err)
+			}
+		}
+		kept := out[:n]
+		for _, x := range out[n:] {
+			if _, ok := p.types[x.Type]; ok || all {
+				kept = append(kept, x)
+			}
+		}
+		out = kept
+	}
+	return out, nil
 }
 
 // Registry returns a registry mapping each of the configured event types to
@@ -288,14 +322,9 @@ func (p *Projection[S]) Registry() projection.Registry {
 // configured types with one round trip to lock and read the rows and one to
 // write them, using the in-memory cache.
 func (p *Projection[S]) HandleBatch(ctx context.Context, tx pgx.Tx, events []store.Event) error {
-	relevant := make([]store.Event, 0, len(events))
-	for _, e := range events {
-		if _, ok := p.types[e.Type]; ok {
-			relevant = append(relevant, e)
-		}
-	}
-	if len(relevant) == 0 {
-		return nil
+	relevant, err := p.relevant(events, false)
+	if err != nil || len(relevant) == 0 {
+		return err
 	}
 	return p.apply(ctx, tx, relevant, events, p.cache != nil)
 }

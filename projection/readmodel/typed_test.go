@@ -291,3 +291,29 @@ func TestTypedReadModelUpcastsGapsWithItsCodec(t *testing.T) {
 		})
 	}
 }
+
+// TestTypedReadModelUpcastsBatchesOfAPlainStore: from a store without an
+// Upcaster the batch holds events as stored; the read model's codec
+// upcasts them before choosing the evolvers, so an event stored under a
+// type's old name is applied under its new one, in the batch as in a gap.
+func TestTypedReadModelUpcastsBatchesOfAPlainStore(t *testing.T) {
+	t.Parallel()
+	pool, raw := projtest.NewDB(t)
+	ctx := projtest.Ctx(t)
+	createTickets(t, pool, readmodel.InRow)
+	cfg := ticketConfig(readmodel.InRow, nil)
+	cfg.Codec = ticketCodec().MustRegisterRename("TicketStarted", "TicketOpened")
+	rm, err := readmodel.New(&cfg)
+	require.NoError(t, err)
+	_, err = raw.AppendToStream(ctx, "t-1", []store.EventData{
+		{Type: "TicketStarted", Data: []byte(`{"title":"printer on fire"}`)},
+		{Type: "TicketCommented", Data: []byte(`{}`)},
+	}, store.AppendOptions{Partition: "t1"})
+	require.NoError(t, err)
+	res, err := raw.ReadStream(ctx, "t-1", store.ReadOptions{Partition: "t1"})
+	require.NoError(t, err)
+	require.Len(t, res.Events, 2)
+	require.Equal(t, "TicketStarted", res.Events[0].Type, "the plain store hands the event over as stored")
+	require.NoError(t, inTx(t, pool, func(tx pgx.Tx) error { return rm.HandleBatch(ctx, tx, res.Events) }))
+	require.Equal(t, map[string]ticketRow{"t-1": {Title: "printer on fire", Comments: 1}}, readTickets(t, pool))
+}
