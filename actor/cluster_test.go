@@ -277,7 +277,9 @@ func TestClusterGracefulLeave(t *testing.T) {
 // with errors.Is / errors.As on the calling member).
 func TestClusterTypedErrors(t *testing.T) {
 	dsn, _ := clusterDB(t)
-	ms := startCluster(t, dsn, memberSpec{n: 2, args: func(int) []string { return []string{"-faults"} }})
+	ms := startCluster(t, dsn, memberSpec{n: 2, args: func(int) []string {
+		return []string{"-faults", "-retry-attempts", "3", "-retry-max-delay", "50ms"}
+	}})
 	caller, owner := ms[0], ms[1]
 	ctx := context.Background()
 	// remote returns a stream name with prefix that the other member owns.
@@ -318,6 +320,10 @@ func TestClusterTypedErrors(t *testing.T) {
 		{"outcome unknown", remote("fault-unknown-"), "", map[string]any{"outcomeUnknown": true}, "injected: connection lost during commit"},
 		{"tenant dropped", remote("fault-dropped-"), "", map[string]any{"tenantDropped": true}, "the tenant (partition) was dropped"},
 		{"invalid argument", remote("fault-invalid-"), "", map[string]any{"invalidArgument": true}, "injected: event data PostgreSQL refuses"},
+		// An owner that answers "stopping" on every attempt is a placement
+		// failure to the end: after the last attempt the caller sees the
+		// owner unreachable (nothing was applied), not a refusal.
+		{"owner stopping on every attempt", remote("fault-stopping-"), "", map[string]any{"unavailable": true}, "unreachable after 3 attempts"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rep := send(clusterSend{Stream: tc.stream, Op: tc.op})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/troupehq/troupe/actor"
 	"github.com/troupehq/troupe/store"
 )
 
@@ -16,6 +17,7 @@ import (
 //	fault-conflict-...  a *store.VersionConflictError on every attempt
 //	fault-dropped-...   store.ErrTenantDropped
 //	fault-invalid-...   store.ErrInvalidArgument
+//	fault-stopping-...  actor.ErrStopped, as from an owner that is leaving
 //
 // It hides the store's batch appends, so every append goes through
 // AppendToStream.
@@ -33,6 +35,8 @@ func (f faultStore) AppendToStream(ctx context.Context, stream store.StreamID, e
 			Expected: opts.ExpectedVersion, Actual: 99, ActualExists: true}
 	case strings.HasPrefix(s, "fault-dropped-"):
 		return store.AppendResult{}, fmt.Errorf("injected: %w", store.ErrTenantDropped)
+	case strings.HasPrefix(s, "fault-stopping-"):
+		return store.AppendResult{}, fmt.Errorf("injected: %w", actor.ErrStopped)
 	case strings.HasPrefix(s, "fault-invalid-"):
 		return store.AppendResult{}, store.InvalidArgument("injected: event data PostgreSQL refuses")
 	}
