@@ -58,6 +58,9 @@ const (
 	MetaStreamPosition = "streamPosition"
 	MetaGlobalPosition = "globalPosition"
 	MetaPartition      = "partition"
+	// MetaSplitPart is set (0, 1, …) on each event of a split: a stored
+	// event an upcaster split into several, which share its position.
+	MetaSplitPart = "splitPart"
 
 	// Caller-supplied keys persisted as given.
 	MetaCorrelationID = "correlationId"

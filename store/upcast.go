@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 )
 
@@ -21,7 +22,9 @@ type Upcaster interface {
 	// returns the extended slice: usually one event (e itself when it is
 	// current), none when its type was dropped, several when it was split.
 	// Every event returned shares e's positions, message id, metadata and
-	// stream; only Type, SchemaVersion and Data differ. An event that
+	// stream; only Type, SchemaVersion and Data differ, and the events of a
+	// split carry their place in it under MetaSplitPart (in a copy of the
+	// metadata). An event that
 	// can't be brought up to date returns an error matching ErrUpcast (an
 	// *UpcastError naming the stream, position, type and version) and out
 	// unchanged.
@@ -438,6 +441,18 @@ func (c *JSONCodec) Upcast(e Event, out []Event) ([]Event, error) {
 	if err != nil {
 		clear(out[n:])
 		return out[:n], upcastError(e, err)
+	}
+	if len(out)-n > 1 {
+		// The events of a split share the stored event's metadata map:
+		// each gets a copy naming its place in the split.
+		for i := range out[n:] {
+			md := maps.Clone(out[n+i].Metadata)
+			if md == nil {
+				md = Metadata{}
+			}
+			md[MetaSplitPart] = i
+			out[n+i].Metadata = md
+		}
 	}
 	return out, nil
 }

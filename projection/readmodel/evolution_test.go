@@ -232,3 +232,54 @@ func TestSplitSurvivesBatchIsolation(t *testing.T) {
 	require.Equal(t, v1CartState, projtest.ReadCarts(t, pool, "carts", readmodel.InRow)["default_partition/c1"].State)
 	require.EqualValues(t, 2, calls.Load(), "the batch failed once, then its events were applied one unit at a time")
 }
+
+// A read model's per-event Handler, fed by an upcasting store one event at
+// a time, applies every event of a split: the first it is given reads the
+// stored event back and applies the whole split, the others find the row
+// at their position. Without an upcaster it says what to set.
+func TestSplitThroughPerEventHandler(t *testing.T) {
+	t.Parallel()
+	pool, raw := projtest.NewDB(t)
+	ctx := projtest.Ctx(t)
+	schema := cartSchema()
+	es, err := postgres.New(pool, &postgres.Config{Upcaster: schema})
+	require.NoError(t, err)
+	newRM := func(table string, upcaster store.Upcaster) *readmodel.Projection[projtest.CartState] {
+		projtest.CreateCartTable(t, pool, table, readmodel.InRow)
+		rm, err := readmodel.New(&readmodel.Config[projtest.CartState]{
+			Table: table, EventTypes: projtest.CartTypes, ExtractKeys: projtest.CartKeys,
+			Evolve: projtest.EvolveCart, Initial: projtest.NewCart, MapToColumns: projtest.CartColumns, Upcaster: upcaster,
+		})
+		require.NoError(t, err)
+		return rm
+	}
+	rm := newRM("carts", schema)
+	last := projtest.AppendCart(t, raw, "", "c1", v1Cart...)
+	reg := projection.Registry{}
+	for _, typ := range projtest.CartTypes {
+		reg[typ] = []projection.Handler{rm.Handler()}
+	}
+	p, err := projection.New(pool, &projection.Config{Name: "carts", Store: es, Handlers: reg,
+		PollInterval: 20 * time.Millisecond, DisableNotify: true})
+	require.NoError(t, err)
+	require.NoError(t, p.Start(ctx))
+	require.NoError(t, p.WaitFor(ctx, last.LastPosition()))
+	require.NoError(t, p.Stop(ctx))
+	require.Equal(t, v1CartState, projtest.ReadCarts(t, pool, "carts", readmodel.InRow)["default_partition/c1"].State)
+
+	// Each event of the split, handed over again, changes nothing.
+	res, err := es.ReadStream(ctx, "c1", store.ReadOptions{From: 4, To: 4})
+	require.NoError(t, err)
+	require.Len(t, res.Events, 2, "ItemsAdded reads as two ItemAdded")
+	for i, e := range res.Events {
+		require.Equal(t, i, e.Metadata[store.MetaSplitPart], "the place of event %d in the split", i)
+		require.NoError(t, inTx(t, pool, func(tx pgx.Tx) error { return rm.Handler()(ctx, tx, e) }))
+	}
+	require.Equal(t, v1CartState, projtest.ReadCarts(t, pool, "carts", readmodel.InRow)["default_partition/c1"].State)
+
+	// A read model without an upcaster can't read the rest of a split.
+	bare := newRM("carts_bare", nil)
+	err = inTx(t, pool, func(tx pgx.Tx) error { return bare.Handler()(ctx, tx, res.Events[1]) })
+	require.ErrorContains(t, err, "is part of a split: set readmodel.Config.Upcaster")
+	require.Empty(t, projtest.ReadCarts(t, pool, "carts_bare", readmodel.InRow), "nothing written")
+}

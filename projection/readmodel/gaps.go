@@ -101,6 +101,36 @@ func (p *Projection[S]) fillGaps(ctx context.Context, tx pgx.Tx, rows []*rowStat
 	return nil
 }
 
+// wholeSplit reads back the stored event that e is one event of a split
+// of, and returns the events of the configured types it reads as (upcast
+// with Config.Upcaster, through Config.ReadHook). A stored event no longer
+// there (its stream archived since) reads as e alone.
+func (p *Projection[S]) wholeSplit(ctx context.Context, tx pgx.Tx, e store.Event) ([]store.Event, error) {
+	if p.cfg.Upcaster == nil {
+		return nil, fmt.Errorf("read model %q: event %s at position %d of stream %q is part of a split: set readmodel.Config.Upcaster (or a Codec that upcasts) to the store's upcaster, so the read model can read all of the split",
+			p.cfg.Table, e.Type, e.StreamPosition, e.StreamID)
+	}
+	ref := refOf(e)
+	b := &pgx.Batch{}
+	b.Queue(gapReadSQL, ref.partition, string(ref.stream), int64(e.StreamPosition), int64(e.StreamPosition), int64(ref.incarnation))
+	br := tx.SendBatch(ctx, b)
+	stored, err := p.readGap(br, gap{stream: ref, from: e.StreamPosition, to: e.StreamPosition})
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("read model %q: read the split event at position %d of stream %q: %w", p.cfg.Table, e.StreamPosition, e.StreamID, cerr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	found := [][]store.Event{stored}
+	if err := p.applyReadHook(ctx, found); err != nil {
+		return nil, err
+	}
+	if len(found[0]) == 0 {
+		return []store.Event{e}, nil
+	}
+	return found[0], nil
+}
+
 // covered reports whether every position from..to is in set.
 func covered(set map[store.Version]struct{}, from, to store.Version) bool {
 	if int64(to-from+1) > int64(len(set)) {

@@ -263,16 +263,26 @@ func (p *Projection[S]) KeyColumns() []string {
 // (no cache). Built from EventTypes and Evolve, it applies every event it
 // is given, whatever its type; built from Evolvers, it ignores events of
 // other types than theirs. With Config.Upcaster, an event handed over as
-// stored is upcast first (a split applies all its parts).
+// stored is upcast first.
 //
-// Splits need HandleBatch: a row keeps one position per stored event, and
-// the parts of a split share it, so Handler, given the parts one at a time
-// by an upcasting store (postgres.Config.Upcaster), applies the first and
-// skips the others as already applied.
+// A row keeps one position per stored event, and the events of a split
+// share it. So given any event of a split (store.MetaSplitPart), Handler
+// reads the stored event back, upcasts it with Config.Upcaster (required
+// then) and applies every event of the split of the configured types at
+// once; the split's other events then find the row at their position and
+// are skipped.
 func (p *Projection[S]) Handler() projection.Handler {
 	return func(ctx context.Context, tx pgx.Tx, e store.Event) error {
 		one := []store.Event{e}
-		relevant, err := p.relevant(one, !p.typed)
+		events := one
+		if _, split := e.Metadata[store.MetaSplitPart]; split {
+			whole, err := p.wholeSplit(ctx, tx, e)
+			if err != nil {
+				return err
+			}
+			events = whole
+		}
+		relevant, err := p.relevant(events, !p.typed)
 		if err != nil || len(relevant) == 0 {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -167,12 +168,23 @@ func testUpcastReadStream(t *testing.T, s store.EventStore) {
 	require.True(t, res.StreamExists)
 	require.Equal(t, store.Version(5), res.CurrentVersion, "the version counts stored events")
 	require.Equal(t, wantV3, seenOf(t, res.Events))
-	// Split events share everything but type, version and body.
+	// Split events share everything but type, version and body, and their
+	// place in the split.
 	a, b := res.Events[2], res.Events[3]
 	require.Equal(t, a.MessageID, b.MessageID)
 	require.Equal(t, a.GlobalPosition, b.GlobalPosition)
 	require.Equal(t, a.Position(), b.Position())
-	require.Equal(t, a.Metadata, b.Metadata)
+	require.Equal(t, 0, a.Metadata[store.MetaSplitPart])
+	require.Equal(t, 1, b.Metadata[store.MetaSplitPart])
+	am, bm := maps.Clone(a.Metadata), maps.Clone(b.Metadata)
+	delete(am, store.MetaSplitPart)
+	delete(bm, store.MetaSplitPart)
+	require.Equal(t, am, bm)
+	for i, e := range res.Events {
+		if i != 2 && i != 3 {
+			require.NotContains(t, e.Metadata, store.MetaSplitPart, "event %d is not part of a split", i)
+		}
+	}
 	// Every event decodes with the codec that upcast it.
 	codec := evolvedCodec()
 	for _, e := range res.Events {
