@@ -31,9 +31,18 @@ const crashChildEnv = "TROUPE_CRASH_CHILD"
 // sent and, in "after" mode, when it committed, and never returns it.
 type crashStore struct {
 	*postgres.Store
-	mode string
-	out  *os.File
-	mu   sync.Mutex
+	mode    string
+	out     *os.File
+	mu      sync.Mutex
+	once    sync.Once
+	started chan struct{} // closed when the first append goes out
+}
+
+func (s *crashStore) appending() { s.once.Do(func() { close(s.started) }) }
+
+func (s *crashStore) AppendToStream(ctx context.Context, stream store.StreamID, events []store.EventData, opts store.AppendOptions) (store.AppendResult, error) {
+	s.appending()
+	return s.Store.AppendToStream(ctx, stream, events, opts)
 }
 
 func (s *crashStore) say(line string) {
@@ -43,6 +52,7 @@ func (s *crashStore) say(line string) {
 }
 
 func (s *crashStore) AppendBatch(ctx context.Context, appends []store.StreamAppend) ([]store.StreamAppendResult, error) {
+	s.appending()
 	s.say(fmt.Sprintf("SENT %d", len(appends)))
 	out, err := s.Store.AppendBatch(ctx, appends)
 	if s.mode == "after" {
@@ -68,7 +78,7 @@ func crashChild(mode string) {
 	if err != nil {
 		fail(err)
 	}
-	st := &crashStore{Store: pg, mode: mode, out: os.Stdout}
+	st := &crashStore{Store: pg, mode: mode, out: os.Stdout, started: make(chan struct{})}
 	h, err := actor.New(st, &actor.Config{Logger: quietLogger(), AppendBatchesInFlight: 1})
 	if err != nil {
 		fail(err)
@@ -80,7 +90,8 @@ func crashChild(mode string) {
 	if err := h.Start(ctx); err != nil {
 		fail(err)
 	}
-	// The first append goes alone; the other 15 gather behind it (one
+	// The first append goes alone (the others are sent once it is on its
+	// way, however slow the machine); the other 15 gather behind it (one
 	// batch in flight at a time) into one batch.
 	for i := range crashStreams {
 		go func() {
@@ -88,7 +99,7 @@ func crashChild(mode string) {
 				actor.SendOptions{CommandID: fmt.Sprintf("cmd-%d", i)})
 		}()
 		if i == 0 {
-			time.Sleep(50 * time.Millisecond)
+			<-st.started
 		}
 	}
 	select {} // the parent kills us
