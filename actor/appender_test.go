@@ -184,11 +184,13 @@ func TestAppendBatchFailsAsAWhole(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			st := &batchStore{Store: memory.New(), delay: 20 * time.Millisecond}
+			st := &batchStore{Store: memory.New(), delay: 150 * time.Millisecond}
 			_, agg := startHost(t, st, actor.Config{AppendBatchesInFlight: 1})
 			ctx := context.Background()
 			// The first append goes alone and holds the only slot while
-			// the next three gather into one batch, which fails.
+			// the next three gather into one batch, which fails. (Its
+			// 150 ms leave the three time to gather on a loaded machine;
+			// 20 ms did not always.)
 			var wg sync.WaitGroup
 			results := make([]error, 4)
 			wg.Add(1)
