@@ -297,7 +297,24 @@ func (r *clusterRuntime) abortStart() {
 	}()
 	r.cl.Gossip.Shutdown()
 	r.cl.IdentityLookup.Shutdown()
-	r.cl.Remote.Shutdown(true)
+	r.stopRemote(func() { r.cl.Remote.Shutdown(true) })
+}
+
+// stopRemote runs shutdown, a graceful stop of protoactor's remoting (or
+// of the whole cluster member, which ends with it). protoactor's endpoint
+// manager may panic there ("send on closed channel": an inbound stream
+// that failed closes its channel while the manager's stop still sends on
+// it); the member has handed everything over by then, so the panic is
+// logged and the gRPC server stopped without the graceful part.
+func (r *clusterRuntime) stopRemote(shutdown func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.h.log.Warn("actor_cluster_shutdown_panic", slog.Any("panic", p))
+			defer func() { _ = recover() }()
+			r.cl.Remote.Shutdown(false)
+		}
+	}()
+	shutdown()
 }
 
 // leave waits for the requests this member is serving and shuts the
@@ -314,7 +331,7 @@ func (r *clusterRuntime) leave() bool {
 		r.cl.ActorSystem.EventStream.Unsubscribe(r.topology)
 	}
 	if started {
-		r.cl.Shutdown(true)
+		r.stopRemote(func() { r.cl.Shutdown(true) })
 	}
 	r.calls.Wait()
 	return started
