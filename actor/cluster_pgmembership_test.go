@@ -180,16 +180,7 @@ func TestClusterOnPostgresProvider(t *testing.T) {
 		require.NotEqual(t, victim.addr, survivors[0].owner("acme", s))
 		require.Equal(t, survivors[0].owner("acme", s), survivors[1].owner("acme", s))
 	}
-	counts := map[string]int{}
-	rows, err := pool.Query(t.Context(), `SELECT message_metadata->>'commandId', count(*) FROM messages WHERE message_metadata ? 'commandId' GROUP BY 1`)
-	require.NoError(t, err)
-	for rows.Next() {
-		var id string
-		var n int
-		require.NoError(t, rows.Scan(&id, &n))
-		counts[id] = n
-	}
-	require.NoError(t, rows.Err())
+	counts := commandCounts(t, pool)
 	for id := range acked {
 		require.Equal(t, 1, counts[id], "acknowledged command %s", id)
 	}

@@ -59,22 +59,12 @@ func (p *Projection[S]) queueReadModelDeletes(b *pgx.Batch, checks *[]writeCheck
 		chunk := rows[start:min(len(rows), start+perStmt)]
 		var q strings.Builder
 		q.WriteString("DELETE FROM " + p.tableSQL + " WHERE (" + strings.Join(sqls.keyCols, ", ") + ") IN (")
+		writeTuples(&q, len(chunk), len(keyCols))
+		q.WriteByte(')')
 		args := make([]any, 0, len(chunk)*len(keyCols))
-		for i, r := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteByte('(')
-			for k := range keyCols {
-				if k > 0 {
-					q.WriteString(", ")
-				}
-				fmt.Fprintf(&q, "$%d", len(args)+k+1)
-			}
-			q.WriteByte(')')
+		for _, r := range chunk {
 			args = append(args, keyArgs(keyCols, r.keys)...)
 		}
-		q.WriteByte(')')
 		b.Queue(q.String(), args...)
 		*checks = append(*checks, writeCheck{what: "delete read-model rows", want: -1})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -580,20 +581,27 @@ func insertSQL(table string, cols []string, n int) string {
 	b.WriteString(" (")
 	b.WriteString(strings.Join(cols, ", "))
 	b.WriteString(") VALUES ")
+	writeTuples(&b, n, len(cols))
+	return b.String()
+}
+
+// writeTuples writes n parenthesised tuples of width parameters each,
+// numbered from $1: ($1, $2), ($3, $4), ….
+func writeTuples(b *strings.Builder, n, width int) {
 	param := 1
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			b.WriteString(", ")
 		}
 		b.WriteByte('(')
-		for j := range cols {
+		for j := 0; j < width; j++ {
 			if j > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "$%d", param)
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(param))
 			param++
 		}
 		b.WriteByte(')')
 	}
-	return b.String()
 }
