@@ -104,7 +104,7 @@ func (p *Projection[S]) fillGaps(ctx context.Context, tx pgx.Tx, rows []*rowStat
 // wholeSplit reads back the stored event that e is one event of a split
 // of, and returns the events of the configured types it reads as (upcast
 // with Config.Upcaster, through Config.ReadHook). A stored event no longer
-// there (its stream archived since) reads as e alone.
+// there (its stream archived since) reads as e alone, if relevant.
 func (p *Projection[S]) wholeSplit(ctx context.Context, tx pgx.Tx, e store.Event) ([]store.Event, error) {
 	if p.cfg.Upcaster == nil {
 		return nil, fmt.Errorf("read model %q: event %s at position %d of stream %q is part of a split: set readmodel.Config.Upcaster (or a Codec that upcasts) to the store's upcaster, so the read model can read all of the split",
@@ -126,7 +126,7 @@ func (p *Projection[S]) wholeSplit(ctx context.Context, tx pgx.Tx, e store.Event
 		return nil, err
 	}
 	if len(found[0]) == 0 {
-		return []store.Event{e}, nil
+		return p.relevant([]store.Event{e}, !p.typed)
 	}
 	return found[0], nil
 }
@@ -198,24 +198,12 @@ func (p *Projection[S]) readGap(br pgx.BatchResults, g gap) ([]store.Event, erro
 			TransactionID: txid, Created: created, SchemaVersion: schemaVersion,
 			Incarnation: store.Incarnation(incarnation),
 		}
-		if p.cfg.Upcaster == nil {
-			out = append(out, e)
-			continue
-		}
 		// Bring the event to the current schema, as the projection's
 		// store did with the batch, and keep what is of the configured
 		// types.
-		n := len(out)
-		if out, err = p.cfg.Upcaster.Upcast(e, out); err != nil {
+		if out, err = p.appendRelevant(out, e, false); err != nil {
 			return nil, fmt.Errorf("read model %q: read missed events of stream %q: %w", p.cfg.Table, g.stream.stream, err)
 		}
-		kept := out[:n]
-		for _, x := range out[n:] {
-			if _, ok := p.types[x.Type]; ok {
-				kept = append(kept, x)
-			}
-		}
-		out = kept
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read model %q: read missed events of stream %q: %w", p.cfg.Table, g.stream.stream, err)

@@ -274,15 +274,13 @@ func (p *Projection[S]) KeyColumns() []string {
 func (p *Projection[S]) Handler() projection.Handler {
 	return func(ctx context.Context, tx pgx.Tx, e store.Event) error {
 		one := []store.Event{e}
-		events := one
+		var relevant []store.Event
+		var err error
 		if _, split := e.Metadata[store.MetaSplitPart]; split {
-			whole, err := p.wholeSplit(ctx, tx, e)
-			if err != nil {
-				return err
-			}
-			events = whole
+			relevant, err = p.wholeSplit(ctx, tx, e) // upcast and of the configured types already
+		} else {
+			relevant, err = p.relevant(one, !p.typed)
 		}
-		relevant, err := p.relevant(events, !p.typed)
 		if err != nil || len(relevant) == 0 {
 			return err
 		}
@@ -295,26 +293,38 @@ func (p *Projection[S]) Handler() projection.Handler {
 // store without an Upcaster hands events over as stored; an upcasting
 // store's are current already and pass through unchanged.
 func (p *Projection[S]) relevant(events []store.Event, all bool) ([]store.Event, error) {
+	if all && p.cfg.Upcaster == nil {
+		return events, nil
+	}
 	out := make([]store.Event, 0, len(events))
 	for _, e := range events {
-		n := len(out)
-		if p.cfg.Upcaster == nil {
-			out = append(out, e)
-		} else {
-			var err error
-			if out, err = p.cfg.Upcaster.Upcast(e, out); err != nil {
-				return nil, fmt.Errorf("read model %q: %w", p.cfg.Table, err)
-			}
+		var err error
+		if out, err = p.appendRelevant(out, e, all); err != nil {
+			return nil, fmt.Errorf("read model %q: %w", p.cfg.Table, err)
 		}
-		kept := out[:n]
-		for _, x := range out[n:] {
-			if _, ok := p.types[x.Type]; ok || all {
-				kept = append(kept, x)
-			}
-		}
-		out = kept
 	}
 	return out, nil
+}
+
+// appendRelevant appends to out what e reads as (upcast with
+// Config.Upcaster when it is set) of the configured types, or all of it.
+func (p *Projection[S]) appendRelevant(out []store.Event, e store.Event, all bool) ([]store.Event, error) {
+	n := len(out)
+	if p.cfg.Upcaster == nil {
+		out = append(out, e)
+	} else {
+		var err error
+		if out, err = p.cfg.Upcaster.Upcast(e, out); err != nil {
+			return out, err
+		}
+	}
+	kept := out[:n]
+	for _, x := range out[n:] {
+		if _, ok := p.types[x.Type]; ok || all {
+			kept = append(kept, x)
+		}
+	}
+	return kept, nil
 }
 
 // Registry returns a registry mapping each of the configured event types to
