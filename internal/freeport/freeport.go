@@ -7,6 +7,7 @@ package freeport
 import (
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 )
 
@@ -18,21 +19,31 @@ var (
 // Addr returns a 127.0.0.1 address whose port is free now and was not
 // returned before by this process.
 func Addr() (string, error) {
+	p, err := Port()
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), nil
+}
+
+// Port returns a port of 127.0.0.1 that is free now and was not returned
+// before by this process (by Port or Addr).
+func Port() (int, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	for range 100 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return "", fmt.Errorf("freeport: %w", err)
+			return 0, fmt.Errorf("freeport: %w", err)
 		}
-		a := l.Addr().(*net.TCPAddr)
+		p := l.Addr().(*net.TCPAddr).Port
 		if err := l.Close(); err != nil {
-			return "", fmt.Errorf("freeport: %w", err)
+			return 0, fmt.Errorf("freeport: %w", err)
 		}
-		if !handed[a.Port] {
-			handed[a.Port] = true
-			return a.String(), nil
+		if !handed[p] {
+			handed[p] = true
+			return p, nil
 		}
 	}
-	return "", fmt.Errorf("freeport: no new free port after 100 tries")
+	return 0, fmt.Errorf("freeport: no new free port after 100 tries")
 }

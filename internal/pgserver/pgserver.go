@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/troupehq/troupe/internal/freeport"
 )
 
 // Superuser is the role initdb creates; ConnString connects as it.
@@ -200,7 +201,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	for attempt := 1; ; attempt++ {
 		port := opts.Port
 		if port == 0 {
-			if port, err = freePort(); err != nil {
+			if port, err = freeport.Port(); err != nil {
 				return fail(err)
 			}
 		}
@@ -302,19 +303,6 @@ func initdb(ctx context.Context, binDir, dataDir, workDir string, cred *syscall.
 		return fmt.Errorf("pgserver: running initdb in %s: %w\n%s", dataDir, err, tail(out.Bytes()))
 	}
 	return nil
-}
-
-// freePort asks the kernel for a free TCP port on 127.0.0.1.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pgserver: picking a free port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, fmt.Errorf("pgserver: picking a free port: %w", err)
-	}
-	return port, nil
 }
 
 // launch starts postgres on port and waits until it accepts connections.
