@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/troupehq/troupe/projection"
@@ -87,6 +88,36 @@ var v1Cart = []store.EventData{
 
 var v1CartState = projtest.CartState{Open: true, Items: map[string]int{"y": 1, "z": 2}, Applied: 6}
 
+// upcastCarts is a migrated database of carts written by the first build:
+// raw stores events as given, es upcasts them with schema.
+type upcastCarts struct {
+	pool    *pgxpool.Pool
+	raw, es *postgres.Store
+	schema  *store.JSONCodec
+}
+
+func newUpcastCarts(t *testing.T) upcastCarts {
+	t.Helper()
+	pool, raw := projtest.NewDB(t)
+	schema := cartSchema()
+	es, err := postgres.New(pool, &postgres.Config{Upcaster: schema})
+	require.NoError(t, err)
+	return upcastCarts{pool: pool, raw: raw, es: es, schema: schema}
+}
+
+// readModel creates table and returns the cart read model on it, reading
+// the events it lacks with upcaster.
+func (u upcastCarts) readModel(t *testing.T, table string, storage readmodel.Storage, upcaster store.Upcaster) *readmodel.Projection[projtest.CartState] {
+	t.Helper()
+	projtest.CreateCartTable(t, u.pool, table, storage)
+	rm, err := readmodel.New(&readmodel.Config[projtest.CartState]{
+		Table: table, Storage: storage, EventTypes: projtest.CartTypes, ExtractKeys: projtest.CartKeys,
+		Evolve: projtest.EvolveCart, Initial: projtest.NewCart, MapToColumns: projtest.CartColumns, Upcaster: upcaster,
+	})
+	require.NoError(t, err)
+	return rm
+}
+
 // syncBuffer is a log sink safe for concurrent writes.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -112,18 +143,10 @@ func TestReadModelOfUpcastEvents(t *testing.T) {
 	for _, storage := range projtest.Storages {
 		t.Run(storage.String(), func(t *testing.T) {
 			t.Parallel()
-			pool, raw := projtest.NewDB(t)
+			u := newUpcastCarts(t)
+			pool, raw, es := u.pool, u.raw, u.es
 			ctx := projtest.Ctx(t)
-			schema := cartSchema()
-			es, err := postgres.New(pool, &postgres.Config{Upcaster: schema})
-			require.NoError(t, err)
-			projtest.CreateCartTable(t, pool, "carts", storage)
-			rm, err := readmodel.New(&readmodel.Config[projtest.CartState]{
-				Table: "carts", Storage: storage, EventTypes: projtest.CartTypes, ExtractKeys: projtest.CartKeys,
-				Evolve: projtest.EvolveCart, Initial: projtest.NewCart, MapToColumns: projtest.CartColumns,
-				Upcaster: schema,
-			})
-			require.NoError(t, err)
+			rm := u.readModel(t, "carts", storage, u.schema)
 			last := projtest.AppendCart(t, raw, "", "c1", v1Cart...)
 
 			p, err := projection.New(pool, &projection.Config{Name: "carts", Store: es, BatchHandlers: []projection.BatchHandler{rm},
@@ -143,13 +166,7 @@ func TestReadModelOfUpcastEvents(t *testing.T) {
 
 			// A row that misses earlier events reads them from the
 			// messages table itself, upcast with Config.Upcaster.
-			rm2, err := readmodel.New(&readmodel.Config[projtest.CartState]{
-				Table: "carts2", Storage: storage, EventTypes: projtest.CartTypes, ExtractKeys: projtest.CartKeys,
-				Evolve: projtest.EvolveCart, Initial: projtest.NewCart, MapToColumns: projtest.CartColumns,
-				Upcaster: schema,
-			})
-			require.NoError(t, err)
-			projtest.CreateCartTable(t, pool, "carts2", storage)
+			rm2 := u.readModel(t, "carts2", storage, u.schema)
 			res, err := es.ReadStream(ctx, "c1", store.ReadOptions{From: 7})
 			require.NoError(t, err)
 			require.Len(t, res.Events, 1)
@@ -164,17 +181,10 @@ func TestReadModelOfUpcastEvents(t *testing.T) {
 // retries, the checkpoint stays, and the logs name the event.
 func TestProjectionStallsOnEventItCannotUpcast(t *testing.T) {
 	t.Parallel()
-	pool, raw := projtest.NewDB(t)
+	u := newUpcastCarts(t)
+	pool, raw, es := u.pool, u.raw, u.es
 	ctx := projtest.Ctx(t)
-	schema := cartSchema()
-	es, err := postgres.New(pool, &postgres.Config{Upcaster: schema})
-	require.NoError(t, err)
-	projtest.CreateCartTable(t, pool, "carts", readmodel.InRow)
-	rm, err := readmodel.New(&readmodel.Config[projtest.CartState]{
-		Table: "carts", EventTypes: projtest.CartTypes, ExtractKeys: projtest.CartKeys,
-		Evolve: projtest.EvolveCart, Initial: projtest.NewCart, Upcaster: schema,
-	})
-	require.NoError(t, err)
+	rm := u.readModel(t, "carts", readmodel.InRow, u.schema)
 	projtest.AppendCart(t, raw, "", "c1", v1Cart[:2]...)
 	newer := v1Event(projtest.TypeAdded, `{"cart":"c2","sku":"x","qty":1,"unit":"kg"}`)
 	newer.SchemaVersion = "4"
@@ -202,17 +212,10 @@ func TestProjectionStallsOnEventItCannotUpcast(t *testing.T) {
 // model gets both halves.
 func TestSplitSurvivesBatchIsolation(t *testing.T) {
 	t.Parallel()
-	pool, raw := projtest.NewDB(t)
+	u := newUpcastCarts(t)
+	pool, raw, es := u.pool, u.raw, u.es
 	ctx := projtest.Ctx(t)
-	schema := cartSchema()
-	es, err := postgres.New(pool, &postgres.Config{Upcaster: schema})
-	require.NoError(t, err)
-	projtest.CreateCartTable(t, pool, "carts", readmodel.InRow)
-	rm, err := readmodel.New(&readmodel.Config[projtest.CartState]{
-		Table: "carts", EventTypes: projtest.CartTypes, ExtractKeys: projtest.CartKeys,
-		Evolve: projtest.EvolveCart, Initial: projtest.NewCart, MapToColumns: projtest.CartColumns, Upcaster: schema,
-	})
-	require.NoError(t, err)
+	rm := u.readModel(t, "carts", readmodel.InRow, u.schema)
 	last := projtest.AppendCart(t, raw, "", "c1", v1Cart...)
 	var calls atomic.Int32
 	flaky := func(context.Context, pgx.Tx, store.Event) error {
@@ -239,21 +242,10 @@ func TestSplitSurvivesBatchIsolation(t *testing.T) {
 // at their position. Without an upcaster it says what to set.
 func TestSplitThroughPerEventHandler(t *testing.T) {
 	t.Parallel()
-	pool, raw := projtest.NewDB(t)
+	u := newUpcastCarts(t)
+	pool, raw, es := u.pool, u.raw, u.es
 	ctx := projtest.Ctx(t)
-	schema := cartSchema()
-	es, err := postgres.New(pool, &postgres.Config{Upcaster: schema})
-	require.NoError(t, err)
-	newRM := func(table string, upcaster store.Upcaster) *readmodel.Projection[projtest.CartState] {
-		projtest.CreateCartTable(t, pool, table, readmodel.InRow)
-		rm, err := readmodel.New(&readmodel.Config[projtest.CartState]{
-			Table: table, EventTypes: projtest.CartTypes, ExtractKeys: projtest.CartKeys,
-			Evolve: projtest.EvolveCart, Initial: projtest.NewCart, MapToColumns: projtest.CartColumns, Upcaster: upcaster,
-		})
-		require.NoError(t, err)
-		return rm
-	}
-	rm := newRM("carts", schema)
+	rm := u.readModel(t, "carts", readmodel.InRow, u.schema)
 	last := projtest.AppendCart(t, raw, "", "c1", v1Cart...)
 	reg := projection.Registry{}
 	for _, typ := range projtest.CartTypes {
@@ -278,7 +270,7 @@ func TestSplitThroughPerEventHandler(t *testing.T) {
 	require.Equal(t, v1CartState, projtest.ReadCarts(t, pool, "carts", readmodel.InRow)["default_partition/c1"].State)
 
 	// A read model without an upcaster can't read the rest of a split.
-	bare := newRM("carts_bare", nil)
+	bare := u.readModel(t, "carts_bare", readmodel.InRow, nil)
 	err = inTx(t, pool, func(tx pgx.Tx) error { return bare.Handler()(ctx, tx, res.Events[1]) })
 	require.ErrorContains(t, err, "is part of a split: set readmodel.Config.Upcaster")
 	require.Empty(t, projtest.ReadCarts(t, pool, "carts_bare", readmodel.InRow), "nothing written")
