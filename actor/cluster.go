@@ -199,10 +199,11 @@ type clusterRuntime struct {
 	leaving     bool // serving no more requests (set before serving.Wait)
 	failed      bool // a Start failed to join
 	topology    *eventstream.Subscription
-	// known is the member list of the last topology event: protoactor's
-	// MemberList.Members reads its set without a lock, so Members and
-	// Owner read this copy instead.
-	known []*cluster.Member
+	// known is the addresses (sorted) of the members of the last topology
+	// event, and rdv its placement: protoactor's MemberList.Members reads
+	// its set without a lock, so Members and Owner read these instead.
+	known []string
+	rdv   *cluster.Rendezvous
 }
 
 func newClusterRuntime(h *Host, c *ClusterConfig) (*clusterRuntime, error) {
@@ -259,8 +260,15 @@ func (r *clusterRuntime) start() (err error) {
 		if !ok {
 			return
 		}
+		rdv := cluster.NewRendezvous()
+		rdv.UpdateMembers(t.Members)
+		addrs := make([]string, 0, len(t.Members))
+		for _, m := range t.Members {
+			addrs = append(addrs, m.Address())
+		}
+		slices.Sort(addrs)
 		r.mu.Lock()
-		r.known = slices.Clone(t.Members)
+		r.known, r.rdv = addrs, rdv
 		r.mu.Unlock()
 		if len(t.Left) > 0 {
 			left := make(map[string]bool, len(t.Left))
@@ -355,24 +363,18 @@ func (r *clusterRuntime) announceLeaving() {
 func (r *clusterRuntime) member() string { return r.cl.ActorSystem.Address() }
 
 func (r *clusterRuntime) members() []string {
-	ms := r.knownMembers()
-	out := make([]string, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, m.Address())
-	}
-	slices.Sort(out)
-	return out
-}
-
-func (r *clusterRuntime) knownMembers() []*cluster.Member {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.known
+	return slices.Clone(r.known)
 }
 
 func (r *clusterRuntime) owner(k key) string {
-	rdv := cluster.NewRendezvous()
-	rdv.UpdateMembers(r.knownMembers())
+	r.mu.Lock()
+	rdv := r.rdv
+	r.mu.Unlock()
+	if rdv == nil {
+		return ""
+	}
 	return rdv.GetByClusterIdentity(cluster.NewClusterIdentity(identityOf(k), streamGrainKind))
 }
 
